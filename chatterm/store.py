@@ -1,0 +1,459 @@
+"""The history: one SQLite database shared by ``chatterm ask`` and the TUI.
+
+Why it is shaped this way:
+
+* WAL mode, a busy timeout and short ``BEGIN IMMEDIATE`` transactions let several chatterm
+  processes write at once without losing anything.
+* Schema changes are ordered migrations keyed on ``PRAGMA user_version``; a database written by
+  a newer chatterm is refused instead of being silently damaged.
+* Messages form a tree (``parent_id``) so editing a message branches instead of overwriting;
+  a conversation remembers its active leaf. Reading one conversation touches only its rows
+  (indexed by ``conversation_id``), never the whole history.
+* API keys never reach this module: messages record backend, model and options only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1
+    """
+    CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        system_prompt TEXT,
+        options TEXT NOT NULL DEFAULT '{}',
+        active_leaf_id INTEGER,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX conversations_by_update ON conversations(updated_at DESC);
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        reasoning TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'complete',
+        error TEXT,
+        backend TEXT,
+        model TEXT,
+        options TEXT NOT NULL DEFAULT '{}',
+        prompt_tokens INTEGER,
+        completion_tokens INTEGER,
+        finish_reason TEXT,
+        first_token_s REAL,
+        duration_s REAL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        content, content='messages', content_rowid='id', tokenize='unicode61'
+    );
+    CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+    END;
+    CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    END;
+    CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+    END;
+    """,
+)
+
+# Message status values.
+COMPLETE = "complete"
+STREAMING = "streaming"
+INTERRUPTED = "interrupted"
+ERROR = "error"
+
+
+class StoreError(Exception):
+    """The history cannot be used; ``message`` is one line for the user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: str
+    title: str
+    system_prompt: str | None
+    options: dict[str, Any]
+    active_leaf_id: int | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: int
+    conversation_id: str
+    parent_id: int | None
+    role: str
+    content: str
+    reasoning: str
+    status: str
+    error: str | None
+    backend: str | None
+    model: str | None
+    options: dict[str, Any]
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    finish_reason: str | None
+    first_token_s: float | None
+    duration_s: float | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    conversation_id: str
+    conversation_title: str
+    message_id: int
+    role: str
+    snippet: str
+    created_at: float
+
+
+_CONV_COLS = "id, title, system_prompt, options, active_leaf_id, created_at, updated_at"
+_MSG_COLS = (
+    "id, conversation_id, parent_id, role, content, reasoning, status, error, backend, model,"
+    " options, prompt_tokens, completion_tokens, finish_reason, first_token_s, duration_s,"
+    " created_at"
+)
+
+
+def _conversation(row: tuple[Any, ...]) -> Conversation:
+    return Conversation(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
+
+
+def _message(row: tuple[Any, ...]) -> Message:
+    values = list(row)
+    values[10] = json.loads(values[10])
+    return Message(*values)
+
+
+def title_from_prompt(prompt: str, limit: int = 60) -> str:
+    """First non-empty line of the prompt, shortened: what users recognise in a list."""
+    for line in prompt.splitlines():
+        line = " ".join(line.split())
+        if line:
+            return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+    return "(empty)"
+
+
+def _create_private_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+class HistoryStore:
+    """All reads and writes of the history database. Not shared across threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            if str(path) != ":memory:":
+                _create_private_file(path)
+            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open history database {path}: {exc}") from exc
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"history database {self.path} was written by a newer chatterm (schema "
+                f"{version}, this one knows {SCHEMA_VERSION}); upgrade chatterm to use it"
+            )
+        while version < SCHEMA_VERSION:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                # Another process may have migrated while we waited for the lock.
+                current = self._db.execute("PRAGMA user_version").fetchone()[0]
+                if current == version:
+                    for statement in _split_sql(_MIGRATIONS[version]):
+                        self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version = {version + 1}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _write(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        """One statement in its own short write transaction."""
+        try:
+            return self._db.execute(sql, tuple(params))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot write history database {self.path}: {exc}") from exc
+
+    # --- conversations -------------------------------------------------------------------
+
+    def create_conversation(
+        self,
+        title: str,
+        system_prompt: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Conversation:
+        now = time.time()
+        conv_id = secrets.token_hex(6)
+        self._write(
+            "INSERT INTO conversations (id, title, system_prompt, options, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (conv_id, title, system_prompt, json.dumps(dict(options or {})), now, now),
+        )
+        return Conversation(conv_id, title, system_prompt, dict(options or {}), None, now, now)
+
+    def get_conversation(self, conv_id: str) -> Conversation | None:
+        """Look up by full id or by a unique prefix (users type short ids)."""
+        row = self._db.execute(
+            f"SELECT {_CONV_COLS} FROM conversations WHERE id = ?", (conv_id,)
+        ).fetchone()
+        if row is None and conv_id:
+            rows = self._db.execute(
+                f"SELECT {_CONV_COLS} FROM conversations WHERE id >= ? AND id < ? LIMIT 2",
+                (conv_id, conv_id + "\U0010ffff"),
+            ).fetchall()
+            if len(rows) > 1:
+                raise StoreError(f"conversation id {conv_id!r} is ambiguous; give more of it")
+            row = rows[0] if rows else None
+        return _conversation(row) if row else None
+
+    def latest_conversation(self) -> Conversation | None:
+        row = self._db.execute(
+            f"SELECT {_CONV_COLS} FROM conversations ORDER BY updated_at DESC LIMIT 1"
+        ).fetchone()
+        return _conversation(row) if row else None
+
+    def list_conversations(self, limit: int = 50, offset: int = 0) -> list[Conversation]:
+        rows = self._db.execute(
+            f"SELECT {_CONV_COLS} FROM conversations ORDER BY updated_at DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        ).fetchall()
+        return [_conversation(r) for r in rows]
+
+    def count_conversations(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM conversations").fetchone()[0])
+
+    def rename_conversation(self, conv_id: str, title: str) -> None:
+        self._write("UPDATE conversations SET title = ? WHERE id = ?", (title, conv_id))
+
+    def update_conversation_settings(
+        self,
+        conv_id: str,
+        *,
+        system_prompt: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if system_prompt is not None:
+            self._write(
+                "UPDATE conversations SET system_prompt = ? WHERE id = ?",
+                (system_prompt or None, conv_id),
+            )
+        if options is not None:
+            self._write(
+                "UPDATE conversations SET options = ? WHERE id = ?",
+                (json.dumps(dict(options)), conv_id),
+            )
+
+    def set_active_leaf(self, conv_id: str, message_id: int | None) -> None:
+        self._write(
+            "UPDATE conversations SET active_leaf_id = ? WHERE id = ?", (message_id, conv_id)
+        )
+
+    def delete_conversation(self, conv_id: str) -> bool:
+        self._write("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("DELETE FROM messages WHERE conversation_id = ?", (conv_id,))
+            cur = self._db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return cur.rowcount > 0
+
+    # --- messages ------------------------------------------------------------------------
+
+    def add_message(
+        self,
+        conv_id: str,
+        role: str,
+        content: str,
+        *,
+        parent_id: int | None = None,
+        status: str = COMPLETE,
+        backend: str | None = None,
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Message:
+        """Append a message as a child of ``parent_id`` and make it the active leaf."""
+        now = time.time()
+        self._write("BEGIN IMMEDIATE")
+        try:
+            cur = self._db.execute(
+                "INSERT INTO messages (conversation_id, parent_id, role, content, status,"
+                " backend, model, options, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conv_id, parent_id, role, content, status, backend, model,
+                    json.dumps(dict(options or {})), now,
+                ),
+            )
+            message_id = int(cur.lastrowid or 0)
+            self._db.execute(
+                "UPDATE conversations SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
+                (message_id, now, conv_id),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return Message(
+            message_id, conv_id, parent_id, role, content, "", status, None, backend, model,
+            dict(options or {}), None, None, None, None, None, now,
+        )
+
+    def update_message(
+        self,
+        message_id: int,
+        *,
+        content: str | None = None,
+        reasoning: str | None = None,
+        status: str | None = None,
+        error: str | None = None,
+        model: str | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        finish_reason: str | None = None,
+        first_token_s: float | None = None,
+        duration_s: float | None = None,
+    ) -> None:
+        """Record streaming progress or the outcome of a reply; None leaves a field as is."""
+        fields = {
+            "content": content, "reasoning": reasoning, "status": status, "error": error,
+            "model": model, "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens, "finish_reason": finish_reason,
+            "first_token_s": first_token_s, "duration_s": duration_s,
+        }
+        sets = {k: v for k, v in fields.items() if v is not None}
+        if not sets:
+            return
+        assignments = ", ".join(f"{k} = ?" for k in sets)
+        self._write(
+            f"UPDATE messages SET {assignments} WHERE id = ?", (*sets.values(), message_id)
+        )
+
+    def get_message(self, message_id: int) -> Message | None:
+        row = self._db.execute(
+            f"SELECT {_MSG_COLS} FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        return _message(row) if row else None
+
+    def all_messages(self, conv_id: str) -> list[Message]:
+        """Every message of a conversation, all branches, oldest first."""
+        rows = self._db.execute(
+            f"SELECT {_MSG_COLS} FROM messages WHERE conversation_id = ? ORDER BY id",
+            (conv_id,),
+        ).fetchall()
+        return [_message(r) for r in rows]
+
+    def branch(self, conv_id: str, leaf_id: int | None = None) -> list[Message]:
+        """The messages from the root to ``leaf_id`` (default: the active leaf), in order."""
+        if leaf_id is None:
+            conv = self.get_conversation(conv_id)
+            if conv is None:
+                return []
+            leaf_id = conv.active_leaf_id
+        if leaf_id is None:
+            return []
+        by_id = {m.id: m for m in self.all_messages(conv_id)}
+        path: list[Message] = []
+        current = by_id.get(leaf_id)
+        while current is not None:
+            path.append(current)
+            current = by_id.get(current.parent_id) if current.parent_id is not None else None
+        path.reverse()
+        return path
+
+    def children(self, message_id: int) -> list[Message]:
+        rows = self._db.execute(
+            f"SELECT {_MSG_COLS} FROM messages WHERE parent_id = ? ORDER BY id", (message_id,)
+        ).fetchall()
+        return [_message(r) for r in rows]
+
+    # --- search --------------------------------------------------------------------------
+
+    def search(self, text: str, limit: int = 50) -> list[SearchHit]:
+        """Full-text search over message content; each word must appear (prefix match)."""
+        query = _fts_query(text)
+        if not query:
+            return []
+        rows = self._db.execute(
+            "SELECT m.conversation_id, c.title, m.id, m.role,"
+            " snippet(messages_fts, 0, '', '', '…', 12), m.created_at"
+            " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
+            " JOIN conversations c ON c.id = m.conversation_id"
+            " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
+            (query, limit),
+        ).fetchall()
+        return [SearchHit(*row) for row in rows]
+
+
+def _fts_query(text: str) -> str:
+    """Quote every word so user text is never parsed as FTS syntax."""
+    words = [w.replace('"', '""') for w in text.split()]
+    return " ".join(f'"{w}"*' for w in words if w)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies whole."""
+    statements: list[str] = []
+    current: list[str] = []
+    in_trigger = False
+    for line in script.strip().splitlines():
+        current.append(line)
+        stripped = line.strip().upper()
+        if stripped.startswith("CREATE TRIGGER"):
+            in_trigger = True
+        if (in_trigger and stripped == "END;") or (not in_trigger and stripped.endswith(";")):
+            statements.append("\n".join(current))
+            current = []
+            in_trigger = False
+    if any(s.strip() for s in current):
+        statements.append("\n".join(current))
+    return statements
