@@ -45,6 +45,8 @@ def load_backend_class(name: str) -> type[Backend]:
                 f"backend {name} needs {missing}, which is not installed: run {hint}"
             ) from exc
         raise BackendUnavailable(f"backend {name} failed to import: {exc}") from exc
+    except AttributeError as exc:
+        raise BackendUnavailable(f"backend {name} is broken: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise BackendUnavailable(f"entry point {name!r} is not a chatterm Backend subclass")
     return cls

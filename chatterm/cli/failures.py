@@ -1,0 +1,57 @@
+"""Turning any failure into one line on stderr and the documented exit code.
+
+Exit codes: 0 success, 1 backend or server error, 2 usage or config error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+
+class Failure(Exception):
+    """A CLI-level failure with its exit code (usage errors, nothing to ask, ...)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+def report_failure(exc: BaseException, debug: bool) -> int:
+    """Print ``exc`` for a user and return the exit code. Tracebacks only with --debug."""
+    if isinstance(exc, KeyboardInterrupt):
+        print("chatterm: interrupted", file=sys.stderr)
+        return 130
+    if isinstance(exc, BrokenPipeError):
+        _silence_stdout()
+        return 141
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    message = getattr(exc, "message", None)
+    code = getattr(exc, "exit_code", None)
+    if isinstance(message, str) and isinstance(code, int):
+        print(f"chatterm: error: {message}", file=sys.stderr)
+        return code
+    print(
+        f"chatterm: internal error: {type(exc).__name__}: {_one_line(str(exc))}"
+        + ("" if debug else " (run with --debug for details)"),
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _silence_stdout() -> None:
+    """After the reader of a pipe went away, stop Python from complaining at exit."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

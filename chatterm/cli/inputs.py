@@ -1,0 +1,52 @@
+"""The stdin rule: piped stdin is sent first, then a blank line, then the prompt argument.
+
+``cat notes.txt | chatterm ask "summarise"`` sends the notes, a blank line, "summarise";
+``echo q | chatterm ask`` and ``echo q | chatterm`` send stdin alone. Putting the material first
+and the instruction last is what instruct models answer best, and matches sgpt and mods.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from chatterm.cli.failures import Failure
+
+# Beyond this, piping is almost certainly a mistake (a binary, a whole log directory); the
+# limit is far above any model's context so real documents pass untouched.
+MAX_STDIN_BYTES = 64 * 1024 * 1024
+
+
+def read_piped_stdin() -> str:
+    """Read all of stdin when it is not a terminal; '' when it is (or there is none)."""
+    stream = sys.stdin
+    try:
+        if stream is None or stream.isatty():
+            return ""
+        data = stream.buffer.read(MAX_STDIN_BYTES + 1)
+    except (OSError, ValueError):
+        return ""
+    if len(data) > MAX_STDIN_BYTES:
+        raise Failure(
+            f"stdin is larger than {MAX_STDIN_BYTES // (1024 * 1024)} MB; "
+            "pass a smaller excerpt (e.g. with head -c)"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Failure(
+            f"stdin is not UTF-8 text (invalid byte at offset {exc.start}); "
+            "convert it first, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+
+
+def compose_prompt(argument: str | None, stdin_text: str) -> str:
+    """Apply the stdin rule; an empty result is a usage error."""
+    argument = argument if argument and argument.strip() else None
+    material = stdin_text if stdin_text.strip() else None
+    if material and argument:
+        return f"{material.rstrip()}\n\n{argument}"
+    if material:
+        return material
+    if argument:
+        return argument
+    raise Failure("nothing to ask: give a prompt (chatterm ask \"...\") or pipe text into stdin")

@@ -1,0 +1,114 @@
+"""Flags shared by `ask`, the TUI and `models`, declared once so they read the same everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import typer
+
+Model = Annotated[str | None, typer.Option("--model", "-m", help="Model id or local folder.")]
+BackendName = Annotated[
+    str | None, typer.Option("--backend", help="Backend name (openai, local, or a plugin).")
+]
+BaseUrl = Annotated[
+    str | None,
+    typer.Option("--base-url", help="OpenAI-compatible server URL, e.g. http://localhost:8000/v1."),
+]
+ProfileName = Annotated[
+    str | None, typer.Option("--profile", "-p", help="Profile from the config file.")
+]
+System = Annotated[str | None, typer.Option("--system", "-s", help="System prompt.")]
+Continue = Annotated[
+    bool, typer.Option("--continue", "-c", help="Continue the most recent conversation.")
+]
+Session = Annotated[
+    str | None, typer.Option("--session", help="Continue the conversation with this id.")
+]
+Options = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option", "-o", metavar="KEY VALUE",
+        help="Backend option: -o temperature 0.2 or -o temperature=0.2 (repeat -o stop X).",
+    ),
+]
+Temperature = Annotated[
+    float | None, typer.Option("--temperature", help="Same as -o temperature VALUE.")
+]
+MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Same as -o max_tokens N.")]
+Debug = Annotated[
+    bool, typer.Option("--debug", help="Show tracebacks and backend details on stderr.")
+]
+
+
+@dataclass(slots=True)
+class CommonOptions:
+    """How to reach a model: the flags every entry point takes."""
+
+    model: str | None = None
+    backend: str | None = None
+    base_url: str | None = None
+    profile: str | None = None
+    system: str | None = None
+    continue_last: bool = False
+    session: str | None = None
+    option: list[str] = field(default_factory=list)
+    temperature: float | None = None
+    max_tokens: int | None = None
+    debug: bool = False
+
+    def raw_options(self) -> dict[str, Any]:
+        """Options as given on the command line; `stop` may repeat and becomes a list."""
+        raw: dict[str, Any] = {}
+        for item in self.option:
+            key, _, value = item.partition("=")
+            name = key.replace("-", "_")
+            if name == "stop":
+                raw.setdefault("stop", []).append(value)
+            else:
+                raw[name] = value
+        if self.temperature is not None:
+            raw["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            raw["max_tokens"] = self.max_tokens
+        return raw
+
+
+@dataclass(slots=True)
+class AskOutput:
+    """How `ask` prints."""
+
+    raw: bool = False
+    no_stream: bool = False
+    json: bool = False
+    no_log: bool = False
+    usage: bool = False
+
+
+_OPTION_FLAGS = ("-o", "--option")
+_COMMANDS_WITHOUT_OPTIONS = {"sessions", "config", "models", "backends"}
+
+
+def normalise_option_args(argv: list[str]) -> list[str]:
+    """Rewrite `-o KEY VALUE` into `-o KEY=VALUE` before parsing.
+
+    Users know `-o KEY VALUE` from llm, and `-o key=value` from elsewhere; the parser takes one
+    value per flag, so both spellings are folded into the second here. Keys never contain '='.
+    """
+    if argv and argv[0] in _COMMANDS_WITHOUT_OPTIONS:
+        return argv
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            out.extend(argv[i:])
+            break
+        if token in _OPTION_FLAGS and i + 1 < len(argv) and "=" not in argv[i + 1]:
+            if i + 2 < len(argv):
+                out += [token, f"{argv[i + 1]}={argv[i + 2]}"]
+                i += 3
+                continue
+        out.append(token)
+        i += 1
+    return out

@@ -1,0 +1,125 @@
+"""`chatterm sessions ...`: the history from the shell."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from chatterm.cli.failures import Failure
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _store():  # type: ignore[no-untyped-def]
+    from chatterm.paths import history_path
+    from chatterm.store import HistoryStore
+
+    return HistoryStore(history_path())
+
+
+def _ago(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def _safe(text: str) -> str:
+    """Titles and snippets are user/model text: no control characters on the terminal."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("list")
+    def list_(
+        limit: Annotated[int, typer.Option("--limit", "-l", help="How many to show.")] = 20,
+        json_out: JsonFlag = False,
+    ) -> None:
+        """Most recent conversations first."""
+        from chatterm.export import conversation_json
+
+        with _store() as store:
+            conversations = store.list_conversations(limit=limit)
+        if json_out:
+            data = [conversation_json(c, []) | {"messages": None} for c in conversations]
+            typer.echo(json.dumps(data, ensure_ascii=False))
+            return
+        for c in conversations:
+            typer.echo(f"{c.id}  {_ago(c.updated_at)}  {_safe(c.title)}")
+
+    @app.command("show")
+    def show(
+        conversation_id: Annotated[str, typer.Argument(metavar="ID")],
+        json_out: JsonFlag = False,
+    ) -> None:
+        """Print a conversation (its active branch)."""
+        from chatterm.export import to_json, to_markdown
+
+        with _store() as store:
+            conv = _get(store, conversation_id)
+            messages = store.branch(conv.id)
+        typer.echo(to_json(conv, messages) if json_out else to_markdown(conv, messages))
+
+    @app.command("search")
+    def search(
+        text: Annotated[list[str], typer.Argument(help="Words to find (all must match).")],
+        limit: Annotated[int, typer.Option("--limit", "-l")] = 20,
+        json_out: JsonFlag = False,
+    ) -> None:
+        """Full-text search over every message."""
+        with _store() as store:
+            hits = store.search(" ".join(text), limit=limit)
+        if json_out:
+            data = [
+                {
+                    "conversation_id": h.conversation_id, "title": h.conversation_title,
+                    "message_id": h.message_id, "role": h.role, "snippet": h.snippet,
+                    "created_at": h.created_at,
+                }
+                for h in hits
+            ]
+            typer.echo(json.dumps(data, ensure_ascii=False))
+            return
+        for h in hits:
+            typer.echo(f"{h.conversation_id}  {_safe(h.conversation_title)}  [{h.role}] {_safe(h.snippet)}")
+        if not hits:
+            print("chatterm: no matches", file=sys.stderr)
+
+    @app.command("export")
+    def export(
+        conversation_id: Annotated[str, typer.Argument(metavar="ID")],
+        fmt: Annotated[str, typer.Option("--format", "-f", help="md or json")] = "md",
+        output: Annotated[
+            str | None, typer.Option("--output", help="File to write (default stdout).")
+        ] = None,
+    ) -> None:
+        """Export a conversation as Markdown or JSON."""
+        from chatterm.export import to_json, to_markdown
+
+        if fmt not in ("md", "json"):
+            raise Failure(f"unknown format {fmt!r}: use md or json")
+        with _store() as store:
+            conv = _get(store, conversation_id)
+            messages = store.branch(conv.id)
+        text = to_json(conv, messages) if fmt == "json" else to_markdown(conv, messages)
+        if output:
+            with open(output, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+        else:
+            typer.echo(text)
+
+    @app.command("rm")
+    def rm(conversation_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+        """Delete a conversation and all its messages."""
+        with _store() as store:
+            conv = _get(store, conversation_id)
+            store.delete_conversation(conv.id)
+        print(f"chatterm: deleted {conv.id}", file=sys.stderr)
+
+
+def _get(store, conversation_id: str):  # type: ignore[no-untyped-def]
+    conv = store.get_conversation(conversation_id)
+    if conv is None:
+        raise Failure(f"no conversation {conversation_id!r} (see `chatterm sessions list`)")
+    return conv

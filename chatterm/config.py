@@ -1,0 +1,228 @@
+"""The config file and how flags, environment and file combine into one backend choice.
+
+Precedence is always: command-line flags, then environment variables, then the config file.
+The file is validated strictly so a typo is reported (file and line) instead of ignored.
+
+Example ``config.toml``::
+
+    default_profile = "local-vllm"
+
+    [profiles.openai]
+    backend = "openai"
+    model = "gpt-4o-mini"
+    api_key_env = "OPENAI_API_KEY"
+
+    [profiles.local-vllm]
+    backend = "openai"
+    base_url = "http://localhost:8000/v1"
+    model = "Qwen/Qwen2.5-7B-Instruct"
+    options = { temperature = 0.2 }
+
+    [tui]
+    theme = "chatterm-dusk"
+
+    [keys]
+    stop = "escape"
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chatterm import paths
+from chatterm.backend import BackendConfig
+
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``message`` is one line naming the file."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    backend: str | None = None
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    system_prompt: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    exists: bool = False
+    default_profile: str | None = None
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    tui: dict[str, Any] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+_PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "backend": str,
+    "model": str,
+    "base_url": str,
+    "api_key_env": str,
+    "api_key": str,
+    "system_prompt": str,
+    "options": dict,
+}
+_TOP_KEYS = {"default_profile", "profiles", "tui", "keys"}
+
+
+def load_config(path: Path | None = None) -> Config:
+    path = path or config_file_path()
+    try:
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        return Config(path=path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw_bytes.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    return _parse(path, data)
+
+
+def config_file_path() -> Path:
+    override = os.environ.get("CHATTERM_CONFIG")
+    return Path(override) if override else paths.config_path()
+
+
+def _parse(path: Path, data: dict[str, Any]) -> Config:
+    def fail(what: str) -> ConfigError:
+        return ConfigError(f"config file {path}: {what}")
+
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise fail(f"unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+    profiles: dict[str, Profile] = {}
+    raw_profiles = data.get("profiles", {})
+    if not isinstance(raw_profiles, dict):
+        raise fail("[profiles] must be a table")
+    for name, body in raw_profiles.items():
+        if not isinstance(body, dict):
+            raise fail(f"[profiles.{name}] must be a table")
+        for key, value in body.items():
+            expected = _PROFILE_KEYS.get(key)
+            if expected is None:
+                raise fail(
+                    f"[profiles.{name}] has unknown key {key!r} "
+                    f"(known: {', '.join(sorted(_PROFILE_KEYS))})"
+                )
+            if not isinstance(value, expected):
+                raise fail(f"[profiles.{name}] {key} must be a {_type_name(expected)}")
+        profiles[name] = Profile(name=name, **body)
+    default = data.get("default_profile")
+    if default is not None and (not isinstance(default, str) or default not in profiles):
+        raise fail(f"default_profile {default!r} is not a profile defined in the file")
+    tui = data.get("tui", {})
+    keys = data.get("keys", {})
+    if not isinstance(tui, dict):
+        raise fail("[tui] must be a table")
+    if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
+        raise fail("[keys] must map binding ids to key names (strings)")
+    if any(p.api_key for p in profiles.values()):
+        _check_private(path)
+    return Config(path, True, default, profiles, dict(tui), dict(keys))
+
+
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    return "table" if expected is dict else "string"
+
+
+def _check_private(path: Path) -> None:
+    """A file holding a key must not be readable by others: refuse rather than leak."""
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"config file {path} holds an api_key but is readable by other users; "
+            f"run: chmod 600 {path}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The backend to use and everything needed to build it."""
+
+    backend: str
+    backend_config: BackendConfig
+    options: dict[str, Any]
+    profile: str | None
+    system_prompt: str | None
+    chosen_by_default: bool = False
+
+
+def resolve(
+    config: Config,
+    *,
+    profile: str | None = None,
+    backend: str | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    system_prompt: str | None = None,
+    debug: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> Choice:
+    """Combine flags (the keyword arguments), environment and file into one backend choice."""
+    env = os.environ if env is None else env
+    profile_name = profile or env.get("CHATTERM_PROFILE") or config.default_profile
+    chosen = Profile(name="(none)")
+    if profile_name:
+        if profile_name not in config.profiles:
+            known = ", ".join(sorted(config.profiles)) or "none defined"
+            raise ConfigError(
+                f"no profile {profile_name!r} in {config.path} (profiles: {known})"
+            )
+        chosen = config.profiles[profile_name]
+
+    env_base = env.get("OPENAI_BASE_URL")
+    key_env = chosen.api_key_env or DEFAULT_KEY_ENV
+    env_key = env.get(key_env)
+    by_default = False
+    name = backend or chosen.backend
+    if name is None:
+        if base_url or env_base or env.get(DEFAULT_KEY_ENV):
+            name = "openai"
+        else:
+            name, by_default = "local", True
+
+    api_key = env_key or chosen.api_key
+    resolved_base = base_url or env_base or chosen.base_url
+    if name != "openai" and not base_url:
+        resolved_base = chosen.base_url
+    backend_config = BackendConfig(
+        model=model or chosen.model,
+        base_url=resolved_base,
+        api_key=api_key,
+        debug=debug,
+    )
+    merged = dict(chosen.options)
+    merged.update(options or {})
+    return Choice(
+        backend=name,
+        backend_config=backend_config,
+        options=merged,
+        profile=profile_name,
+        system_prompt=system_prompt if system_prompt is not None else chosen.system_prompt,
+        chosen_by_default=by_default,
+    )
