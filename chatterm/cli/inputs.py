@@ -46,7 +46,7 @@ def compose_prompt(argument: str | None, stdin_text: str) -> str:
     if material and argument:
         return f"{material.rstrip()}\n\n{argument}"
     if material:
-        return material
+        return material.rstrip("\n")
     if argument:
         return argument
     raise Failure("nothing to ask: give a prompt (chatterm ask \"...\") or pipe text into stdin")

@@ -1,0 +1,58 @@
+"""Backends are found through the `chatterm.backends` entry-point group, like any plugin."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+from chatterm.plugins import available_backends
+
+from cli_run import assert_one_line_error, run_cli
+
+PLUGIN = textwrap.dedent(
+    '''
+    from chatterm.backend import Backend, Finish, OptionSpec, TextDelta, Usage, COMMON_OPTIONS
+
+    class ShoutBackend(Backend):
+        name = "shout"
+        options = {**COMMON_OPTIONS, "volume": OptionSpec("volume", int, "how loud", 1, 11)}
+
+        async def stream(self, request):
+            text = request.messages[-1].content.upper() + "!" * self.__dict__.get("v", 1)
+            for word in text.split(" "):
+                yield TextDelta(word + " ")
+            yield Usage(1, 2)
+            yield Finish("stop")
+    '''
+)
+
+
+def make_plugin_dir(root: Path) -> Path:
+    """A third-party plugin as pip would leave it: a module plus dist-info with entry points."""
+    (root / "shout_plugin.py").write_text(PLUGIN)
+    dist = root / "shout_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: shout-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[chatterm.backends]\nshout = shout_plugin:ShoutBackend\n"
+    )
+    return root
+
+
+def test_builtin_backends_are_registered_entry_points() -> None:
+    assert {"openai", "local"} <= set(available_backends())
+
+
+def test_third_party_backend_is_found_and_used(tmp_path: Path) -> None:
+    plugin_dir = make_plugin_dir(tmp_path)
+    env = {"PYTHONPATH": os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")])}
+    listed = run_cli("backends", env=env)
+    assert listed.stdout.split() == sorted(["local", "openai", "shout"])
+    result = run_cli("ask", "--backend", "shout", "-o", "volume", "3", "hello there", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "HELLO THERE!"
+    bad = run_cli("ask", "--backend", "shout", "-o", "volume", "99", "x", env=env)
+    assert bad.returncode == 2
+    assert_one_line_error(bad.stderr)
+    assert "volume must be <= 11" in bad.stderr
