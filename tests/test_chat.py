@@ -1,0 +1,125 @@
+"""ChatSession: what is stored on every exit path of a streamed reply."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from chatterm.backend import (
+    Backend,
+    BackendConfig,
+    ChatRequest,
+    Finish,
+    ServerError,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
+from chatterm.chat import ChatSession
+from chatterm.store import HistoryStore
+
+
+class ScriptedBackend(Backend):
+    """A backend written against the public contract, as a plugin author would."""
+
+    name = "scripted"
+
+    def __init__(self, words: list[str], fail_after: int | None = None, delay: float = 0) -> None:
+        super().__init__(BackendConfig(model="scripted-1"))
+        self.words = words
+        self.fail_after = fail_after
+        self.delay = delay
+        self.requests: list[ChatRequest] = []
+        self.closed = False
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        self.requests.append(request)
+        try:
+            for i, word in enumerate(self.words):
+                if self.fail_after is not None and i == self.fail_after:
+                    raise ServerError("server error from test: boom")
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                yield TextDelta(word)
+            yield Usage(3, len(self.words))
+            yield Finish("stop")
+        finally:
+            self.closed = True
+
+
+def session(tmp_path: Path, backend: Backend, **kw: object) -> ChatSession:
+    return ChatSession(HistoryStore(tmp_path / "h.db"), backend, backend_name="scripted",
+                       model="m1", **kw)  # type: ignore[arg-type]
+
+
+async def drain(events: AsyncIterator[StreamEvent]) -> str:
+    return "".join([e.text async for e in events if isinstance(e, TextDelta)])
+
+
+def test_complete_reply_is_stored_with_usage_and_timings(tmp_path: Path) -> None:
+    chat = session(tmp_path, ScriptedBackend(["a", "b", "c"]), system_prompt="sys")
+    assert asyncio.run(drain(chat.send("hi"))) == "abc"
+    user, reply = chat.messages()
+    assert (user.role, user.content) == ("user", "hi")
+    assert (reply.content, reply.status, reply.finish_reason) == ("abc", "complete", "stop")
+    assert (reply.prompt_tokens, reply.completion_tokens, reply.model) == (3, 3, "m1")
+    assert reply.duration_s is not None and reply.first_token_s is not None
+    assert chat.conversation is not None and chat.conversation.title == "hi"
+    assert chat.conversation.system_prompt == "sys"
+
+
+def test_server_error_keeps_partial_marked_error(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["x", "y", "z"], fail_after=2)
+    chat = session(tmp_path, backend)
+    with pytest.raises(ServerError):
+        asyncio.run(drain(chat.send("hi")))
+    reply = chat.messages()[-1]
+    assert (reply.content, reply.status, reply.error) == ("xy", "error", "server error from test: boom")
+    assert backend.closed
+
+
+def test_cancel_keeps_partial_marked_interrupted(tmp_path: Path) -> None:
+    backend = ScriptedBackend([str(i) for i in range(100)], delay=0.01)
+    chat = session(tmp_path, backend)
+
+    async def cancel_midway() -> None:
+        task = asyncio.create_task(drain(chat.send("count")))
+        await asyncio.sleep(0.15)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_midway())
+    reply = chat.messages()[-1]
+    assert reply.status == "interrupted" and 0 < len(reply.content) < 190
+    assert backend.closed  # the backend's stream was closed: its work stopped
+
+
+def test_history_resend_regenerate_and_edit_branch(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["ok"])
+    chat = session(tmp_path, backend)
+    asyncio.run(drain(chat.send("one")))
+    asyncio.run(drain(chat.send("two")))
+    assert [(m.role, m.content) for m in backend.requests[-1].messages] == [
+        ("user", "one"), ("assistant", "ok"), ("user", "two"),
+    ]
+    asyncio.run(drain(chat.regenerate()))
+    assert [m.content for m in backend.requests[-1].messages] == ["one", "ok", "two"]
+    first_user = chat.messages()[0]
+    asyncio.run(drain(chat.edit(first_user.id, "uno")))
+    assert [m.content for m in chat.messages()] == ["uno", "ok"]
+    assert [m.content for m in backend.requests[-1].messages] == ["uno"]
+    # The old branch is still there.
+    assert len(chat.store.all_messages(chat.conversation.id)) == 7  # type: ignore[union-attr]
+
+
+def test_switching_backend_records_the_new_model(tmp_path: Path) -> None:
+    chat = session(tmp_path, ScriptedBackend(["a"]))
+    asyncio.run(drain(chat.send("q1")))
+    chat.switch_backend(ScriptedBackend(["b"]), backend_name="other", model="m2")
+    asyncio.run(drain(chat.send("q2")))
+    replies = [m for m in chat.messages() if m.role == "assistant"]
+    assert [(m.backend, m.model) for m in replies] == [("scripted", "m1"), ("other", "m2")]
