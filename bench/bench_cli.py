@@ -60,8 +60,7 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(cmd, capture_output=True, env=env, stdin=subprocess.DEVNULL)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{cmd} failed: {proc.stderr.decode()[-500:]}")

@@ -9,7 +9,6 @@ the partial reply stored and marked.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -204,7 +203,8 @@ class ChatSession:
         started = time.monotonic()
         next_flush = started + FLUSH_INTERVAL_S
         try:
-            async with contextlib.aclosing(self.backend.stream(request)) as events:
+            events = self.backend.stream(request)
+            try:
                 async for event in events:
                     if type(event) is TextDelta:
                         pieces.append(event.text)
@@ -233,6 +233,11 @@ class ChatSession:
                         self.store.update_message(
                             reply.id, content="".join(pieces), reasoning="".join(thoughts)
                         )
+            finally:
+                # Closing the stream is what stops the backend's work (HTTP, decoding thread).
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    await aclose()
             outcome.status = COMPLETE
         except BackendError as exc:
             outcome.status = ERROR

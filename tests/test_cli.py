@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from cli_run import assert_one_line_error, cli_env, run_cli
 
 SECRET = "sk-test-secret-4242"

@@ -96,5 +96,5 @@ def test_key_in_a_readable_file_is_refused(tmp_path: Path) -> None:
 
 def test_unknown_profile(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, GOOD))
-    with pytest.raises(ConfigError, match="no profile 'x'.*offline, vllm"):
+    with pytest.raises(ConfigError, match=r"no profile 'x'.*offline, vllm"):
         resolve(config, profile="x", env={})

@@ -6,9 +6,9 @@ import os
 import textwrap
 from pathlib import Path
 
-from chatterm.plugins import available_backends
-
 from cli_run import assert_one_line_error, run_cli
+
+from chatterm.plugins import available_backends
 
 PLUGIN = textwrap.dedent(
     '''

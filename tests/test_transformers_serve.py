@@ -22,7 +22,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from cli_run import cli_env, run_cli  # noqa: E402
+from cli_run import cli_env, run_cli
 
 
 def _free_port() -> int:

@@ -104,11 +104,10 @@ def normalise_option_args(argv: list[str]) -> list[str]:
         if token == "--":
             out.extend(argv[i:])
             break
-        if token in _OPTION_FLAGS and i + 1 < len(argv) and "=" not in argv[i + 1]:
-            if i + 2 < len(argv):
-                out += [token, f"{argv[i + 1]}={argv[i + 2]}"]
-                i += 3
-                continue
+        if token in _OPTION_FLAGS and i + 2 < len(argv) and "=" not in argv[i + 1]:
+            out += [token, f"{argv[i + 1]}={argv[i + 2]}"]
+            i += 3
+            continue
         out.append(token)
         i += 1
     return out
