@@ -75,6 +75,7 @@ class MarkdownSink:
         self._console = console
         self._pending = ""
         self._thinking = ""
+        self._blocks_printed = 0
         self._live = Live(
             console=console,
             auto_refresh=True,
@@ -120,15 +121,42 @@ class MarkdownSink:
         if cut:
             block, self._pending = self._pending[:cut], self._pending[cut:]
             if block.strip():
-                self._live.console.print(Markdown(block))
+                self._print_block(Markdown(block))
 
     def close(self) -> None:
         from rich.markdown import Markdown
 
         self._live.stop()
         if self._pending.strip():
-            self._console.print(Markdown(self._pending))
+            self._print_block(Markdown(self._pending))
         self._pending = ""
+
+    def _print_block(self, block: Any) -> None:
+        """Print one finished block with exactly one blank line before the next.
+
+        Rendered alone, some blocks (lists, tables) end in blank lines and others do not, so the
+        edges are trimmed and the spacing of a whole document is put back by hand.
+        """
+        from rich.segment import Segment, Segments
+
+        console = self._live.console
+        lines = console.render_lines(block, console.options, pad=False, new_lines=False)
+
+        def blank(line: list[Segment]) -> bool:
+            return not "".join(segment.text for segment in line).strip()
+
+        while lines and blank(lines[-1]):
+            lines.pop()
+        while lines and blank(lines[0]):
+            lines.pop(0)
+        if not lines:
+            return
+        segments: list[Segment] = [Segment.line()] if self._blocks_printed else []
+        for line in lines:
+            segments.extend(line)
+            segments.append(Segment.line())
+        console.print(Segments(segments), end="")
+        self._blocks_printed += 1
 
 
 def make_console(stderr: bool = False) -> Any:
