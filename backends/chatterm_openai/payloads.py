@@ -1,0 +1,78 @@
+"""Reading the JSON payloads that are not stream chunks: whole replies and model lists.
+
+Kept apart from the backend so the shapes servers disagree on (``data`` vs ``models``, where the
+context length hides) are plain functions, testable without a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from chatterm.backend import Finish, Metadata, ReasoningDelta, StreamEvent, TextDelta, Usage
+
+_CONTEXT_KEYS = ("context_length", "max_model_len", "context_window", "max_context_length")
+
+
+def usage_of(raw: Mapping[str, Any]) -> Usage:
+    """A :class:`Usage` from an OpenAI ``usage`` object, ignoring fields that are not ints."""
+    prompt = raw.get("prompt_tokens")
+    completion = raw.get("completion_tokens")
+    return Usage(
+        prompt if isinstance(prompt, int) else None,
+        completion if isinstance(completion, int) else None,
+    )
+
+
+def completion_events(reply: Mapping[str, Any]) -> list[StreamEvent]:
+    """The events of one non-streamed ``chat.completion`` (raises on a malformed one)."""
+    events: list[StreamEvent] = []
+    if reply.get("model"):
+        events.append(Metadata({"model": reply["model"]}))
+    choice = (reply.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if reasoning:
+        events.append(ReasoningDelta(str(reasoning)))
+    if message.get("content"):
+        events.append(TextDelta(str(message["content"])))
+    if reply.get("usage"):
+        events.append(usage_of(reply["usage"]))
+    if choice.get("finish_reason"):
+        events.append(Finish(str(choice["finish_reason"])))
+    return events
+
+
+def model_entries(listing: Any) -> list[dict[str, Any]]:
+    """Entries of a ``/models`` answer, each a dict with an ``id``, in the server's order.
+
+    OpenAI shape is ``{"data": [{"id": ...}]}``; a bare list, or a list of names, is taken too.
+    """
+    items = listing
+    if isinstance(listing, dict):
+        items = listing.get("data")
+        if items is None:
+            items = listing.get("models", [])
+    if not isinstance(items, list):
+        raise TypeError("model list is not a list")
+    entries: list[dict[str, Any]] = []
+    for item in items:
+        if isinstance(item, str):
+            entries.append({"id": item})
+        elif isinstance(item, dict) and (item.get("id") or item.get("name")):
+            entries.append(item if item.get("id") else {**item, "id": item["name"]})
+    return entries
+
+
+def context_length_of(entry: Mapping[str, Any]) -> int | None:
+    """The context window a ``/models`` entry states (vLLM, LM Studio, llama.cpp), if any."""
+    for key in _CONTEXT_KEYS:
+        value = entry.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    meta = entry.get("meta")
+    if isinstance(meta, dict):
+        value = meta.get("n_ctx_train")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None

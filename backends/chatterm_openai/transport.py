@@ -1,0 +1,75 @@
+"""HTTP plumbing shared by the backend's requests: the client, bounded reads, draining.
+
+Small on purpose; the interesting decisions (what a status means, when to retry) live in
+:mod:`chatterm_openai.failures`, and the per-token loop in :mod:`chatterm_openai.backend`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import httpx
+
+from chatterm.backend import OptionError
+
+
+def make_client(base_url: str, timeout: httpx.Timeout) -> httpx.AsyncClient:
+    """An ``AsyncClient`` for one server; it never follows redirects (see ``tls_context``)."""
+    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, verify=tls_context(base_url))
+
+
+def tls_context(base_url: str) -> ssl.SSLContext | bool:
+    """Certificate checks for https; for a plain-http server, a context that trusts nothing.
+
+    Loading the CA bundle costs ~20 ms, a visible part of a short ``ask`` against a local
+    server. The client only ever talks to ``base_url`` and follows no redirects, so with an
+    http base URL TLS is never used; should it be, this context fails every handshake (no
+    trusted CAs, hostname checked) rather than skipping verification.
+    """
+    if base_url.lower().startswith("http://"):
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return True
+
+
+def seconds_option(extra: Mapping[str, Any], key: str, default: float) -> float:
+    """A duration from ``config.extra`` (the profile may hold it as a string)."""
+    raw = extra.get(key, default)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value >= 0:  # also rejects NaN
+        raise OptionError(f"{key} for the openai backend must be a number of seconds, got {raw!r}")
+    return value
+
+
+async def drain(next_read: Callable[[], Awaitable[bytes]]) -> None:
+    """Read what follows ``[DONE]`` (usually just the end of the chunked body), briefly.
+
+    A response closed with unread body costs its connection, and the next request a new
+    one (~0.5 ms locally, a TLS handshake remotely). Anything after ``[DONE]`` is ignored, and
+    a server that keeps the body open is not waited for long.
+    """
+    budget = 64 * 1024
+    try:
+        async with asyncio.timeout(0.1):
+            while budget > 0:
+                budget -= len(await next_read())
+    except (StopAsyncIteration, TimeoutError, httpx.HTTPError):
+        pass
+
+
+async def read_body(response: httpx.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of the body; a transport error mid-body just ends it."""
+    buf = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            buf += chunk
+            if len(buf) >= limit:
+                break
+    except httpx.HTTPError:
+        pass
+    return bytes(buf[:limit])
