@@ -281,3 +281,23 @@ def test_help_is_quick_to_import() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "LOADED []" in proc.stderr, proc.stderr
+
+
+def test_concurrent_ask_processes_lose_nothing(server_env) -> None:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "chatterm", "ask", "-m", "slow:20:5", f"writer {n}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=cli_env(server_env),
+        )
+        for n in range(5)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    rows = history_rows(
+        "SELECT m.content, r.status, length(r.content) FROM messages m"
+        " JOIN messages r ON r.parent_id = m.id WHERE m.content LIKE 'writer %'"
+    )
+    assert sorted(r[0] for r in rows) == [f"writer {n}" for n in range(5)]
+    assert all(status == "complete" and length > 0 for _, status, length in rows)
