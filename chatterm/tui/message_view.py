@@ -1,0 +1,285 @@
+"""One message in the conversation view: a header, optional reasoning, and the text.
+
+Why two renderings: the user's text is shown exactly as typed (a ``Static`` of a Rich ``Text``,
+so ``[bold]`` or ``[/mnt/data]`` are characters, never markup), while the model's text is
+Markdown (headings, tables, highlighted code). Reasoning is kept apart in a collapsed section so
+the answer stays readable. A message can take the focus so it can be edited, copied or switched
+to a sibling branch from the keyboard.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Vertical
+from textual.message import Message as TextualMessage
+from textual.widgets import Collapsible, Markdown, Static
+
+from chatterm.store import COMPLETE, ERROR, INTERRUPTED, STREAMING, Message
+from chatterm.tui import keys
+from chatterm.tui.markdown_render import FrozenMarkdown
+from chatterm.tui.segments import FROZEN_CHARS, split_segments
+
+
+def author_label(message: Message | None, backend: str | None, model: str | None) -> str:
+    if message is not None and message.role == "user":
+        return "You"
+    if message is not None and message.role == "system":
+        return "System"
+    return model or backend or "assistant"
+
+
+class LiveMarkdown(Markdown):
+    """The segment a reply is streaming into (Textual's Markdown + MarkdownStream).
+
+    Its table-of-contents messages stop here: nothing uses them, and an idle ancestor keeps
+    the last message it handled, which would keep a finished segment's widgets alive.
+    """
+
+    def on_markdown_table_of_contents_updated(
+        self, event: Markdown.TableOfContentsUpdated
+    ) -> None:
+        event.stop()
+
+
+class MessageView(Vertical, can_focus=True):
+    """A stored (or streaming) message. ``message`` is None until the reply is stored."""
+
+    DEFAULT_CSS = """
+    MessageView {
+        height: auto;
+        padding: 0 1;
+        margin: 0 0 1 0;
+    }
+    MessageView:focus {
+        background: $boost;
+        border-left: outer $primary;
+        padding: 0 1 0 0;
+    }
+    MessageView > .header {
+        height: 1;
+        color: $text-muted;
+    }
+    MessageView.-user > .header {
+        color: $text-primary;
+    }
+    MessageView.-assistant > .header {
+        color: $text-secondary;
+    }
+    MessageView > .user-text {
+        height: auto;
+        padding: 0 0 0 2;
+    }
+    MessageView > .reply-body {
+        height: auto;
+        padding: 0 0 0 2;
+    }
+    MessageView > .reply-body > .segment {
+        margin: 0;
+        padding: 0;
+        background: transparent;
+    }
+    MessageView > .reply-body > FrozenMarkdown {
+        margin: 0 0 1 0;
+    }
+    MessageView > .problem {
+        height: auto;
+        color: $text-warning;
+        padding: 0 0 0 2;
+    }
+    MessageView.-error > .problem {
+        color: $text-error;
+    }
+    MessageView > Collapsible {
+        margin: 0 0 0 2;
+        padding: 0;
+        border-top: none;
+        background: transparent;
+    }
+    MessageView > Collapsible > Contents {
+        padding: 0 0 0 2;
+        color: $text-muted;
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings("message")
+
+    class EditRequested(TextualMessage):
+        """The user asked to edit this (user) message and resend it."""
+
+        def __init__(self, view: MessageView) -> None:
+            super().__init__()
+            self.view = view
+
+    class CopyRequested(TextualMessage):
+        """The user asked to copy this message, or (``code=True``) its last code block."""
+
+        def __init__(self, view: MessageView, code: bool) -> None:
+            super().__init__()
+            self.view = view
+            self.code = code
+
+    class BranchRequested(TextualMessage):
+        """The user asked to show a sibling branch of this message (``step`` is ±1)."""
+
+        def __init__(self, view: MessageView, step: int) -> None:
+            super().__init__()
+            self.view = view
+            self.step = step
+
+    def __init__(
+        self,
+        message: Message | None,
+        *,
+        role: str = "assistant",
+        backend: str | None = None,
+        model: str | None = None,
+        branch: tuple[int, int] = (1, 1),
+    ) -> None:
+        self.role = message.role if message is not None else role
+        super().__init__(classes=f"-{self.role}")
+        self.message = message
+        self.backend = message.backend if message is not None else backend
+        self.model = message.model if message is not None else model
+        self.branch = branch
+        self.status = message.status if message is not None else STREAMING
+        self.text = message.content if message is not None else ""
+        self.reasoning = message.reasoning if message is not None else ""
+        self.error = message.error if message is not None else None
+
+    @property
+    def message_id(self) -> int | None:
+        return self.message.id if self.message is not None else None
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.header_text(), classes="header", markup=False)
+        if self.role != "user":
+            section = Collapsible(
+                Static(Text(self.reasoning), classes="reasoning", markup=False),
+                title="Reasoning",
+                collapsed=True,
+            )
+            section.display = bool(self.reasoning)
+            yield section
+            with Vertical(classes="reply-body body"):
+                if self.message is None:
+                    yield LiveMarkdown("", classes="segment live")  # about to stream
+                else:
+                    for segment in split_segments(self.text, FROZEN_CHARS):
+                        yield FrozenMarkdown(segment, classes="segment")
+        else:
+            yield Static(Text(self.text), classes="user-text body", markup=False)
+        problem = Static(self.problem_text(), classes="problem", markup=False)
+        problem.display = self.status in {ERROR, INTERRUPTED}
+        yield problem
+
+    def on_mount(self) -> None:
+        self._sync_extras()
+
+    # --- rendering ----------------------------------------------------------------------
+
+    def header_text(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(author_label(self.message, self.backend, self.model), style="bold")
+        if self.role == "assistant" and self.backend and self.model:
+            text.append(f" · {self.backend}", style="dim")
+        index, count = self.branch
+        if count > 1:
+            text.append(f"  ‹ {index}/{count} ›", style="dim")
+        if self.status == STREAMING:
+            text.append("  streaming…", style="italic")
+        elif self.status == INTERRUPTED:
+            text.append("  interrupted", style="bold")
+        elif self.status == ERROR:
+            text.append("  failed", style="bold")
+        return text
+
+    def problem_text(self) -> Text:
+        if self.status == ERROR and self.error:
+            return Text(f"⚠ {self.error}")
+        if self.status == INTERRUPTED:
+            return Text("■ stopped; the text above is what arrived")
+        return Text("")
+
+    def _sync_extras(self) -> None:
+        self.set_class(self.status == ERROR, "-error")
+        for problem in self.query(".problem").results(Static):
+            problem.display = self.status in {ERROR, INTERRUPTED}
+        for section in self.query(Collapsible):
+            section.display = bool(self.reasoning)
+
+    def refresh_header(self) -> None:
+        self.query_one(".header", Static).update(self.header_text())
+        self.query_one(".problem", Static).update(self.problem_text())
+        self._sync_extras()
+
+    def show_reasoning(self, reasoning: str) -> None:
+        self.reasoning = reasoning
+        self.query_one(".reasoning", Static).update(Text(reasoning))
+        self._sync_extras()
+
+    @property
+    def segments(self) -> list[Markdown | FrozenMarkdown]:
+        """The widgets that together show the reply (see chatterm.tui.segments)."""
+        body = self.query_one(".reply-body")
+        return [w for w in body.children if isinstance(w, Markdown | FrozenMarkdown)]
+
+    @property
+    def source(self) -> str:
+        """The Markdown text currently shown."""
+        return "".join(segment.source for segment in self.segments)
+
+    async def add_live_segment(self) -> Markdown:
+        """A new Textual Markdown at the end, for the stream to write into."""
+        segment = LiveMarkdown("", classes="segment live")
+        await self.query_one(".reply-body").mount(segment)
+        return segment
+
+    async def freeze(self, live: Markdown, source: str) -> FrozenMarkdown:
+        """Replace a live segment by a frozen rendering of its whole text (a fresh parse).
+
+        Consecutive frozen segments are merged up to ``FROZEN_CHARS`` so a long reply stays a
+        handful of widgets (Textual lays out every widget on every frame).
+        """
+        body = self.query_one(".reply-body")
+        segments = self.segments
+        index = segments.index(live)
+        previous = segments[index - 1] if index > 0 else None
+        with self.app.batch_update():
+            if (
+                isinstance(previous, FrozenMarkdown)
+                and len(previous.source) + len(source) <= FROZEN_CHARS
+            ):
+                previous.extend(source)
+                frozen = previous
+            else:
+                frozen = FrozenMarkdown(source, classes="segment")
+                await body.mount(frozen, before=live)
+            await live.remove()
+        return frozen
+
+    def finish(self, message: Message) -> None:
+        """Take the stored outcome of a reply (status, model, error) after streaming."""
+        self.message = message
+        self.backend, self.model = message.backend, message.model
+        self.status = message.status or COMPLETE
+        self.error = message.error
+        self.text = message.content
+        self.refresh_header()
+
+    # --- actions ------------------------------------------------------------------------
+
+    def action_edit(self) -> None:
+        self.post_message(self.EditRequested(self))
+
+    def action_copy(self) -> None:
+        self.post_message(self.CopyRequested(self, code=False))
+
+    def action_copy_code(self) -> None:
+        self.post_message(self.CopyRequested(self, code=True))
+
+    def action_branch(self, step: int) -> None:
+        self.post_message(self.BranchRequested(self, step))

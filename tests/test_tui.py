@@ -1,0 +1,711 @@
+"""The TUI driven for real: ``App.run_test()`` and the pilot, a HistoryStore on disk, the loopback
+OpenAI-compatible server (tests/openai_server.py) and the tiny local model.
+
+Each test is a plain function running one scenario with ``asyncio.run`` (pytest-asyncio is not
+a project dependency). The server's behaviour is picked by the model name (``echo``,
+``slow:N:MS``, ``chunks:N:markdown``, ``error-event``, ``http:500-always``,
+``reasoning_content``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual import events
+from textual.worker import WorkerCancelled
+
+from chatterm import state
+from chatterm.backend import BackendConfig
+from chatterm.chat import ChatSession
+from chatterm.config import Choice, Config, Profile, resolve
+from chatterm.store import COMPLETE, ERROR, INTERRUPTED, HistoryStore
+from chatterm.tui.app import ChattermApp, build_app
+from chatterm.tui.markdown_render import FrozenMarkdown
+from chatterm.tui.message_view import MessageView
+from chatterm.tui.search_screen import SearchScreen
+from chatterm.tui.sidebar import PAGE_SIZE
+
+SIZE = (100, 30)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def server_choice(server: Any, model: str = "echo") -> Choice:
+    return resolve(Config(path=Path("none.toml")), backend="openai", base_url=server.base_url,
+                   model=model, env={})
+
+
+def make_app(tmp_path: Path, choice: Choice, config: Config | None = None,
+             **kwargs: Any) -> tuple[ChattermApp, HistoryStore]:
+    store = HistoryStore(tmp_path / "history.db")
+    app = build_app(
+        choice, config or Config(path=tmp_path / "config.toml"), store,
+        state_file=tmp_path / "state.json", user_themes_dir=tmp_path / "themes", **kwargs,
+    )
+    return app, store
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(scenario())
+
+
+async def settle(app: ChattermApp, pilot: Any) -> None:
+    """Wait until every worker (the reply above all) is done, cancelled ones included."""
+    for _ in range(5):
+        try:
+            await app.workers.wait_for_complete()
+            break
+        except WorkerCancelled:
+            continue
+    await pilot.pause()
+
+
+async def send(app: ChattermApp, pilot: Any, text: str) -> None:
+    app.prompt_input.text = text
+    await pilot.press("enter")
+    await settle(app, pilot)
+
+
+async def wait_for(predicate: Callable[[], bool], pilot: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.02)
+
+
+async def type_now(app: ChattermApp, *keys: str) -> None:
+    """Send keys like a terminal would, without the pilot's wait-until-idle after each one.
+
+    (The pilot waits up to 1 s per key for the CPU to go idle, which never happens while a
+    reply streams from an in-process server.)
+    """
+    for key in keys:
+        app.post_message(events.Key(key, key if len(key) == 1 else None))
+    await asyncio.sleep(0)
+
+
+def screen_text(app: ChattermApp) -> str:
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(seg.text for seg in strip).rstrip() for strip in strips)
+
+
+def rendered_text(segment: FrozenMarkdown) -> str:
+    segment._layout(80)
+    return "\n".join("".join(text for text, _ in line) for line in segment._lines)
+
+
+def replies(store: HistoryStore, conv_id: str) -> list[Any]:
+    return [m for m in store.branch(conv_id) if m.role == "assistant"]
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+def test_send_streams_reply_and_shows_markup_as_typed(tmp_path: Path, openai_server: Any) -> None:
+    prompt = "look in [/mnt/data/models] and [bold]this[/bold] [link=x]y[/link]"
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, server_choice(openai_server, "echo@tui_markup"))
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, prompt)
+            assert app.conversation is not None
+            branch = store.branch(app.conversation.id)
+            assert [(m.role, m.content, m.status) for m in branch] == [
+                ("user", prompt, COMPLETE), ("assistant", prompt, COMPLETE),
+            ]
+            assert branch[1].model == "echo@tui_markup" and branch[1].backend == "openai"
+            assert app.prompt_input.text == ""
+            text = screen_text(app)
+            assert "[/mnt/data/models] and [bold]this[/bold]" in text  # the prompt as typed
+            assert "echo@tui_markup" in text  # the header names the model
+            assert "complete" in text and "openai" in text  # the status line
+            assert app.sidebar.option_list.option_count == 1
+
+    run(scenario)
+
+
+def test_markdown_reply_renders_blocks_after_stream(tmp_path: Path, openai_server: Any) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, server_choice(openai_server, "chunks:300:markdown"))
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, "write a report")
+            assert app.conversation is not None
+            reply = replies(store, app.conversation.id)[-1]
+            assert reply.status == COMPLETE and reply.content.count("```") >= 2
+            view = app.view.message_views()[-1]
+            assert view.source == reply.content
+            # Streamed into live segments, each rendered whole once finished: fences split
+            # across deltas come out right (oterm #308), tables and headings too.
+            segments = view.segments
+            assert segments and all(isinstance(s, FrozenMarkdown) for s in segments)
+            rendered = "\n".join(rendered_text(s) for s in segments)
+            assert "def f1(x):" in rendered and "return x * 1" in rendered
+            assert "```" not in rendered and "alpha" in rendered and "Section 2" in rendered
+            assert "## Section" not in rendered and "**bold**" not in rendered
+
+    run(scenario)
+
+
+def test_reasoning_is_shown_apart_and_collapsed(tmp_path: Path, openai_server: Any) -> None:
+    from textual.widgets import Collapsible
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, server_choice(openai_server, "reasoning_content"))
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, "hi")
+            view = app.view.message_views()[-1]
+            section = view.query_one(Collapsible)
+            assert section.display and section.collapsed
+            assert "greet" in view.reasoning and "greet" not in view.text
+            assert app.conversation is not None
+            stored = replies(store, app.conversation.id)[-1]
+            assert stored.reasoning == view.reasoning and stored.content == view.text
+
+    run(scenario)
+
+
+def test_local_model_reply_and_switch_to_remote(
+    tmp_path: Path, openai_server: Any, tiny_model_dir: Path
+) -> None:
+    async def scenario() -> None:
+        remote = Profile(name="remote", backend="openai", base_url=openai_server.base_url,
+                         model="echo@tui_switch")
+        config = Config(path=tmp_path / "config.toml", profiles={"remote": remote})
+        choice = resolve(config, backend="local", model=str(tiny_model_dir), env={})
+        app, store = make_app(tmp_path, choice, config)
+        async with app.run_test(size=SIZE) as pilot:
+            app.pending_settings = {"system_prompt": "", "options": {"max_tokens": 8}}
+            await send(app, pilot, "hello there")
+            assert app.conversation is not None
+            local = replies(store, app.conversation.id)[-1]
+            assert local.status == COMPLETE and local.backend == "local"
+            assert local.model == str(tiny_model_dir) and local.content
+            assert store.get_conversation(app.conversation.id).options == {"max_tokens": 8}
+            # Mid-conversation switch to the server: the next reply records its own model.
+            app.switch_to("profile:remote")
+            await send(app, pilot, "and now remote")
+            both = replies(store, app.conversation.id)
+            assert [(m.backend, m.model) for m in both] == [
+                ("local", str(tiny_model_dir)), ("openai", "echo@tui_switch"),
+            ]
+            assert both[-1].content == "and now remote"
+
+    run(scenario)
+
+
+def test_switch_model_from_dialog_records_model_per_message(
+    tmp_path: Path, openai_server: Any
+) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, server_choice(openai_server, "echo"))
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, "first")
+            await pilot.press("ctrl+o")
+            await pilot.pause()
+            await pilot.press(*"chunks:5")
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.choice.backend_config.model == "chunks:5"
+            assert "chunks:5" in screen_text(app)  # the status line names the next model
+            await send(app, pilot, "second")
+            assert app.conversation is not None
+            models = [m.model for m in replies(store, app.conversation.id)]
+            assert models == ["echo", "chunks:5"]
+            headers = [v.header_text().plain for v in app.view.message_views()]
+            assert headers[1].startswith("echo") and headers[3].startswith("chunks:5")
+
+    run(scenario)
+
+
+def test_profile_switch_from_palette_command(tmp_path: Path, openai_server: Any) -> None:
+    async def scenario() -> None:
+        profile = Profile(name="fast", backend="openai", base_url=openai_server.base_url,
+                          model="chunks:4")
+        config = Config(path=tmp_path / "c.toml", profiles={"fast": profile})
+        app, store = make_app(tmp_path, server_choice(openai_server, "echo"), config)
+        async with app.run_test(size=SIZE) as pilot:
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            assert "Use profile fast" in titles and "Regenerate the last reply" in titles
+            app.switch_to("profile:fast")
+            await send(app, pilot, "hi")
+            assert app.conversation is not None
+            assert replies(store, app.conversation.id)[-1].model == "chunks:4"
+
+    run(scenario)
+
+
+# --- control ---------------------------------------------------------------------------------
+
+
+def test_escape_cancels_and_keeps_partial_reply(tmp_path: Path, openai_server: Any) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, server_choice(openai_server, "slow:400:10"))
+        async with app.run_test(size=SIZE) as pilot:
+            app.prompt_input.text = "count slowly"
+            await type_now(app, "enter")
+            await wait_for(lambda: app.last_streamer is not None
+                           and app.last_streamer.deltas >= 5, pilot)
+            # Typing stays responsive while the reply streams.
+            started = time.monotonic()
+            await type_now(app, *"draft")
+            await wait_for(lambda: app.prompt_input.text == "draft", pilot, timeout=1.0)
+            assert time.monotonic() - started < 0.5 and app.streaming
+            await type_now(app, "escape")
+            await settle(app, pilot)
+            assert app.conversation is not None
+            reply = replies(store, app.conversation.id)[-1]
+            assert reply.status == INTERRUPTED
+            assert reply.content.startswith("tok0 tok1 ") and "tok399" not in reply.content
+            view = app.view.message_views()[-1]
+            assert view.status == INTERRUPTED and "interrupted" in view.header_text().plain
+            assert view.source == reply.content
+            assert app.prompt_input.text == "draft"
+
+    run(scenario)
+
+
+def test_reply_keeps_streaming_when_switching_away_and_quit_stores_partial(
+    tmp_path: Path, openai_server: Any
+) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, server_choice(openai_server, "slow:40:15"))
+        other = seed(store, "Elsewhere", [("a", "b")])
+        async with app.run_test(size=SIZE) as pilot:
+            app.prompt_input.text = "long one"
+            await type_now(app, "enter")
+            await wait_for(lambda: app.last_streamer is not None
+                           and app.last_streamer.deltas >= 3, pilot)
+            first = app.conversation
+            assert first is not None
+            await app.open_conversation(other)  # the reply goes on, stored, not drawn
+            await settle(app, pilot)
+            reply = replies(store, first.id)[-1]
+            assert reply.status == COMPLETE and reply.content.count("tok") == 40
+            await app.open_conversation(first.id)
+            await pilot.pause()
+            assert app.view.message_views()[-1].source == reply.content
+
+            # Quitting mid-reply stops it and stores what arrived.
+            await type_now(app, *"again", "enter")
+            await wait_for(lambda: app.streaming and app.last_streamer is not None
+                           and app.last_streamer.deltas >= 3, pilot)
+            await app.action_quit()
+        last = replies(store, first.id)[-1]
+        assert last.status == INTERRUPTED and last.content.startswith("tok0")
+
+    run(scenario)
+
+
+def test_regenerate_keeps_old_reply_as_sibling(tmp_path: Path, openai_server: Any) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, server_choice(openai_server, "echo"))
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, "say it twice")
+            await pilot.press("ctrl+r")
+            await settle(app, pilot)
+            assert app.conversation is not None
+            user = store.branch(app.conversation.id)[0]
+            answers = store.children(user.id)
+            assert len(answers) == 2 and all(a.content == "say it twice" for a in answers)
+            assert app.view.message_views()[-1].branch == (2, 2)
+            await pilot.press("alt+left")
+            await pilot.pause()
+            assert store.branch(app.conversation.id)[-1].id == answers[0].id
+
+    run(scenario)
+
+
+def test_edit_branches_and_old_branch_stays_reachable(tmp_path: Path, openai_server: Any) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, server_choice(openai_server, "echo"))
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, "first question")
+            await send(app, pilot, "second question")
+            first = app.view.message_views()[0]
+            first.focus()
+            await pilot.press("e")
+            await pilot.pause()
+            dialog_text = app.screen.query_one("#text")
+            dialog_text.text = "first, reworded"
+            await pilot.press("ctrl+s")
+            await settle(app, pilot)
+            assert app.conversation is not None
+            contents = [m.content for m in store.branch(app.conversation.id)]
+            assert contents == ["first, reworded", "first, reworded"]
+            assert app.view.message_views()[0].branch == (2, 2)
+            # The old branch is one key away, whole.
+            app.view.message_views()[0].focus()
+            await pilot.press("left")
+            await pilot.pause()
+            contents = [m.content for m in store.branch(app.conversation.id)]
+            assert contents == ["first question"] * 2 + ["second question"] * 2
+            assert [v.text for v in app.view.message_views()] == contents
+
+    run(scenario)
+
+
+def test_server_error_mid_reply_keeps_everything(tmp_path: Path, openai_server: Any) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, server_choice(openai_server, "error-event"))
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, "please fail")
+            assert app.conversation is not None
+            user, reply = store.branch(app.conversation.id)
+            assert user.content == "please fail"
+            assert reply.status == ERROR and reply.content and reply.error
+            assert any(sev == "error" for sev, _ in app.notices)
+            view = app.view.message_views()[-1]
+            assert view.status == ERROR and reply.error in view.problem_text().plain
+            assert view.query_one(".problem").display and "failed" in view.header_text().plain
+
+            # A failure before any text: the prompt comes back into the box.
+            app.choice = server_choice(openai_server, "http:500-always")
+            await send(app, pilot, "try again")
+            assert app.prompt_input.text == "try again"
+            assert app.is_running
+
+    run(scenario)
+
+
+def test_unavailable_backend_keeps_prompt(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        choice = Choice("no-such-backend", BackendConfig(model="m"), {}, None, None)
+        app, store = make_app(tmp_path, choice)
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, "keep me [please]")
+            assert app.prompt_input.text == "keep me [please]"
+            assert any("no-such-backend" in text for _, text in app.notices)
+            assert store.count_conversations() == 0
+
+    run(scenario)
+
+
+# --- conversations ---------------------------------------------------------------------------
+
+
+def _store_of(app: ChattermApp) -> HistoryStore:
+    return app.store
+
+
+def seed(store: HistoryStore, title: str, pairs: list[tuple[str, str]]) -> str:
+    conv = store.create_conversation(title)
+    parent = None
+    for prompt, answer in pairs:
+        parent = store.add_message(conv.id, "user", prompt, parent_id=parent).id
+        parent = store.add_message(conv.id, "assistant", answer, parent_id=parent,
+                                   backend="openai", model="seeded").id
+    return conv.id
+
+
+def test_search_opens_conversation_at_hit(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        filler = [(f"question {i}", "answer " + "words " * 40) for i in range(12)]
+        target = seed(store, "Pelicans", [*filler, ("where do pelicans nest", "on islands")])
+        for i in range(5):
+            seed(store, f"Other {i}", [(f"other {i}", "nothing")])
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("ctrl+f")
+            await pilot.pause()
+            assert isinstance(app.screen, SearchScreen)
+            started = time.perf_counter()
+            await pilot.press(*"pelic")
+            await pilot.pause()
+            assert time.perf_counter() - started < 2.0
+            assert app.screen.hits and app.screen.hits[0].conversation_id == target
+            await pilot.press("enter")
+            await pilot.pause()
+            await pilot.pause()
+            assert app.conversation is not None and app.conversation.id == target
+            focused = app.focused
+            assert isinstance(focused, MessageView)
+            assert focused.text == "where do pelicans nest"
+            assert "where do pelicans nest" in screen_text(app)
+
+    run(scenario)
+
+
+def test_continue_last_and_session_id_resume_ask_conversations(
+    tmp_path: Path, openai_server: Any
+) -> None:
+    async def ask_like() -> str:
+        # What `chatterm ask` does: a ChatSession over the same store, no TUI.
+        from chatterm.runtime import open_backend
+
+        choice = server_choice(openai_server, "echo")
+        backend, options = open_backend(choice)
+        store = HistoryStore(tmp_path / "history.db")
+        session = ChatSession(store, backend, backend_name="openai", model="echo",
+                              options=options)
+        async for _ in session.send("asked from the shell"):
+            pass
+        await backend.aclose()
+        assert session.conversation is not None
+        return session.conversation.id
+
+    async def scenario() -> None:
+        older = await ask_like()
+        latest = await ask_like()
+        app, store = make_app(tmp_path, server_choice(openai_server, "echo"), continue_last=True)
+        async with app.run_test(size=SIZE) as pilot:
+            assert app.conversation is not None and app.conversation.id == latest
+            assert "asked from the shell" in screen_text(app)
+            await send(app, pilot, "continued in the tui")
+            assert [m.content for m in store.branch(latest)][-1] == "continued in the tui"
+        app2, _ = make_app(tmp_path, server_choice(openai_server), session_id=older[:6])
+        async with app2.run_test(size=SIZE):
+            assert app2.conversation is not None and app2.conversation.id == older
+
+    run(scenario)
+
+
+def test_draft_survives_switching_conversations(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        first = seed(store, "First", [("a", "b")])
+        second = seed(store, "Second", [("c", "d")])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(first)
+            app.prompt_input.text = "half-written [thought]"
+            await app.open_conversation(second)
+            assert app.prompt_input.text == ""
+            await app.open_conversation(first)
+            await pilot.pause()
+            assert app.prompt_input.text == "half-written [thought]"
+
+    run(scenario)
+
+
+def test_up_recalls_earlier_prompts(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        conv = seed(store, "T", [("one", "1"), ("two\nlines", "2")])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            app.prompt_input.focus()
+            await pilot.press("up")
+            assert app.prompt_input.text == "two\nlines"
+            await pilot.press("up", "up")  # cursor on the first line: older prompt
+            assert app.prompt_input.text == "one"
+            await pilot.press("down")
+            assert app.prompt_input.text == "two\nlines"
+            await pilot.press("down")  # past the newest: back to the draft
+            assert app.prompt_input.text == ""
+            await pilot.press("up")
+            await pilot.press("ctrl+j")
+            assert app.prompt_input.text.count("\n") == 2
+
+    run(scenario)
+
+
+def test_rename_export_copy_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        code = "Here:\n\n```python\nprint('hi')\n```\n"
+        conv = seed(store, "Old [title]", [("show code", code)])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await pilot.press("f2")
+            await pilot.pause()
+            app.screen.query_one("#line").value = "New [name]"
+            await pilot.press("enter")
+            await pilot.pause()
+            assert store.get_conversation(conv).title == "New [name]"
+            assert "New [name]" in screen_text(app)
+
+            await pilot.press("alt+c")
+            assert app.clipboard == code
+            await pilot.press("alt+k")
+            assert app.clipboard == "print('hi')\n"
+
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            path = Path(app.screen.query_one("#line").value)
+            assert path.parent == tmp_path and path.suffix == ".md"
+            await pilot.press("enter")
+            await pilot.pause()
+            assert "print('hi')" in path.read_text()
+            json_path = tmp_path / "out.json"
+            assert app.export_to(conv, json_path) == json_path
+            assert json.loads(json_path.read_text())["title"] == "New [name]"
+
+            await pilot.press("f8")
+            await pilot.pause()
+            await pilot.click("#ok")
+            await pilot.pause()
+            assert store.get_conversation(conv) is None and app.conversation is None
+
+    run(scenario)
+
+
+def test_sidebar_pages_lazily(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        for i in range(PAGE_SIZE * 2 + 30):
+            store.create_conversation(f"conversation {i}")
+        async with app.run_test(size=SIZE) as pilot:
+            sidebar = app.sidebar
+            assert sidebar.loaded == PAGE_SIZE and sidebar.total == PAGE_SIZE * 2 + 30
+            sidebar.option_list.focus()
+            await pilot.press("end")
+            await pilot.pause()
+            await pilot.press("end")
+            await pilot.pause()
+            assert sidebar.loaded == PAGE_SIZE * 2 + 30
+            assert sidebar.option_list.option_count == PAGE_SIZE * 2 + 30
+            await pilot.press("ctrl+b")
+            assert not sidebar.display
+
+    run(scenario)
+
+
+# --- themes, keys, settings ------------------------------------------------------------------
+
+
+def test_theme_switch_is_remembered(tmp_path: Path) -> None:
+    (tmp_path / "themes").mkdir()
+    (tmp_path / "themes" / "mine.toml").write_text(
+        'name = "my-theme"\ndark = false\nprimary = "#336699"\nbackground = "#fafafa"\n'
+    )
+    (tmp_path / "themes" / "broken.toml").write_text('name = "x"\nprimary = 3\n')
+
+    async def scenario() -> None:
+        choice = Choice("openai", BackendConfig(), {}, None, None)
+        config = Config(path=tmp_path / "c.toml", tui={"theme": "chatterm-paper"})
+        app, _ = make_app(tmp_path, choice, config)
+        async with app.run_test(size=SIZE) as pilot:
+            assert app.theme == "chatterm-paper"  # the config default
+            assert "my-theme" in app.available_themes and "chatterm-dusk" in app.available_themes
+            assert any("broken.toml" in text for _, text in app.notices)
+            conv = seed(_store_of(app), "Md", [("q", "# Heading\n\nsome `code`")])
+            await app.open_conversation(conv)
+            await pilot.pause()
+            segment = app.view.message_views()[-1].segments[0]
+            assert isinstance(segment, FrozenMarkdown)
+            assert segment._key is not None and segment._key[1] == "chatterm-paper"
+            app.theme = "my-theme"
+            await pilot.pause()
+            await pilot.pause()
+            assert segment._key is not None and segment._key[1] == "my-theme"  # drawn again
+        saved = tmp_path / "state.json"
+        assert state.load_state(saved)["theme"] == "my-theme"
+        assert stat.S_IMODE(os.stat(saved).st_mode) == 0o600
+        app2, _ = make_app(tmp_path, choice, config)
+        async with app2.run_test(size=SIZE):
+            assert app2.theme == "my-theme"  # the remembered choice beats the config
+
+    run(scenario)
+
+
+def test_keymap_from_config_and_help_screen(tmp_path: Path) -> None:
+    from chatterm.tui.help_screen import HelpScreen
+
+    async def scenario() -> None:
+        config = Config(path=tmp_path / "c.toml", keys={"new_conversation": "f5", "bogus": "f6"})
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None), config)
+        conv = seed(store, "T", [("a", "b")])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await pilot.press("f5")
+            await pilot.pause()
+            assert app.conversation is None
+            assert any("bogus" in text for _, text in app.notices)
+            await pilot.press("f1")
+            await pilot.pause()
+            assert isinstance(app.screen, HelpScreen)
+            assert "new_conversation" in screen_text(app)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, HelpScreen)
+
+    run(scenario)
+
+
+def test_settings_dialog_saves_system_prompt_and_options(
+    tmp_path: Path, openai_server: Any
+) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, server_choice(openai_server, "echo@tui_settings"))
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, "hello")
+            await pilot.press("f4")
+            await pilot.pause()
+            app.screen.query_one("#system").text = "Be terse."
+            app.screen.query_one("#temperature").value = "9"
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert "must be <=" in str(app.screen.query_one(".dialog-error").render())
+            app.screen.query_one("#temperature").value = "0.5"
+            app.screen.query_one("#max_tokens").value = "2"
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert app.conversation is not None
+            conv = store.get_conversation(app.conversation.id)
+            assert conv.system_prompt == "Be terse."
+            assert conv.options == {"temperature": 0.5, "max_tokens": 2}
+            await send(app, pilot, "a long prompt that will be cut")
+            request = openai_server.requests_for("echo@tui_settings")[-1].body
+            assert request["messages"][0] == {"role": "system", "content": "Be terse."}
+            assert request["temperature"] == 0.5 and request["max_tokens"] == 2
+
+    run(scenario)
+
+
+def test_segments_cut_only_at_safe_boundaries() -> None:
+    from openai_server import markdown_document
+
+    from chatterm.tui.segments import BREAK, SegmentSplitter, split_segments
+
+    document = markdown_document(6000) + "\n```\nunclosed\n\n# not a heading\n"
+    segments = split_segments(document, 300)
+    assert "".join(segments) == document and len(segments) > 5
+    for segment in segments[1:]:
+        assert segment[0] not in " -*+>|0123456789"  # a heading, paragraph or fence
+    for segment in segments:
+        assert segment.count("```") % 2 == 0 or segment is segments[-1]
+    # Fed in arbitrary deltas, the cuts are the same.
+    splitter, pieces = SegmentSplitter(300), [""]
+    for i in range(0, len(document), 7):
+        for piece in splitter.feed(document[i : i + 7]):
+            if piece is BREAK:
+                pieces.append("")
+            else:
+                pieces[-1] += piece
+    assert pieces == segments
+
+
+def test_gc_policy_checkpoint_freezes_survivors() -> None:
+    import gc
+
+    from chatterm.tui.gc_policy import CollectorPolicy
+
+    policy = CollectorPolicy()
+    try:
+        policy.checkpoint()
+        assert gc.get_freeze_count() > 0
+        assert policy.full() >= 0 and policy.longest_checkpoint_s >= 0
+    finally:
+        gc.unfreeze()
+
+
+def test_domain_never_imports_textual() -> None:
+    code = (
+        "import sys, chatterm.chat, chatterm.store, chatterm.config, chatterm.state, "
+        "chatterm.tui.backend_pool; print('textual' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
