@@ -55,11 +55,7 @@ def root(
         raise typer.Exit(0)
     if ctx.invoked_subcommand is not None:
         return
-    common = opt.CommonOptions(
-        model=model, backend=backend, base_url=base_url, profile=profile, system=system,
-        continue_last=continue_last, session=session, option=option or [],
-        temperature=temperature, max_tokens=max_tokens, debug=debug,
-    )
+    common = opt.CommonOptions.pick(locals())
     if not _stdin_is_terminal():
         from chatterm.cli.ask import run_ask
 
@@ -111,11 +107,7 @@ def ask(
     """
     from chatterm.cli.ask import run_ask
 
-    common = opt.CommonOptions(
-        model=model, backend=backend, base_url=base_url, profile=profile, system=system,
-        continue_last=continue_last, session=session, option=option or [],
-        temperature=temperature, max_tokens=max_tokens, debug=debug,
-    )
+    common = opt.CommonOptions.pick(locals())
     output = opt.AskOutput(
         raw=raw, no_stream=no_stream, json=json_out, no_log=no_log, usage=usage
     )

@@ -13,7 +13,7 @@ from chatterm.cli.failures import Failure
 from chatterm.cli.inputs import compose_prompt, read_piped_stdin
 from chatterm.cli.options import AskOutput, CommonOptions
 from chatterm.cli.render import ReplySink, choose_sink
-from chatterm.config import load_config, resolve
+from chatterm.config import load_config
 from chatterm.paths import history_path
 from chatterm.runtime import open_backend
 from chatterm.store import Conversation, HistoryStore
@@ -22,16 +22,7 @@ from chatterm.store import Conversation, HistoryStore
 def run_ask(common: CommonOptions, output: AskOutput, prompt: str | None) -> int:
     text = compose_prompt(prompt, read_piped_stdin())
     config = load_config()
-    choice = resolve(
-        config,
-        profile=common.profile,
-        backend=common.backend,
-        model=common.model,
-        base_url=common.base_url,
-        options=common.raw_options(),
-        system_prompt=common.system,
-        debug=common.debug,
-    )
+    choice = common.resolve(config)
     backend, options = open_backend(choice)
     history = HistoryStore(history_path())
     conversation = find_conversation(history, common)

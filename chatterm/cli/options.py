@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Annotated, Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from chatterm.config import Choice, Config
 
 Model = Annotated[str | None, typer.Option("--model", "-m", help="Model id or local folder.")]
 BackendName = Annotated[
@@ -56,6 +60,29 @@ class CommonOptions:
     temperature: float | None = None
     max_tokens: int | None = None
     debug: bool = False
+
+    @classmethod
+    def pick(cls, flags: Mapping[str, Any]) -> CommonOptions:
+        """Take this class's fields from a command's parameters (the rest are its own)."""
+        values = {f.name: flags[f.name] for f in fields(cls) if f.name in flags}
+        if values.get("option") is None:
+            values["option"] = []
+        return cls(**values)
+
+    def resolve(self, config: Config) -> Choice:
+        """Flags over environment over the config file: the backend to use."""
+        from chatterm.config import resolve
+
+        return resolve(
+            config,
+            profile=self.profile,
+            backend=self.backend,
+            model=self.model,
+            base_url=self.base_url,
+            options=self.raw_options(),
+            system_prompt=self.system,
+            debug=self.debug,
+        )
 
     def raw_options(self) -> dict[str, Any]:
         """Options as given on the command line; `stop` may repeat and becomes a list."""
