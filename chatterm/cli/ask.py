@@ -9,6 +9,7 @@ from typing import Any
 
 from chatterm.backend import Backend, BackendError, Metadata, Notice, ReasoningDelta, TextDelta
 from chatterm.chat import ChatSession, ReplyOutcome, memory_store
+from chatterm.cli import start_collecting
 from chatterm.cli.failures import Failure
 from chatterm.cli.inputs import compose_prompt, read_piped_stdin
 from chatterm.cli.options import AskOutput, CommonOptions
@@ -39,6 +40,7 @@ def run_ask(common: CommonOptions, output: AskOutput, prompt: str | None) -> int
         system_prompt=choice.system_prompt,
     )
     sink = choose_sink(output.raw, collect=output.json or output.no_stream)
+    start_collecting()
     try:
         code = asyncio.run(_stream(session, backend, text, sink, common.debug))
     except KeyboardInterrupt:

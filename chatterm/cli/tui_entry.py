@@ -7,8 +7,10 @@ from chatterm.config import load_config
 
 
 def open_tui(common: CommonOptions) -> int:
+    from chatterm.cli import start_collecting
     from chatterm.tui.app import run_tui
 
+    start_collecting()
     config = load_config()
     return run_tui(
         common.resolve(config), config, continue_last=common.continue_last,
