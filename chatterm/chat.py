@@ -243,6 +243,11 @@ class ChatSession:
             outcome.status = ERROR
             outcome.error = exc.message
             raise
+        except Exception as exc:
+            # A bug or a local failure (e.g. the database): keep what arrived, say what broke.
+            outcome.status = ERROR
+            outcome.error = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:300]
+            raise
         except BaseException:
             # Cancelled (Esc, Ctrl-C) or the consumer stopped reading: keep what arrived.
             outcome.status = INTERRUPTED

@@ -196,13 +196,18 @@ def resolve(
             )
         chosen = config.profiles[profile_name]
 
-    env_base = env.get("OPENAI_BASE_URL")
-    key_env = chosen.api_key_env or DEFAULT_KEY_ENV
-    env_key = env.get(key_env)
+    # A profile that names its own server keeps it: OPENAI_BASE_URL is the generic endpoint and
+    # must not redirect `-p ollama` (and its prompts) elsewhere. Likewise OPENAI_API_KEY is only
+    # sent to such a server when the profile says so (api_key_env), never by default.
+    env_base = None if chosen.base_url else env.get("OPENAI_BASE_URL")
+    key_env = chosen.api_key_env or (
+        DEFAULT_KEY_ENV if _may_get_default_key(chosen.base_url) else None
+    )
+    env_key = env.get(key_env) if key_env else None
     by_default = False
     name = backend or chosen.backend
     if name is None:
-        if base_url or env_base or env.get(DEFAULT_KEY_ENV):
+        if base_url or env.get("OPENAI_BASE_URL") or env.get(DEFAULT_KEY_ENV):
             name = "openai"
         else:
             name, by_default = "local", True
@@ -227,3 +232,8 @@ def resolve(
         system_prompt=system_prompt if system_prompt is not None else chosen.system_prompt,
         chosen_by_default=by_default,
     )
+
+
+def _may_get_default_key(profile_base_url: str | None) -> bool:
+    """OPENAI_API_KEY goes to the default endpoint or OpenAI itself, not to a profile's server."""
+    return profile_base_url is None or "://api.openai.com" in profile_base_url

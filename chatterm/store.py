@@ -85,9 +85,10 @@ ERROR = "error"
 class StoreError(Exception):
     """The history cannot be used; ``message`` is one line for the user."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.message = message
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +177,7 @@ class HistoryStore:
                 _create_private_file(path)
             self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 30000")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal()
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
@@ -193,6 +194,21 @@ class HistoryStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _enable_wal(self) -> None:
+        """Switch to WAL once. The switch needs an exclusive lock and SQLite does not apply the
+        busy timeout to it, so two processes creating the database at once retry here."""
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal" and str(self.path) != ":memory:":
+                    self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -251,7 +267,9 @@ class HistoryStore:
                 (conv_id, conv_id + "\U0010ffff"),
             ).fetchall()
             if len(rows) > 1:
-                raise StoreError(f"conversation id {conv_id!r} is ambiguous; give more of it")
+                raise StoreError(
+                    f"conversation id {conv_id!r} is ambiguous; give more of it", exit_code=2
+                )
             row = rows[0] if rows else None
         return _conversation(row) if row else None
 

@@ -301,3 +301,33 @@ def test_concurrent_ask_processes_lose_nothing(server_env) -> None:
     )
     assert sorted(r[0] for r in rows) == [f"writer {n}" for n in range(5)]
     assert all(status == "complete" and length > 0 for _, status, length in rows)
+
+
+def test_history_problems_are_one_line_errors(server_env) -> None:
+    from chatterm.store import HistoryStore
+
+    db_path = Path(os.environ["XDG_DATA_HOME"]) / "chatterm" / "history.db"
+    with HistoryStore(db_path) as store:
+        for n in range(17):  # 17 ids over 16 hex digits: two must share the first one
+            store.create_conversation(f"q{n}")
+    ids = [row[0] for row in history_rows("SELECT id FROM conversations")]
+    prefix = next(p for p in "0123456789abcdef" if sum(i.startswith(p) for i in ids) > 1)
+    ambiguous = run_cli("sessions", "show", prefix)
+    assert ambiguous.returncode == 2
+    assert_one_line_error(ambiguous.stderr)
+    assert "ambiguous" in ambiguous.stderr
+    db = sqlite3.connect(Path(os.environ["XDG_DATA_HOME"]) / "chatterm" / "history.db")
+    db.execute("PRAGMA user_version = 99")
+    db.commit()
+    db.close()
+    newer = run_cli("ask", "-m", "echo", "hi", env=server_env)
+    assert newer.returncode == 1
+    assert_one_line_error(newer.stderr)
+    assert "newer chatterm" in newer.stderr and "internal error" not in newer.stderr
+
+
+def test_options_before_the_command_are_not_silently_dropped(server_env) -> None:
+    result = run_cli("-m", "echo", "ask", "hi", env=server_env)
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr)
+    assert "options go after the command" in result.stderr

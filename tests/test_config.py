@@ -39,8 +39,12 @@ def test_file_env_and_flags_in_order(tmp_path: Path) -> None:
     assert choice.backend_config.base_url == "http://localhost:8000/v1"
     assert choice.backend_config.api_key == "k1"
     assert choice.options == {"temperature": 0.2}
-    env_wins = resolve(config, env={"OPENAI_BASE_URL": "http://env/v1"})
+    env_wins = resolve(config, profile="offline", model=None, backend="openai",
+                       env={"OPENAI_BASE_URL": "http://env/v1"})
     assert env_wins.backend_config.base_url == "http://env/v1"
+    env_model = resolve(load_config(write(tmp_path, "[profiles.m]\nmodel = 'file-model'\n")),
+                        profile="m", model="flag-model", env={})
+    assert env_model.backend_config.model == "flag-model"
     flag_wins = resolve(
         config, base_url="http://flag/v1", model="m2", options={"temperature": "0.9"},
         env={"OPENAI_BASE_URL": "http://env/v1"},
@@ -98,3 +102,24 @@ def test_unknown_profile(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, GOOD))
     with pytest.raises(ConfigError, match=r"no profile 'x'.*offline, vllm"):
         resolve(config, profile="x", env={})
+
+
+def test_a_profiles_own_server_is_not_redirected_and_gets_no_default_key(tmp_path: Path) -> None:
+    """OPENAI_* are for the default endpoint: they never send a profile's prompts or the
+    OpenAI key to another server."""
+    config = load_config(write(tmp_path, GOOD + """
+[profiles.ollama]
+backend = "openai"
+base_url = "http://localhost:11434/v1"
+
+[profiles.openai]
+backend = "openai"
+base_url = "https://api.openai.com/v1"
+"""))
+    env = {"OPENAI_BASE_URL": "https://api.openai.com/v1", "OPENAI_API_KEY": "sk-real"}
+    ollama = resolve(config, profile="ollama", env=env)
+    assert ollama.backend_config.base_url == "http://localhost:11434/v1"
+    assert ollama.backend_config.api_key is None
+    assert resolve(config, profile="openai", env=env).backend_config.api_key == "sk-real"
+    # A profile that names its key variable gets that key.
+    assert resolve(config, profile="vllm", env={"VLLM_KEY": "v"}).backend_config.api_key == "v"

@@ -392,6 +392,67 @@ def test_unavailable_backend_keeps_prompt(tmp_path: Path) -> None:
     run(scenario)
 
 
+def test_usable_at_80x24_and_sidebar_toggle(tmp_path: Path, openai_server: Any) -> None:
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, server_choice(openai_server))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await send(app, pilot, "hello from a small terminal")
+            await pilot.pause()
+            screen = app.screen.region
+            reply = app.view.message_views()[-1]
+            assert reply.source == "hello from a small terminal"
+            for widget in (reply, app.prompt_input, app.status_line):
+                region = widget.region
+                assert region.width > 0 and region.height > 0, widget
+                assert screen.contains_region(region), (widget, region)
+            assert app.view.region.contains_region(reply.region)
+            text = screen_text(app)
+            assert "hello from a small terminal" in text
+            assert "complete" in text and "openai" in text  # the status line, state first
+            chat = app.query_one("#chat")
+            assert chat.region.width < screen.width
+            app.action_toggle_sidebar()
+            await pilot.pause()
+            assert not app.sidebar.display
+            assert chat.region.width == screen.width
+            assert app.view.region.contains_region(reply.region)
+
+    run(scenario)
+
+
+def test_stream_follows_only_while_at_the_bottom(tmp_path: Path, openai_server: Any) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, server_choice(openai_server, "slow:300:10"))
+        filler = [(f"question {i}", "answer " + "words " * 40) for i in range(6)]
+        conv_id = seed(store, "Long", filler)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await app.open_conversation(conv_id)
+            app.prompt_input.text = "go on"
+            await type_now(app, "enter")
+            view = app.view
+            await wait_for(lambda: app.last_streamer is not None
+                           and app.last_streamer.deltas >= 20, pilot)
+            view.scroll_home(animate=False, immediate=True)
+            await pilot.pause()
+            assert view.scroll_y == 0
+            seen = app.last_streamer.deltas
+            await wait_for(lambda: app.last_streamer is not None
+                           and app.last_streamer.deltas >= seen + 30, pilot)
+            await pilot.pause()
+            assert app.streaming and view.scroll_y == 0  # not pulled back down
+            view.scroll_end(animate=False, immediate=True)
+            await pilot.pause()
+            height = view.max_scroll_y
+            seen = app.last_streamer.deltas
+            await wait_for(lambda: view.max_scroll_y > height + 1, pilot)
+            await pilot.pause()
+            assert view.scroll_y >= view.max_scroll_y - 1  # following again
+            await type_now(app, "escape")
+            await settle(app, pilot)
+
+    run(scenario)
+
+
 # --- conversations ---------------------------------------------------------------------------
 
 

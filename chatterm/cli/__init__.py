@@ -54,9 +54,13 @@ def root(
 
         typer.echo(f"chatterm {__version__}")
         raise typer.Exit(0)
-    if ctx.invoked_subcommand is not None:
-        return
     common = opt.CommonOptions.pick(locals())
+    if ctx.invoked_subcommand is not None:
+        if common != opt.CommonOptions(debug=debug):
+            raise Failure(
+                f"options go after the command: chatterm {ctx.invoked_subcommand} [OPTIONS] ..."
+            )
+        return
     if not _stdin_is_terminal():
         from chatterm.cli.ask import run_ask
 

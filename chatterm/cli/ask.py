@@ -14,7 +14,7 @@ from chatterm.cli.failures import Failure
 from chatterm.cli.inputs import compose_prompt, read_piped_stdin
 from chatterm.cli.options import AskOutput, CommonOptions
 from chatterm.cli.render import ReplySink, choose_sink
-from chatterm.config import load_config
+from chatterm.config import Choice, load_config
 from chatterm.paths import history_path
 from chatterm.runtime import open_backend
 from chatterm.store import Conversation, HistoryStore
@@ -24,12 +24,27 @@ def run_ask(common: CommonOptions, output: AskOutput, prompt: str | None) -> int
     text = compose_prompt(prompt, read_piped_stdin())
     config = load_config()
     choice = common.resolve(config)
-    backend, options = open_backend(choice)
-    history = HistoryStore(history_path())
-    conversation = find_conversation(history, common)
-    store = history
-    if output.no_log:
-        store, conversation = _scratch_copy(history, conversation)
+    with HistoryStore(history_path()) as history:
+        # Find the conversation before building the backend: a wrong id costs nothing.
+        conversation = find_conversation(history, common)
+        backend, options = open_backend(choice)
+        if not output.no_log:
+            return _ask(history, conversation, backend, options, choice, text, common, output)
+        scratch, conversation = _scratch_copy(history, conversation)
+        with scratch:
+            return _ask(scratch, conversation, backend, options, choice, text, common, output)
+
+
+def _ask(
+    store: HistoryStore,
+    conversation: Conversation | None,
+    backend: Backend,
+    options: dict[str, Any],
+    choice: Choice,
+    text: str,
+    common: CommonOptions,
+    output: AskOutput,
+) -> int:
     session = ChatSession(
         store,
         backend,
@@ -47,10 +62,6 @@ def run_ask(common: CommonOptions, output: AskOutput, prompt: str | None) -> int
         sink.close()
         _say(f"interrupted; {_saved_where(session, output)}")
         return 130
-    finally:
-        store.close()
-        if store is not history:
-            history.close()
     outcome = session.last_outcome or ReplyOutcome()
     if code == 0:
         _print_result(sink, outcome, session, output)

@@ -8,7 +8,7 @@ are notifications, never exceptions into Textual. Streaming itself is in
 from __future__ import annotations
 
 from chatterm.store import Message
-from chatterm.tui.base import ChattermBase
+from chatterm.tui.base import ChattermBase, guarded
 from chatterm.tui.commands import code_blocks
 from chatterm.tui.dialogs import TextDialog
 from chatterm.tui.help_screen import HelpScreen
@@ -47,12 +47,14 @@ class NavigationActions(ChattermBase):
     def action_search(self) -> None:
         self.push_screen(SearchScreen(self.store), self._search_done)
 
+    @guarded
     async def _search_done(self, hit: tuple[str, int] | None) -> None:
         if hit is None:
             return
         conv_id, message_id = hit
         await self.open_at(conv_id, message_id)
 
+    @guarded
     async def open_at(self, conv_id: str, message_id: int) -> None:
         """Open a conversation scrolled to a message, switching to its branch if needed."""
         message = self.store.get_message(message_id)
@@ -104,6 +106,7 @@ class NavigationActions(ChattermBase):
         event.stop()
         await self._step_branch(event.view, event.step)
 
+    @guarded
     async def _step_branch(self, target: MessageView | None, step: int) -> None:
         if target is None or target.message is None or self.conversation is None:
             self.tell("no other branch here")

@@ -35,6 +35,7 @@ from chatterm.store import Conversation, HistoryStore, StoreError
 from chatterm.tui import keys, themes
 from chatterm.tui.actions import NavigationActions
 from chatterm.tui.backend_pool import BackendPool
+from chatterm.tui.base import guarded
 from chatterm.tui.commands import palette_commands
 from chatterm.tui.conversation_view import ConversationView, branch_positions
 from chatterm.tui.gc_policy import CollectorPolicy
@@ -77,8 +78,10 @@ class ChattermApp(ReplyActions, ManageActions, NavigationActions):
         state_file: Path | None = None,
         user_themes_dir: Path | None = None,
         tune_gc: bool = False,
+        debug: bool = False,
     ) -> None:
         super().__init__()
+        self.debug_mode = debug
         # See chatterm.tui.gc_policy: on for the real app, off in tests (it is process-wide).
         self.gc_policy = CollectorPolicy() if tune_gc else None
         self.choice = choice
@@ -164,6 +167,7 @@ class ChattermApp(ReplyActions, ManageActions, NavigationActions):
 
     # --- conversations ------------------------------------------------------------------
 
+    @guarded
     async def open_conversation(self, conv_id: str | None, *, reveal: int | None = None) -> None:
         """Show a conversation (None: a new one), keeping the draft of the one we leave."""
         current = self.conversation.id if self.conversation else None
@@ -192,6 +196,7 @@ class ChattermApp(ReplyActions, ManageActions, NavigationActions):
         else:
             self.view.follow()
 
+    @guarded
     async def reload_view(self) -> None:
         """Show the active branch of the open conversation again (after a switch of
         conversation or branch), then reclaim the replaced widgets (chatterm.tui.gc_policy)."""
@@ -223,15 +228,18 @@ def build_app(
     state_file: Path | None = None,
     user_themes_dir: Path | None = None,
     tune_gc: bool = False,
+    debug: bool = False,
 ) -> ChattermApp:
     """The app over ``store``; the CLI, the tests and the snapshot tests all build it here.
 
     ``state_file`` and ``user_themes_dir`` default to the user's (chatterm.paths); tests point
-    them elsewhere. ``tune_gc`` turns on chatterm.tui.gc_policy (run_tui does).
+    them elsewhere. ``tune_gc`` turns on chatterm.tui.gc_policy (run_tui does); ``debug``
+    keeps the tracebacks of unexpected errors among the notices (run_tui prints them on exit).
     """
     return ChattermApp(
         choice, config, store, continue_last=continue_last, session_id=session_id,
         state_file=state_file, user_themes_dir=user_themes_dir, tune_gc=tune_gc,
+        debug=debug,
     )
 
 
@@ -267,7 +275,7 @@ def run_tui(
             session_id = found.id
         app = build_app(
             choice, config, store, continue_last=continue_last, session_id=session_id,
-            tune_gc=True,
+            tune_gc=True, debug=debug,
         )
         result = app.run()
         if debug:

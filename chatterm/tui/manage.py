@@ -17,8 +17,8 @@ from textual.widgets import Static
 from chatterm import export
 from chatterm.backend import BackendError
 from chatterm.plugins import available_backends
-from chatterm.store import Conversation, StoreError
-from chatterm.tui.base import ChattermBase
+from chatterm.store import Conversation
+from chatterm.tui.base import ChattermBase, guarded
 from chatterm.tui.commands import choice_for_target, describe_choice
 from chatterm.tui.dialogs import ConfirmDialog, LineDialog, SettingsDialog
 from chatterm.tui.model_dialog import ModelDialog
@@ -41,19 +41,18 @@ class ManageActions(ChattermBase):
             return
 
         def done(title: str | None) -> None:
-            if title is None or not title.strip():
-                return
-            try:
-                self.store.rename_conversation(conversation.id, " ".join(title.split()))
-            except StoreError as exc:
-                self.fail(exc.message)
-                return
-            self.conversation = self.store.get_conversation(conversation.id)
-            if self.conversation is not None:
-                self.query_one("#title", Static).update(Text(self.conversation.title))
-            self.sidebar.reload()
+            if title is not None and title.strip():
+                self._rename(conversation.id, " ".join(title.split()))
 
         self.push_screen(LineDialog("Rename conversation", conversation.title), done)
+
+    @guarded
+    def _rename(self, conv_id: str, title: str) -> None:
+        self.store.rename_conversation(conv_id, title)
+        self.conversation = self.store.get_conversation(conv_id)
+        if self.conversation is not None:
+            self.query_one("#title", Static).update(Text(self.conversation.title))
+        self.sidebar.reload()
 
     def action_delete(self) -> None:
         conversation = self.conversation
@@ -61,22 +60,22 @@ class ManageActions(ChattermBase):
             return
 
         async def done(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                self.store.delete_conversation(conversation.id)
-            except StoreError as exc:
-                self.fail(exc.message)
-                return
-            self.drafts.pop(conversation.id, None)
-            await self.open_conversation(None)
-            self.sidebar.reload()
-            self.tell(f"Deleted “{conversation.title}”")
+            if yes:
+                await self._delete(conversation)
 
         self.push_screen(
             ConfirmDialog(f"Delete “{conversation.title}” and all its messages?"), done
         )
 
+    @guarded
+    async def _delete(self, conversation: Conversation) -> None:
+        self.store.delete_conversation(conversation.id)
+        self.drafts.pop(conversation.id, None)
+        await self.open_conversation(None)
+        self.sidebar.reload()
+        self.tell(f"Deleted “{conversation.title}”")
+
+    @guarded
     def action_export(self, fmt: str = "md") -> None:
         conversation = self.conversation
         if conversation is None:
@@ -94,6 +93,7 @@ class ManageActions(ChattermBase):
             done,
         )
 
+    @guarded
     def export_to(self, conv_id: str, path: Path) -> Path | None:
         conversation = self.store.get_conversation(conv_id)
         if conversation is None:
@@ -126,19 +126,16 @@ class ManageActions(ChattermBase):
                 self.pending_settings = result
                 self.tell("Settings will apply to this new conversation")
                 return
-            try:
+            with self.guard():
                 self.store.update_conversation_settings(
                     self.conversation.id,
                     system_prompt=result["system_prompt"],
                     options=result["options"],
                 )
-            except StoreError as exc:
-                self.fail(exc.message)
-                return
-            self.conversation = self.store.get_conversation(self.conversation.id)
-            if self.session is not None:
-                self.session.refresh()
-            self.tell("Conversation settings saved")
+                self.conversation = self.store.get_conversation(self.conversation.id)
+                if self.session is not None:
+                    self.session.refresh()
+                self.tell("Conversation settings saved")
 
         self.push_screen(SettingsDialog(system, dict(options)), done)
 
@@ -164,6 +161,7 @@ class ManageActions(ChattermBase):
         if target:
             self.switch_to(target)
 
+    @guarded
     def switch_to(self, target: str) -> None:
         """Send the next message to ``target`` (see ``choice_for_target``)."""
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import traceback
 
 from rich.text import Text
 from textual import work
@@ -19,7 +20,7 @@ from textual.worker import Worker, WorkerState
 from chatterm.backend import BackendError
 from chatterm.chat import ChatSession
 from chatterm.store import Message, StoreError
-from chatterm.tui.base import ChattermBase
+from chatterm.tui.base import DOMAIN_ERRORS, ChattermBase, error_message
 from chatterm.tui.conversation_view import branch_positions
 from chatterm.tui.gc_policy import CollectorPolicy
 from chatterm.tui.prompt_input import PromptInput
@@ -51,6 +52,15 @@ class ReplyActions(ChattermBase):
             self.warn("a reply is still streaming; press Esc to stop it first")
             return
         self.reply_worker = self.run_reply(kind, text, message_id)
+
+    def _opening_state(self) -> str:
+        """What the status line says while the backend is being opened: building a local
+        backend loads (maybe downloads) the model, which can take minutes."""
+        if self.pool.cached(self.choice) is not None:
+            return "connecting"
+        if self.choice.backend == "local":
+            return f"loading model {self.choice.backend_config.model or '(default)'}…"
+        return f"opening {self.choice.backend}…"
 
     async def ready_session(self) -> ChatSession:
         """The session for the open conversation, pointed at the current choice."""
@@ -88,13 +98,18 @@ class ReplyActions(ChattermBase):
         """Send / regenerate / edit, then stream the reply (the one worker Esc cancels)."""
         try:
             await self._reply(kind, text, message_id)
+        except DOMAIN_ERRORS as exc:
+            self.status_line.set_reply(state="error")
+            self.fail(error_message(exc))
         except Exception as exc:  # one failed reply must never take the app down
             self.status_line.set_reply(state="error")
-            self.fail(f"unexpected error: {exc!r}")
+            # Only the type: a plugin's exception text or repr may quote a secret.
+            self.fail(f"unexpected error ({type(exc).__name__}); run with --debug for details")
+            self.debug_log("".join(traceback.format_exception(exc)))
 
     async def _reply(self, kind: str, text: str, message_id: int | None) -> None:
         status = self.status_line
-        status.set_reply(state="connecting")
+        status.set_reply(state=self._opening_state())
         try:
             session = await self.ready_session()
             if kind == "send":

@@ -8,6 +8,8 @@ position comes near the end of what is loaded. Titles are user text: they are sh
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -15,7 +17,7 @@ from textual.message import Message
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from chatterm.store import Conversation, HistoryStore
+from chatterm.store import Conversation, HistoryStore, StoreError
 
 PAGE_SIZE = 100
 # Load the next page when the highlight or the viewport is this close to the loaded end.
@@ -99,7 +101,7 @@ class Sidebar(Vertical):
         return self.query_one(ConversationList)
 
     def on_mount(self) -> None:
-        self.reload()
+        self._guarded(self.reload)
 
     def reload(self, at_least: int = PAGE_SIZE) -> None:
         """Read the list again from the store (after a new, renamed or deleted conversation)."""
@@ -142,7 +144,14 @@ class Sidebar(Vertical):
 
     def on_conversation_list_near_end_reached(self, event: ConversationList.NearEndReached) -> None:
         event.stop()
-        self.load_more()
+        self._guarded(self.load_more)
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run ``step``; a store error becomes a notification instead of a crash."""
+        try:
+            step()
+        except StoreError as exc:
+            self.notify(exc.message, severity="error", markup=False)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()

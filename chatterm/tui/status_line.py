@@ -88,5 +88,6 @@ class StatusLine(Static):
         if not self._dirty:
             return
         self._dirty = False
-        self.set_class(self.state in {"connecting", "streaming", "stopping"}, "-busy")
+        busy = self.state in {"connecting", "streaming", "stopping"}
+        self.set_class(busy or self.state.startswith(("loading", "opening")), "-busy")
         self.update(self.render_text())
