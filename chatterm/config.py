@@ -100,7 +100,7 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(f"config file {path} is not valid UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
-    return _parse(path, data)
+    return _parse(path, data, raw_bytes.decode("utf-8"))
 
 
 def config_file_path() -> Path:
@@ -108,13 +108,16 @@ def config_file_path() -> Path:
     return Path(override) if override else paths.config_path()
 
 
-def _parse(path: Path, data: dict[str, Any]) -> Config:
-    def fail(what: str) -> ConfigError:
-        return ConfigError(f"config file {path}: {what}")
+def _parse(path: Path, data: dict[str, Any], text: str) -> Config:
+    def fail(what: str, key: str | None = None, table: str | None = None) -> ConfigError:
+        line = _line_of(text, key, table) if key else None
+        where = f" (line {line})" if line else ""
+        return ConfigError(f"config file {path}: {what}{where}")
 
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        raise fail(f"unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+        first = sorted(unknown)[0]
+        raise fail(f"unknown key {first!r} (known: {', '.join(sorted(_TOP_KEYS))})", first)
     profiles: dict[str, Profile] = {}
     raw_profiles = data.get("profiles", {})
     if not isinstance(raw_profiles, dict):
@@ -127,14 +130,21 @@ def _parse(path: Path, data: dict[str, Any]) -> Config:
             if expected is None:
                 raise fail(
                     f"[profiles.{name}] has unknown key {key!r} "
-                    f"(known: {', '.join(sorted(_PROFILE_KEYS))})"
+                    f"(known: {', '.join(sorted(_PROFILE_KEYS))})",
+                    key, f"profiles.{name}",
                 )
             if not isinstance(value, expected):
-                raise fail(f"[profiles.{name}] {key} must be a {_type_name(expected)}")
+                raise fail(
+                    f"[profiles.{name}] {key} must be a {_type_name(expected)}",
+                    key, f"profiles.{name}",
+                )
         profiles[name] = Profile(name=name, **body)
     default = data.get("default_profile")
     if default is not None and (not isinstance(default, str) or default not in profiles):
-        raise fail(f"default_profile {default!r} is not a profile defined in the file")
+        raise fail(
+            f"default_profile {default!r} is not a profile defined in the file",
+            "default_profile",
+        )
     tui = data.get("tui", {})
     keys = data.get("keys", {})
     if not isinstance(tui, dict):
@@ -144,6 +154,24 @@ def _parse(path: Path, data: dict[str, Any]) -> Config:
     if any(p.api_key for p in profiles.values()):
         _check_private(path)
     return Config(path, True, default, profiles, dict(tui), dict(keys))
+
+
+def _line_of(text: str, key: str, table: str | None) -> int | None:
+    """Best-effort line number of ``key`` (inside ``[table]``): tomllib reports positions only
+    for syntax errors, and a user fixing a typo wants the line."""
+    in_table = table is None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            header = stripped.strip("[]").strip().replace('"', "")
+            if table is not None:
+                in_table = header == table
+            elif header.split(".")[0] == key:
+                return number
+            continue
+        if in_table and stripped.split("=", 1)[0].strip().strip('"') == key:
+            return number
+    return None
 
 
 def _type_name(expected: type | tuple[type, ...]) -> str:

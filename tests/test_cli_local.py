@@ -69,3 +69,24 @@ def test_ctrl_c_during_local_generation_keeps_the_partial(tiny_model_dir: Path) 
         "SELECT content, status FROM messages WHERE role = 'assistant' ORDER BY id DESC LIMIT 1"
     ).fetchone()
     assert status == "interrupted" and content
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.5, 3.0])
+def test_ctrl_c_while_starting_or_loading_exits_130_promptly(
+    tiny_model_dir: Path, delay: float
+) -> None:
+    """Wherever the interrupt lands (imports, model load, prefill), the exit is clean and quick."""
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatterm", "ask", "--backend", "local", "-m", str(tiny_model_dir),
+         "--max-tokens", "4000", "-o", "min_tokens", "4000", "hi"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(),
+    )
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    assert time.monotonic() - started < 15

@@ -56,3 +56,18 @@ def test_third_party_backend_is_found_and_used(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert_one_line_error(bad.stderr)
     assert "volume must be <= 11" in bad.stderr
+
+
+def test_listing_backends_imports_none_of_them() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nsys.argv = ['chatterm', 'backends']\nfrom chatterm.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', sorted(m for m in sys.modules if m.startswith(('chatterm_', 'httpx', "
+        "'torch'))), file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "LOADED []" in proc.stderr, proc.stderr
+    assert proc.stdout.split() == ["local", "openai"]

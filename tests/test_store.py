@@ -91,18 +91,25 @@ def test_delete_removes_messages_and_index(tmp_path: Path) -> None:
 
 
 def test_reading_one_conversation_does_not_scan_history(tmp_path: Path) -> None:
-    """The query plan uses the conversation index: cost follows the conversation, not history."""
+    """Every query the store runs to show or continue a conversation uses an index: the cost
+    follows the conversation, not the size of the history."""
     with HistoryStore(tmp_path / "h.db") as store:
         conv = store.create_conversation("t")
-        plan = store._db.execute(
-            "EXPLAIN QUERY PLAN SELECT * FROM messages WHERE conversation_id = ? ORDER BY id",
-            (conv.id,),
-        ).fetchall()
-        assert any("messages_by_conversation" in str(row) for row in plan)
-        plan = store._db.execute(
-            "EXPLAIN QUERY PLAN SELECT * FROM conversations ORDER BY updated_at DESC LIMIT 20"
-        ).fetchall()
-        assert any("conversations_by_update" in str(row) for row in plan)
+        store.add_message(conv.id, "user", "hi")
+        executed: list[str] = []
+        store._db.set_trace_callback(executed.append)
+        store.branch(conv.id)
+        store.latest_conversation()
+        store.list_conversations(limit=20)
+        store._db.set_trace_callback(None)
+        selects = [sql for sql in executed if sql.lstrip().upper().startswith("SELECT")]
+        assert len(selects) >= 4
+        for sql in selects:
+            plan = " ".join(
+                str(row) for row in store._db.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()
+            )
+            assert "USING" in plan and "SCAN messages " not in plan + " ", (sql, plan)
+            assert not ("SCAN conversations" in plan and "INDEX" not in plan), (sql, plan)
 
 
 WRITER = textwrap.dedent(

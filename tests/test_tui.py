@@ -28,7 +28,7 @@ from chatterm import state
 from chatterm.backend import BackendConfig
 from chatterm.chat import ChatSession
 from chatterm.config import Choice, Config, Profile, resolve
-from chatterm.store import COMPLETE, ERROR, INTERRUPTED, HistoryStore
+from chatterm.store import COMPLETE, ERROR, INTERRUPTED, HistoryStore, StoreError
 from chatterm.tui.app import ChattermApp, build_app
 from chatterm.tui.markdown_render import FrozenMarkdown
 from chatterm.tui.message_view import MessageView
@@ -432,10 +432,13 @@ def test_stream_follows_only_while_at_the_bottom(tmp_path: Path, openai_server: 
             view = app.view
             await wait_for(lambda: app.last_streamer is not None
                            and app.last_streamer.deltas >= 20, pilot)
+            assert view.max_scroll_y > 0 and view.scroll_y == view.max_scroll_y
             view.scroll_home(animate=False, immediate=True)
             await pilot.pause()
             assert view.scroll_y == 0
-            seen = app.last_streamer.deltas
+            streamer = app.last_streamer
+            assert streamer is not None
+            seen = streamer.deltas
             await wait_for(lambda: app.last_streamer is not None
                            and app.last_streamer.deltas >= seen + 30, pilot)
             await pilot.pause()
@@ -443,12 +446,83 @@ def test_stream_follows_only_while_at_the_bottom(tmp_path: Path, openai_server: 
             view.scroll_end(animate=False, immediate=True)
             await pilot.pause()
             height = view.max_scroll_y
-            seen = app.last_streamer.deltas
             await wait_for(lambda: view.max_scroll_y > height + 1, pilot)
             await pilot.pause()
             assert view.scroll_y >= view.max_scroll_y - 1  # following again
             await type_now(app, "escape")
             await settle(app, pilot)
+
+    run(scenario)
+
+
+def test_domain_errors_in_actions_become_notifications(
+    tmp_path: Path, openai_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, server_choice(openai_server))
+        conv_id = seed(store, "Seeded", [("q", "a")])
+        async with app.run_test(size=SIZE) as pilot:
+            def broken(*args: Any, **kwargs: Any) -> Any:
+                raise StoreError("the history is locked")
+
+            monkeypatch.setattr(store, "branch", broken)
+            await app.open_conversation(conv_id)
+            await pilot.pause()
+            monkeypatch.setattr(store, "rename_conversation", broken)
+            app._rename(conv_id, "New title")
+            assert app.export_to(conv_id, tmp_path / "no-such-dir" / "x.json") is None
+            await pilot.pause()
+            errors = [text for sev, text in app.notices if sev == "error"]
+            assert errors.count("the history is locked") == 2
+            assert any("No such file or directory" in text for text in errors)
+            assert app.is_running
+
+    run(scenario)
+
+
+def test_unexpected_reply_error_hides_the_exception_text(
+    tmp_path: Path, openai_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, server_choice(openai_server), debug=True)
+
+        async def explode(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("token=sk-secret")
+
+        monkeypatch.setattr(app.pool, "get", explode)
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, "hi")
+            errors = [text for sev, text in app.notices if sev == "error"]
+            assert errors == ["unexpected error (RuntimeError); run with --debug for details"]
+            debug = [text for sev, text in app.notices if sev == "debug"]
+            assert len(debug) == 1 and "Traceback" in debug[0]
+            assert app.status_line.state == "error"
+
+    run(scenario)
+
+
+def test_status_line_says_while_a_local_model_loads(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        choice = Choice("local", BackendConfig(model="tiny/model"), {}, None, None)
+        app, _ = make_app(tmp_path, choice)
+        loading = asyncio.Event()
+
+        async def slow_open(*args: Any, **kwargs: Any) -> Any:
+            await loading.wait()  # a model that takes its time; Esc cancels the wait
+
+        app.pool.get = slow_open  # type: ignore[method-assign]
+        async with app.run_test(size=SIZE) as pilot:
+            app.prompt_input.text = "hello"
+            await type_now(app, "enter")
+            await wait_for(lambda: "loading model tiny/model…" in screen_text(app), pilot)
+            assert app.streaming
+            await type_now(app, "escape")
+            await settle(app, pilot)
+            assert app.status_line.state == "stopped"
+        remote = Choice("openai", BackendConfig(), {}, None, None)
+        app, _ = make_app(tmp_path, remote)
+        async with app.run_test(size=SIZE):
+            assert app._opening_state() == "opening openai…"
 
     run(scenario)
 

@@ -9,9 +9,10 @@ which the constructor says. The heavy modules (:mod:`.loader` helpers that touch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 from chatterm.backend import (
     COMMON_OPTIONS,
@@ -24,6 +25,8 @@ from chatterm.backend import (
     StreamEvent,
 )
 from chatterm_local.loader import DEFAULT_MODEL, require_dependencies
+
+_T = TypeVar("_T")
 
 DEFAULT_MAX_TOKENS = 1024
 DEFAULT_TEMPERATURE = 0.7
@@ -79,7 +82,7 @@ class LocalBackend(Backend):
         model_id = request.model or self.default_model or DEFAULT_MODEL
         # Loading blocks for seconds (minutes on first download, with huggingface_hub's progress
         # bars on stderr), so it runs off the loop like everything else torch does.
-        loaded = await asyncio.to_thread(
+        loaded = await _in_daemon_thread(
             get_model, model_id, options.get("device"), options.get("dtype")
         )
         yield Metadata(loaded.metadata())
@@ -169,3 +172,36 @@ class LocalBackend(Backend):
         return await asyncio.to_thread(
             read_context_length, model or self.default_model or DEFAULT_MODEL
         )
+
+
+async def _in_daemon_thread(func: Callable[..., _T], *args: Any) -> _T:
+    """Run ``func`` on a daemon thread and await it.
+
+    Unlike ``asyncio.to_thread``, a Ctrl-C during a long load (a first download takes minutes)
+    does not wait for the load to finish: ``asyncio.run`` would join the executor's threads on
+    the way out, a daemon thread is simply abandoned when the process exits.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def work() -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = func(*args)
+        except BaseException as exc:
+            error = exc
+        # If the loop is gone (RuntimeError), nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="chatterm-load", daemon=True).start()
+    return await future
