@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_run import assert_one_line_error, cli_env, run_cli
+from cli_run import assert_one_line_error, cli_env, modules_loaded_by, run_cli
 
 SECRET = "sk-test-secret-4242"
 
@@ -257,30 +257,17 @@ def test_sessions_commands(server_env, tmp_path: Path) -> None:
 
 
 def test_ask_path_imports_no_heavy_modules(openai_server, server_env) -> None:
-    code = (
-        "import sys\n"
-        "sys.argv = ['chatterm', 'ask', '-m', 'echo', 'hi']\n"
-        "from chatterm.cli import main\n"
-        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
-        "heavy = [m for m in ('torch', 'transformers', 'textual') if m in sys.modules]\n"
-        "print('HEAVY', heavy, file=sys.stderr)\n"
+    code, found, out = modules_loaded_by(
+        ["ask", "-m", "echo", "hi"], ["torch", "transformers", "textual"], server_env
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(server_env),
-        stdin=subprocess.DEVNULL, timeout=60,
-    )
-    assert "HEAVY []" in proc.stderr, proc.stderr
+    assert (code, found, out) == (0, [], "hi\n")
 
 
 def test_help_is_quick_to_import() -> None:
-    code = (
-        "import sys\nsys.argv = ['chatterm', '--help']\nfrom chatterm.cli import main\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print('LOADED', sorted(m for m in ('httpx', 'rich.markdown', 'textual', 'torch', "
-        "'sqlite3') if m in sys.modules), file=sys.stderr)\n"
+    code, found, out = modules_loaded_by(
+        ["--help"], ["httpx", "rich.markdown", "textual", "torch", "sqlite3"]
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "LOADED []" in proc.stderr, proc.stderr
+    assert (code, found) == (0, []) and "Usage" in out
 
 
 def test_concurrent_ask_processes_lose_nothing(server_env) -> None:
