@@ -227,7 +227,8 @@ def test_options_are_declared_and_parsed() -> None:
 def test_device_and_dtype_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     if not torch.cuda.is_available():
         assert devices.pick_device(None) in {"cpu", "mps"}
-        with pytest.raises(ModelLoadError, match="no CUDA"):
+        # Asking for a device that is not there is a usage error (exit 2), not a model failure.
+        with pytest.raises(OptionError, match="no CUDA"):
             devices.pick_device("cuda")
     assert devices.pick_dtype("cpu", None) == "float32"
     assert devices.pick_dtype("cpu", "bf16") == "bfloat16"

@@ -39,9 +39,13 @@ def pick_device(requested: str | None) -> str:
     if requested and requested.lower() != "auto":
         name = requested.lower()
         if name.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelLoadError("device cuda was asked for but torch sees no CUDA device")
+            raise OptionError(
+                "device cuda was asked for but torch sees no CUDA device (use -o device cpu)"
+            )
         if name == "mps" and not _mps_available():
-            raise ModelLoadError("device mps was asked for but torch sees no Apple MPS device")
+            raise OptionError(
+                "device mps was asked for but torch sees no Apple MPS device (use -o device cpu)"
+            )
         try:
             torch.device(name)
         except (RuntimeError, ValueError):
