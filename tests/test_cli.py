@@ -318,3 +318,10 @@ def test_options_before_the_command_are_not_silently_dropped(server_env) -> None
     assert result.returncode == 2
     assert_one_line_error(result.stderr)
     assert "options go after the command" in result.stderr
+
+
+def test_rate_limit_is_retried_and_said_on_stderr(server_env) -> None:
+    result = run_cli("ask", "-m", "http:429-then-ok:2:0@cli", "patience", env=server_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "patience\n"
+    assert result.stderr.count("rate limited") == 2
