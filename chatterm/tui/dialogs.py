@@ -74,10 +74,8 @@ class _Dialog(ModalScreen[Any]):
         raise NotImplementedError
 
 
-class LineDialog(_Dialog):
-    """Ask for one line of text (a title, a file path, a model). Returns it or None."""
-
-    DEFAULT_CSS = DIALOG_CSS.format(name="LineDialog")
+class _FieldDialog(_Dialog):
+    """A title, one field, an optional hint and OK / Cancel: the shape of the edit dialogs."""
 
     def __init__(self, title: str, value: str = "", *, hint: str = "") -> None:
         super().__init__()
@@ -85,15 +83,27 @@ class LineDialog(_Dialog):
         self.value = value
         self.hint = hint
 
+    def field(self) -> Input | TextArea:
+        raise NotImplementedError
+
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(Text(self.title_text), classes="dialog-title", markup=False)
-            yield Input(self.value, id="line")
+            yield self.field()
             if self.hint:
                 yield Static(Text(self.hint), classes="dialog-hint", markup=False)
             with Horizontal():
                 yield Button("OK", id="ok", variant="primary")
                 yield Button("Cancel", id="cancel")
+
+
+class LineDialog(_FieldDialog):
+    """Ask for one line of text (a title, a file path, a model). Returns it or None."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="LineDialog")
+
+    def field(self) -> Input:
+        return Input(self.value, id="line")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -103,7 +113,7 @@ class LineDialog(_Dialog):
         self.dismiss(self.query_one("#line", Input).value)
 
 
-class TextDialog(_Dialog):
+class TextDialog(_FieldDialog):
     """Edit a multi-line text (an earlier prompt). Ctrl+S or OK returns it; Esc cancels."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="TextDialog") + """
@@ -112,19 +122,10 @@ class TextDialog(_Dialog):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+s", "submit", "Save", show=False)]
 
     def __init__(self, title: str, value: str, *, hint: str = "Ctrl+S or OK to send") -> None:
-        super().__init__()
-        self.title_text = title
-        self.value = value
-        self.hint = hint
+        super().__init__(title, value, hint=hint)
 
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(Text(self.title_text), classes="dialog-title", markup=False)
-            yield TextArea(self.value, id="text", soft_wrap=True)
-            yield Static(Text(self.hint), classes="dialog-hint", markup=False)
-            with Horizontal():
-                yield Button("OK", id="ok", variant="primary")
-                yield Button("Cancel", id="cancel")
+    def field(self) -> TextArea:
+        return TextArea(self.value, id="text", soft_wrap=True)
 
     def action_submit(self) -> None:
         self.submit()
