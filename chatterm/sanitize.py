@@ -1,0 +1,106 @@
+"""Untrusted text made safe for a terminal: the one rule, in one place.
+
+Everything chatterm shows that it did not write itself (replies, reasoning, server error bodies,
+model ids, titles, files, anything read back from the history) passes through here before it
+reaches a terminal. Such text is data: it can never act as a control. Instead of being dropped,
+every dangerous character is replaced by a *visible* stand-in, so a user sees that something was
+there (``␛]52;…`` for an OSC 52 clipboard write, ``␍`` for a bare carriage return that would
+hide the start of a line, ``<U+202E>`` for a bidi override that would reorder it).
+
+The rule:
+
+* C0 controls other than newline and tab, and DEL, become their Unicode control pictures
+  (``␀``…``␟``, ``␡``). ESC becomes ``␛``, which is what disarms every escape sequence (CSI, OSC,
+  DCS, APC, PM, SOS): without its ESC the rest of a sequence is plain printable text.
+* The C1 range U+0080-U+009F (8-bit CSI, OSC, DCS, ...) becomes ``<U+009B>`` and so on.
+* A carriage return not followed by a newline becomes ``␍``; ``\\r\\n`` becomes ``\\n``.
+* Bidi embedding, override and isolate characters (U+202A-U+202E, U+2066-U+2069) become
+  ``<U+202E>`` and so on.
+
+It is one ``str.translate`` pass (plus a ``replace`` when the text holds ``\\r``), cheap enough
+for every streamed chunk. Pipes and files are not written through here: they stay byte-exact.
+
+This is a core module: no Textual, no rich.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# Code points that must never reach a terminal as themselves, mapped to what is shown instead.
+_C0 = [c for c in range(0x20) if c not in (0x09, 0x0A)]
+_C1 = list(range(0x80, 0xA0))
+_BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+
+UNSAFE_CODE_POINTS: frozenset[int] = frozenset([*_C0, 0x7F, *_C1, *_BIDI])
+
+_VISIBLE: dict[int, str] = {c: chr(0x2400 + c) for c in _C0}  # ␀ … ␟, ␛ for ESC, ␍ for CR
+_VISIBLE[0x7F] = "\u2421"  # ␡
+_VISIBLE.update({c: f"<U+{c:04X}>" for c in (*_C1, *_BIDI)})
+
+# For one-line contexts (titles, model ids, error lines): newline and tab become spaces too.
+_VISIBLE_INLINE = {**_VISIBLE, 0x0A: " ", 0x09: " "}
+
+# JSON for a terminal: json.dumps already escapes C0; this escapes what it leaves (DEL, C1, bidi).
+_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in (0x7F, *_C1, *_BIDI)}
+
+
+def safe_text(text: str) -> str:
+    """``text`` with every control made visible; newlines and tabs kept. For multi-line text."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    return text.translate(_VISIBLE)
+
+
+def safe_inline(text: str) -> str:
+    """``text`` for one line (a title, a model id, an error message): no control, no newline."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    return text.translate(_VISIBLE_INLINE)
+
+
+def is_safe(text: str) -> bool:
+    """True when ``text`` holds nothing this module would change (newline and tab allowed)."""
+    return not any(ord(ch) in UNSAFE_CODE_POINTS for ch in text)
+
+
+def safe_json(value: Any, **kwargs: Any) -> str:
+    """``json.dumps`` whose output cannot drive a terminal: every control is a ``\\u`` escape.
+
+    Still valid JSON that decodes to exactly ``value``; use it when stdout is a terminal.
+    """
+    kwargs.setdefault("ensure_ascii", False)
+    return json.dumps(value, **kwargs).translate(_JSON_ESCAPES)
+
+
+class StreamSanitizer:
+    """:func:`safe_text` for text that arrives in pieces.
+
+    A ``\\r`` at the end of one piece may be the first half of ``\\r\\n``, so it is held back
+    until the next piece (or :meth:`flush`) says which it was. Everything else is stateless:
+    an ESC split from the rest of its sequence is disarmed on its own.
+    """
+
+    __slots__ = ("_held_cr",)
+
+    def __init__(self) -> None:
+        self._held_cr = False
+
+    def feed(self, piece: str) -> str:
+        if self._held_cr:
+            piece = "\r" + piece
+            self._held_cr = False
+        if "\r" not in piece:
+            return piece.translate(_VISIBLE)
+        if piece.endswith("\r"):
+            piece = piece[:-1]
+            self._held_cr = True
+        return piece.replace("\r\n", "\n").translate(_VISIBLE)
+
+    def flush(self) -> str:
+        """What is still held back (a lone ``\\r`` shown as ``␍``), at the end of the text."""
+        if self._held_cr:
+            self._held_cr = False
+            return _VISIBLE[0x0D]
+        return ""
