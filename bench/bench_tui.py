@@ -9,7 +9,7 @@ Headless, in one run (``python bench/bench_tui.py``; figures printed and written
    Reported: the lag between the last chunk arriving and the final full render being done
    (target ≤ 1 s), and the longest event-loop stall while the reply streams, measured by a
    10 ms Textual interval timer recording how late it fires (target ≤ 100 ms). Run twice:
-   with chatterm's garbage-collector policy (chatterm.tui.gc_policy, what ``chatterm`` runs)
+   with chatterm's garbage-collector policy (chatterm.gc_policy, what ``chatterm`` runs)
    and with Python's default collector, and the one collection pause the policy takes after
    the reply is reported too.
 2. **Naive**: the same chunks fed through ``Markdown.update(full_text)`` per chunk (what elia
@@ -87,28 +87,29 @@ async def bench_stream(base_url: str, chunks: int, tmp: Path, tune_gc: bool) -> 
         started = time.monotonic()
         app.prompt_input.text = "write the report"
         app.post_message(app.prompt_input.Submitted(app.prompt_input, "write the report"))
-        while app.last_streamer is None or app.last_streamer.rendered_at is None:
+        while app.last_renderer is None or app.last_renderer.rendered_at is None:
             await asyncio.sleep(0.01)
         await _settle(app)
         await pilot.pause()
         done = time.monotonic()
-        streamer = app.last_streamer
+        streamer = app.last_streamer  # the controller's Reply: text, counts, timings
+        renderer = app.last_renderer  # what drew it: segments, when the final render ended
         assert streamer is not None and streamer.first_token_at and streamer.last_chunk_at
-        assert streamer.rendered_at is not None
+        assert renderer is not None and renderer.rendered_at is not None
         source = app.view.message_views()[-1].source
         result = {
             "chunks": streamer.deltas,
             "chars": len(streamer.text),
             "rendered_matches_reply": source == streamer.text,
             "markdown_segments": len(app.view.message_views()[-1].segments),
-            "segments_frozen": streamer.segments,
+            "segments_frozen": renderer.segments,
             "stream_s": round(streamer.last_chunk_at - streamer.first_token_at, 3),
             "total_s": round(done - started, 3),
-            "last_chunk_to_final_render_s": round(streamer.rendered_at - streamer.last_chunk_at, 3),
+            "last_chunk_to_final_render_s": round(renderer.rendered_at - streamer.last_chunk_at, 3),
             "max_stall_during_stream_ms": round(
                 1000 * meter.worst(streamer.first_token_at, streamer.last_chunk_at), 1),
             "max_stall_including_final_render_ms": round(
-                1000 * meter.worst(streamer.first_token_at, streamer.rendered_at), 1),
+                1000 * meter.worst(streamer.first_token_at, renderer.rendered_at), 1),
             "gc_policy": tune_gc,
             "longest_gc_checkpoint_ms": round(
                 1000 * app.gc_policy.longest_checkpoint_s, 1) if app.gc_policy else None,

@@ -30,10 +30,10 @@ from chatterm.chat import ChatSession
 from chatterm.config import Choice, Config, Profile, resolve
 from chatterm.store import COMPLETE, ERROR, INTERRUPTED, HistoryStore, StoreError
 from chatterm.tui.app import ChattermApp, build_app
-from chatterm.tui.markdown_render import FrozenMarkdown
-from chatterm.tui.message_view import MessageView
-from chatterm.tui.search_screen import SearchScreen
-from chatterm.tui.sidebar import PAGE_SIZE
+from chatterm.tui.screens.search import SearchScreen
+from chatterm.tui.widgets.markdown_render import FrozenMarkdown
+from chatterm.tui.widgets.message_view import MessageView
+from chatterm.tui.widgets.sidebar import PAGE_SIZE
 
 SIZE = (100, 30)
 
@@ -557,7 +557,8 @@ def test_search_opens_conversation_at_hit(tmp_path: Path) -> None:
             assert isinstance(app.screen, SearchScreen)
             started = time.perf_counter()
             await pilot.press(*"pelic")
-            await pilot.pause()
+            # The query runs in a worker after a short debounce (never on a keystroke).
+            await wait_for(lambda: bool(app.screen.hits), pilot)
             assert time.perf_counter() - started < 2.0
             assert app.screen.hits and app.screen.hits[0].conversation_id == target
             await pilot.press("enter")
@@ -747,7 +748,7 @@ def test_theme_switch_is_remembered(tmp_path: Path) -> None:
 
 
 def test_keymap_from_config_and_help_screen(tmp_path: Path) -> None:
-    from chatterm.tui.help_screen import HelpScreen
+    from chatterm.tui.screens.help import HelpScreen
 
     async def scenario() -> None:
         config = Config(path=tmp_path / "c.toml", keys={"new_conversation": "f5", "bogus": "f6"})
@@ -826,7 +827,7 @@ def test_segments_cut_only_at_safe_boundaries() -> None:
 def test_gc_policy_checkpoint_freezes_survivors() -> None:
     import gc
 
-    from chatterm.tui.gc_policy import CollectorPolicy
+    from chatterm.gc_policy import CollectorPolicy
 
     policy = CollectorPolicy()
     try:
@@ -840,7 +841,7 @@ def test_gc_policy_checkpoint_freezes_survivors() -> None:
 def test_domain_never_imports_textual() -> None:
     code = (
         "import sys, chatterm.chat, chatterm.store, chatterm.config, chatterm.state, "
-        "chatterm.tui.backend_pool; print('textual' in sys.modules)"
+        "chatterm.backend_pool; print('textual' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

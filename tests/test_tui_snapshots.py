@@ -90,6 +90,11 @@ def test_search_screen(snap_compare: Any, tmp_path: Path) -> None:
         await pilot.press("ctrl+f")
         await pilot.pause()
         await pilot.press(*"sort")
+        screen = pilot.app.screen
+        for _ in range(100):  # the query runs after a short debounce, in a worker
+            if screen.hits:
+                break
+            await pilot.pause(0.02)
         await pilot.pause()
 
     assert snap_compare(seeded_app(tmp_path, "chatterm-dusk"), terminal_size=SIZE,

@@ -3,18 +3,20 @@
 Why a pool: building a backend can be slow (importing torch, loading weights), and a user who
 switches from the local model to a server and back should not pay for it twice. Backends are
 built off the event loop (in a thread) so the UI keeps drawing while a plugin imports, and all
-of them are closed when the app exits. Plain Python: no Textual here.
+of them are closed when the app exits. Plain Python: no Textual here (a core module since the TUI redesign).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from typing import Any
 
 from chatterm.backend import Backend
 from chatterm.config import Choice
 from chatterm.runtime import open_backend
+
+_log = logging.getLogger("chatterm.backend_pool")
 
 
 def choice_key(choice: Choice) -> tuple[Any, ...]:
@@ -27,15 +29,20 @@ def choice_key(choice: Choice) -> tuple[Any, ...]:
 class BackendPool:
     def __init__(self) -> None:
         self._backends: dict[tuple[Any, ...], Backend] = {}
+        # One opening at a time per choice: the TUI opens the chosen backend in the
+        # background and a send may ask for it before that finishes.
+        self._locks: dict[tuple[Any, ...], asyncio.Lock] = {}
 
     async def get(self, choice: Choice) -> tuple[Backend, dict[str, Any]]:
         """The backend for ``choice`` and its validated options (raises BackendError)."""
         key = choice_key(choice)
-        cached = self._backends.get(key)
-        if cached is None:
-            backend, options = await asyncio.to_thread(open_backend, choice)
-            self._backends[key] = backend
-            return backend, options
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._backends.get(key)
+            if cached is None:
+                backend, options = await asyncio.to_thread(open_backend, choice)
+                self._backends[key] = backend
+                return backend, options
         return cached, cached.validate_options(choice.options)
 
     def cached(self, choice: Choice) -> Backend | None:
@@ -45,5 +52,7 @@ class BackendPool:
         backends = list(self._backends.values())
         self._backends.clear()
         for backend in backends:
-            with contextlib.suppress(Exception):
+            try:
                 await backend.aclose()
+            except Exception as exc:  # one plugin's failure must not keep the others open
+                _log.debug("closing backend %s failed: %r", backend.name, exc)

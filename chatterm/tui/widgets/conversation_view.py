@@ -8,32 +8,17 @@ only while the user is at the bottom, and stops following as soon as they scroll
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from chatterm.store import Message
-from chatterm.tui.message_view import MessageView
+from chatterm.tui.widgets.message_view import MessageView
 
 WELCOME = (
-    "New conversation. Type below and press Enter.\n"
-    "F1 keys and features · Ctrl+P every command · Ctrl+F search all messages"
+    "New conversation. Type below and press {send}.\n"
+    "{help} keys and features · {command_palette} every command · {search} search all messages"
 )
-
-
-def branch_positions(all_messages: Iterable[Message]) -> dict[int, tuple[int, int]]:
-    """For every message, its 1-based place among its siblings and how many there are."""
-    groups: dict[int | None, list[int]] = {}
-    for message in all_messages:
-        groups.setdefault(message.parent_id, []).append(message.id)
-    positions: dict[int, tuple[int, int]] = {}
-    for ids in groups.values():
-        ids.sort()
-        for index, message_id in enumerate(ids, 1):
-            positions[message_id] = (index, len(ids))
-    return positions
 
 
 class ConversationView(VerticalScroll, can_focus=False):
@@ -52,6 +37,10 @@ class ConversationView(VerticalScroll, can_focus=False):
     }
     """
 
+    def __init__(self, *, id: str | None = None, welcome: str = WELCOME) -> None:
+        super().__init__(id=id)
+        self.welcome = welcome
+
     def on_mount(self) -> None:
         self.anchor()
 
@@ -65,14 +54,23 @@ class ConversationView(VerticalScroll, can_focus=False):
         return None
 
     async def show(
-        self, messages: list[Message], positions: dict[int, tuple[int, int]] | None = None
+        self,
+        messages: list[Message],
+        positions: dict[int, tuple[int, int]] | None = None,
+        *,
+        live: int | None = None,
     ) -> None:
-        """Show ``messages`` (a branch, oldest first), reusing the views of a common prefix."""
+        """Show ``messages`` (a branch, oldest first), reusing the views of a common prefix.
+
+        ``live`` is the id of the reply being streamed: its view gets a live segment.
+        """
         positions = positions or {}
         views = self.message_views()
         keep = 0
         for view, message in zip(views, messages, strict=False):
-            if view.message_id != message.id or view.status != message.status:
+            if view.message_id != message.id or view.status != message.status or (
+                view.live != (message.id == live)
+            ):
                 break
             keep += 1
         with self.app.batch_update():
@@ -84,7 +82,9 @@ class ConversationView(VerticalScroll, can_focus=False):
                     view.branch = position
                     view.refresh_header()
             new = [
-                MessageView(message, branch=positions.get(message.id, (1, 1)))
+                MessageView(
+                    message, branch=positions.get(message.id, (1, 1)), live=message.id == live
+                )
                 for message in messages[keep:]
                 if message.role in ("user", "assistant")
             ]
@@ -92,15 +92,7 @@ class ConversationView(VerticalScroll, can_focus=False):
             if new:
                 await self.mount_all(new)
             if not messages:
-                await self.mount(Static(Text(WELCOME), classes="welcome", markup=False))
-
-    async def add_reply(self, backend: str | None, model: str | None) -> MessageView:
-        """A placeholder for the reply that is about to stream."""
-        await self.query_children(".welcome").remove()
-        view = MessageView(None, role="assistant", backend=backend, model=model)
-        await self.mount(view)
-        self.anchor()
-        return view
+                await self.mount(Static(Text(self.welcome), classes="welcome", markup=False))
 
     def follow(self) -> None:
         """Jump to the bottom and follow new content again (a new reply starts)."""

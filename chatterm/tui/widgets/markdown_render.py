@@ -9,7 +9,9 @@ by :class:`FrozenMarkdown`: a single widget with a Rich rendering of the whole s
 fresh (so a block split across deltas is always right), styled from the current theme, kept
 per width and theme. Only the segment being written uses Textual's ``MarkdownStream``.
 
-Model text is Markdown, never console markup: ``[bold]`` stays two brackets and a word.
+Model text is Markdown, never console markup: ``[bold]`` stays two brackets and a word; and it
+is sanitised (:func:`chatterm.sanitize.safe_text`) before it is parsed, so no control
+character of a reply (or of a code block in it) reaches the terminal or a saved screenshot.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from textual.color import Color
 from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
+
+from chatterm.sanitize import safe_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +80,15 @@ class MarkdownColors:
                 "markdown.item.bullet": Style(color=self.secondary, bold=True),
                 "markdown.item.number": Style(color=self.secondary),
                 "markdown.hr": Style(color=self.secondary),
+                # Every heading level differs from the body and from the others (colour or
+                # attributes) in every theme: tests/test_tui.py checks the shipped themes.
                 "markdown.h1.border": Style(color=self.primary),
-                "markdown.h1": Style(color=self.primary, bold=True),
-                "markdown.h2": Style(color=self.primary, underline=True),
-                "markdown.h3": Style(color=self.primary, bold=True),
-                "markdown.h4": Style(color=self.foreground, bold=True),
-                "markdown.h5": Style(color=self.foreground, italic=True),
-                "markdown.h6": Style(color=self.muted, underline=True),
+                "markdown.h1": Style(color=self.primary, bold=True, underline=True),
+                "markdown.h2": Style(color=self.primary, bold=True),
+                "markdown.h3": Style(color=self.secondary, bold=True),
+                "markdown.h4": Style(color=self.accent, bold=True),
+                "markdown.h5": Style(color=self.secondary, italic=True),
+                "markdown.h6": Style(color=self.muted, italic=True, underline=True),
                 "markdown.link": Style(color=self.primary, underline=True),
                 "markdown.link_url": Style(color=self.muted, underline=True),
                 "markdown.table.border": Style(color=self.muted),
@@ -122,7 +128,7 @@ class ThemedMarkdown:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         markdown = _markdown_class(self.colors.panel)(
-            self.source,
+            safe_text(self.source),
             code_theme="monokai" if self.colors.dark else "friendly",
             hyperlinks=True,
         )
