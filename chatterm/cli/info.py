@@ -37,10 +37,12 @@ def list_models(common: CommonOptions, json_out: bool) -> int:
     names = asyncio.run(fetch())
     terminal = sys.stdout.isatty()
     if json_out:
-        typer.echo(safe_json(names) if terminal else json.dumps(names))
+        lines = [safe_json(names) if terminal else json.dumps(names)]
     else:
-        for name in names:
-            typer.echo(safe_inline(name) if terminal else name)
+        lines = [safe_inline(name) if terminal else name for name in names]
+    # Not typer.echo, which strips some escape sequences into a pipe: ids there stay exact.
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
     return 0
 
 

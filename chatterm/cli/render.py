@@ -94,6 +94,9 @@ class MarkdownSink:
             transient=True,
             vertical_overflow="visible",
             get_renderable=self._tail,
+            # Notices printed while the reply streams go above the live region when stderr is
+            # this terminal too; a redirected stderr keeps them (rich would move them to stdout).
+            redirect_stderr=_is_terminal(sys.stderr),
         )
         self._live.start()
 
@@ -108,6 +111,7 @@ class MarkdownSink:
         return Text("")
 
     def text(self, piece: str) -> None:
+        self._thinking = ""  # the answer has started: the live region shows it, not reasoning
         for part in self._splitter.feed(self._clean.feed(piece)):
             if part is BREAK:
                 self._commit()
@@ -157,6 +161,13 @@ class MarkdownSink:
             segments.append(Segment.line())
         console.print(Segments(segments), end="")
         self._blocks_printed += 1
+
+
+def _is_terminal(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (ValueError, OSError):
+        return False
 
 
 def _markdown(text: str) -> Any:

@@ -48,7 +48,10 @@ def _echo_document(text: str, is_json: bool) -> None:
     """A document read from the history: byte-exact into a pipe, sanitised on a terminal."""
     if _on_terminal():
         text = safe_json_text(text) if is_json else safe_text(text)
-    typer.echo(text)
+    # Not typer.echo: click strips ANSI sequences when stdout is not a terminal, and an
+    # export into a pipe must be byte-exact.
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def register(app: typer.Typer) -> None:
