@@ -27,8 +27,11 @@ from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 MASK = "***"
 
-# "Bearer <anything>" / "Basic <anything>": whatever credential follows is masked.
-_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)(\s+|%20|\+)([^\s\"',;)\]}]+)")
+# "Bearer <token>" / "Basic <token>": whatever credential follows is masked. A token is 8+
+# characters with a digit or punctuation in it, so "Basic authentication required" survives.
+_AUTH_SCHEME = re.compile(
+    r"(?i)\b(bearer|basic)(\s+|%20|\+)(?=[^\s\"',;)\]}]*[0-9._~+/=-])([^\s\"',;)\]}]{8,})"
+)
 # scheme://user[:password]@host -> scheme://***@host (the user name can be a key too).
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s\"'<>]+)@")
 # Shorter strings are not treated as secrets: masking "a" would mangle every message.
