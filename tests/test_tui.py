@@ -521,6 +521,7 @@ def test_status_line_says_while_a_local_model_loads(tmp_path: Path) -> None:
             assert app.status_line.state == "stopped"
         remote = Choice("openai", BackendConfig(), {}, None, None)
         app, _ = make_app(tmp_path, remote)
+        app.pool.get = slow_open  # type: ignore[method-assign]  # (the app opens it at start)
         async with app.run_test(size=SIZE):
             assert app._opening_state() == "opening openai…"
 
@@ -804,7 +805,7 @@ def test_settings_dialog_saves_system_prompt_and_options(
 def test_segments_cut_only_at_safe_boundaries() -> None:
     from openai_server import markdown_document
 
-    from chatterm.tui.segments import BREAK, SegmentSplitter, split_segments
+    from chatterm.markdown_blocks import BREAK, SegmentSplitter, split_segments
 
     document = markdown_document(6000) + "\n```\nunclosed\n\n# not a heading\n"
     segments = split_segments(document, 300)

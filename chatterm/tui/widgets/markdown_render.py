@@ -163,7 +163,7 @@ class FrozenMarkdown(Widget):
         self._styles: list[Style | None] = []
 
     def extend(self, source: str) -> None:
-        """Append text cut at a safe boundary (chatterm.tui.segments) and render again."""
+        """Append text cut at a safe boundary (chatterm.markdown_blocks) and render again."""
         self.source += source
         self._key = None
         self.refresh(layout=True)

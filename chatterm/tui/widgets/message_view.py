@@ -21,10 +21,10 @@ from textual.containers import Vertical
 from textual.message import Message as TextualMessage
 from textual.widgets import Collapsible, Markdown, Static
 
+from chatterm.markdown_blocks import FROZEN_CHARS, split_segments
 from chatterm.sanitize import safe_inline, safe_text
 from chatterm.store import COMPLETE, ERROR, INTERRUPTED, STREAMING, Message
 from chatterm.tui import keys
-from chatterm.tui.segments import FROZEN_CHARS, split_segments
 from chatterm.tui.widgets.markdown_render import FrozenMarkdown
 
 
@@ -237,7 +237,7 @@ class MessageView(Vertical, can_focus=True):
 
     @property
     def segments(self) -> list[Markdown | FrozenMarkdown]:
-        """The widgets that together show the reply (see chatterm.tui.segments)."""
+        """The widgets that together show the reply (see chatterm.markdown_blocks)."""
         body = self.query_one(".reply-body")
         return [w for w in body.children if isinstance(w, Markdown | FrozenMarkdown)]
 

@@ -49,10 +49,10 @@ def title_text(summary: ConversationSummary, now: float | None = None) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(safe_inline(conversation.title) or "(untitled)")
     text.append("\n")
-    details = [when_text(conversation.updated_at, now)]
+    # The model last: it is the part a narrow sidebar cuts.
+    details = [when_text(conversation.updated_at, now), f"{summary.message_count} msg"]
     if summary.last_model:
         details.append(safe_inline(summary.last_model.rsplit("/", 1)[-1]))
-    details.append(f"{summary.message_count} msg")
     text.append(" · ".join(details), style="dim")
     return text
 

@@ -9,7 +9,7 @@ Why it is shaped this way:
   document and coalesces deltas that arrive while a render is in progress. The document is
   never re-rendered whole per chunk (the O(n²) trap of elia and parllama).
 * The live Markdown widget holds one segment of a few hundred characters
-  (:mod:`chatterm.tui.segments`); when the stream moves past a safe cut the segment is frozen
+  (:mod:`chatterm.markdown_blocks`); when the stream moves past a safe cut the segment is frozen
   (:mod:`chatterm.tui.widgets.markdown_render`: rendered whole, once, from a fresh parse, as one
   widget) and a new live segment starts, so each frame's cost stays independent of the reply's
   length.
@@ -31,8 +31,8 @@ from textual.widgets import Markdown
 from textual.widgets.markdown import MarkdownStream
 
 from chatterm.controller_events import Reply
+from chatterm.markdown_blocks import BREAK, SegmentSplitter
 from chatterm.sanitize import StreamSanitizer
-from chatterm.tui.segments import BREAK, SegmentSplitter
 from chatterm.tui.widgets.message_view import MessageView
 
 REASONING_REFRESH_S = 0.1
