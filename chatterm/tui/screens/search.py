@@ -34,7 +34,7 @@ HINT = "↓ picks a hit · Enter opens it · Esc closes"
 
 def match_pattern(query: str) -> re.Pattern[str] | None:
     """The words of the query as the store matches them: each a case-insensitive prefix."""
-    words = [re.escape(w) for w in query.split() if w.strip('"')]
+    words = [re.escape(w.strip('"')) for w in query.split() if w.strip('"')]
     if not words:
         return None
     return re.compile(r"\b(?:" + "|".join(words) + r")\w*", re.IGNORECASE)
