@@ -10,8 +10,6 @@ from __future__ import annotations
 import sys
 import traceback
 
-from chatterm.sanitize import safe_inline
-
 
 class Failure(Exception):
     """A CLI-level failure with its exit code (usage errors, nothing to ask, ...)."""
@@ -30,6 +28,8 @@ def report_failure(exc: BaseException, debug: bool) -> int:
     if isinstance(exc, BrokenPipeError):
         _silence_stdout()
         return 141
+    from chatterm.sanitize import safe_inline  # only on this path: start-up stays light
+
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
     message = getattr(exc, "message", None)
