@@ -231,3 +231,18 @@ def test_config_show_is_sanitised_and_masks_url_user_info(tmp_path) -> None:  # 
     assert "m␛]52;c;PWNCLIP␇" in run.terminal
     assert "hunter2pass" not in run.terminal and "alice" not in run.terminal
     assert "http://***@127.0.0.1:9/v1" in run.terminal
+
+
+def test_the_error_boundary_sanitises_messages_and_debug_tracebacks(capsys) -> None:  # type: ignore[no-untyped-def]
+    from chatterm.backend import ServerError
+    from chatterm.cli.failures import report_failure
+
+    for error, debug in ((ServerError(HOSTILE_LINE), False), (ValueError(HOSTILE_LINE), True)):
+        try:
+            raise error
+        except Exception as exc:
+            code = report_failure(exc, debug=debug)
+        shown = capsys.readouterr().err
+        assert code == 1 and unsafe_sequences(shown) == []
+        assert signature("osc52", inline=True) in shown
+        assert ("Traceback" in shown) is debug

@@ -28,10 +28,10 @@ def report_failure(exc: BaseException, debug: bool) -> int:
     if isinstance(exc, BrokenPipeError):
         _silence_stdout()
         return 141
-    from chatterm.sanitize import safe_inline  # only on this path: start-up stays light
+    from chatterm.sanitize import safe_inline, safe_text  # only here: start-up stays light
 
-    if debug:
-        traceback.print_exception(exc, file=sys.stderr)
+    if debug:  # a traceback quotes messages too (a server's words): sanitised like the rest
+        sys.stderr.write(safe_text("".join(traceback.format_exception(exc))))
     message = getattr(exc, "message", None)
     code = getattr(exc, "exit_code", None)
     if isinstance(message, str) and isinstance(code, int):
