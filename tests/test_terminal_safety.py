@@ -82,8 +82,9 @@ def test_ask_json_on_a_terminal_escapes_every_control(server_env) -> None:  # ty
     assert "\\u001b]52;c;PWNCLIP" in run.terminal and "\\u009b31mPWNCSIEIGHT" in run.terminal
 
 
-def test_ask_into_a_pipe_is_byte_exact(server_env) -> None:  # type: ignore[no-untyped-def]
-    result = run_cli("ask", "-m", "hostile", "go", env=server_env)
+@pytest.mark.parametrize("flags", [[], ["-r"], ["--no-stream"], ["-u"]])
+def test_ask_into_a_pipe_is_byte_exact(server_env, flags) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("ask", *flags, "-m", "hostile", "go", env=server_env)
     assert result.returncode == 0
     assert result.stdout == HOSTILE_TEXT + "\n"
 
