@@ -247,3 +247,10 @@ def test_the_error_boundary_sanitises_messages_and_debug_tracebacks(capsys) -> N
         assert code == 1 and unsafe_sequences(shown) == []
         assert signature("osc52", inline=True) in shown
         assert ("Traceback" in shown) is debug
+
+
+def test_links_are_shown_with_their_address_not_planted_as_hyperlinks(server_env) -> None:  # type: ignore[no-untyped-def]
+    run = run_on_pty(["ask", "-m", "chunks:60:markdown", "go"], server_env)
+    assert run.returncode == 0
+    assert unsafe_sequences(run.terminal) == []  # no OSC 8, not even chatterm's own
+    assert "https://example.com/1" in without_styling(run.terminal)
