@@ -248,3 +248,18 @@ def test_a_url_password_cut_at_the_limit_is_still_masked(pad: int) -> None:
     failures = Failures(url, None, httpx.Timeout(1.0), 0.0)
     error = failures.transport(httpx.ConnectError("x" * pad + f" while reaching {url}"), False)
     assert "supersec" not in error.message and "alice" not in error.message, error.message
+
+
+def test_the_error_boundary_masks_what_a_backend_did_not(capsys) -> None:  # type: ignore[no-untyped-def]
+    from chatterm.backend import ServerError
+    from chatterm.cli.failures import report_failure
+
+    message = "proxy said: Authorization: Bearer tok-12345678 for http://bob:pa55word@h/v1"
+    for debug in (False, True):
+        try:
+            raise ServerError(message)
+        except ServerError as exc:
+            report_failure(exc, debug=debug)
+        shown = capsys.readouterr().err
+        assert "tok-12345678" not in shown and "pa55word" not in shown and "bob" not in shown
+        assert "Bearer ***" in shown and "http://***@h/v1" in shown
