@@ -212,3 +212,48 @@ def test_tui_on_a_pty_writes_no_payload(tmp_path: Path, openai_server: Any) -> N
         assert sequence not in raw, sequence
     assert "PWN" in HOSTILE_LINE  # (the payload list the scenario used)
 
+
+
+def test_sigterm_mid_reply_stores_the_partial_and_restores_the_terminal(
+    tmp_path: Path, openai_server: Any
+) -> None:
+    import signal
+
+    from chatterm.store import INTERRUPTED, HistoryStore
+
+    controller, terminal = pty.openpty()
+    env = cli_env({
+        "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30",
+        "OPENAI_BASE_URL": openai_server.base_url,
+    })
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatterm", "--backend", "openai", "-m", "slow:400:20"],
+        stdin=terminal, stdout=terminal, stderr=terminal, env=env, close_fds=True,
+    )
+    os.close(terminal)
+    chunks: list[bytes] = []
+    try:
+        assert _read_until(controller, chunks, b"Message", 60)
+        os.write(controller, b"count for me\r")
+        assert _read_until(controller, chunks, b"tok5", 60)
+        proc.send_signal(signal.SIGTERM)
+        _read_until(controller, chunks, b"\x00never", 20)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(controller)
+    assert proc.returncode == 143
+    tail = b"".join(chunks)[-400:]
+    assert b"\x1b[?1049l" in tail  # left the alternate screen: the terminal is restored
+    history = Path(env["XDG_DATA_HOME"]) / "chatterm" / "history.db"
+    store = HistoryStore(history)
+    try:
+        conv = store.latest_conversation()
+        assert conv is not None
+        user, reply = store.branch(conv.id)
+        assert user.content == "count for me"
+        assert reply.status == INTERRUPTED and reply.content.startswith("tok0 tok1")
+    finally:
+        store.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import signal
 import sys
 import time
 import traceback
@@ -129,9 +130,13 @@ class ChattermApp(App[int]):
         user_themes_dir: Path | None = None,
         tune_gc: bool = False,
         debug: bool = False,
+        handle_signals: bool = False,
     ) -> None:
         super().__init__()
         self.debug_mode = debug
+        # SIGTERM / SIGHUP end the app through its normal exit (see _install_signal_handlers);
+        # on for the real app, off in tests (handlers are process-wide).
+        self.handle_signals = handle_signals
         # See chatterm.gc_policy: on for the real app, off in tests (it is process-wide).
         self.gc_policy = CollectorPolicy() if tune_gc else None
         self.config = config
@@ -151,6 +156,7 @@ class ChattermApp(App[int]):
         self._state_file = state_file
         self._remember_theme = False
         self._prewarm_task: asyncio.Future[Any] | None = None
+        self._exit_code: int | None = None
         self.prewarm_error: str | None = None
         self._handlers: dict[type, Callable[[Any], Awaitable[None] | None]] = {
             Opening: self._on_opening,
@@ -324,6 +330,31 @@ class ChattermApp(App[int]):
         await self.open_conversation(target.id if target else None)
         self.prompt_input.focus()
         self._prewarm()
+        if self.handle_signals:
+            self._install_signal_handlers()
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM (exit 143) and SIGHUP (exit 129, the terminal went away) stop the reply,
+        store its partial text as interrupted and leave through Textual's exit path, which
+        restores the terminal (alternate screen, mouse, cursor)."""
+        loop = asyncio.get_running_loop()
+        for signum, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
+            try:
+                loop.add_signal_handler(signum, self._on_signal, code)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                return
+
+    def _on_signal(self, code: int) -> None:
+        if self._exit_code is None:
+            self._exit_code = code
+            self.run_worker(self._leave(code), group="exit", exit_on_error=False)
+
+    async def _leave(self, code: int) -> None:
+        await self.stop_reply()
+        if self._prewarm_task is not None:
+            self._prewarm_task.cancel()
+        await self.pool.aclose()
+        self.exit(code)
 
     def on_ready(self) -> None:
         self.ready_at = time.perf_counter()
@@ -584,11 +615,7 @@ class ChattermApp(App[int]):
                 self.fail(error_message(exc))
 
     async def action_quit(self) -> None:
-        await self.stop_reply()
-        if self._prewarm_task is not None:
-            self._prewarm_task.cancel()
-        await self.pool.aclose()
-        self.exit(0)
+        await self._leave(0)
 
     # --- simple actions -----------------------------------------------------------------
 
@@ -956,9 +983,9 @@ def run_tui(
                 print(f"chatterm: no conversation {session_id!r} in the history", file=sys.stderr)
                 return 2
             session_id = found.id
-        app = build_app(
+        app = ChattermApp(
             choice, config, store, continue_last=continue_last, session_id=session_id,
-            tune_gc=True, debug=debug,
+            tune_gc=True, debug=debug, handle_signals=True,
         )
         result = app.run()
         if debug:

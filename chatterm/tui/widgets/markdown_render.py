@@ -27,7 +27,7 @@ from rich.style import Style
 from rich.syntax import Syntax
 from rich.theme import Theme as RichTheme
 from textual.app import App
-from textual.color import Color
+from textual.color import Color, ColorParseError
 from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
@@ -54,7 +54,7 @@ class MarkdownColors:
         def color(name: str, fallback: str) -> Color:
             try:
                 return Color.parse(variables.get(name, fallback))
-            except Exception:
+            except ColorParseError:  # a theme variable that is not a plain colour
                 return Color.parse(fallback)
 
         foreground = color("foreground", "#e0e0e0")
