@@ -9,6 +9,7 @@ of them are closed when the app exits. Plain Python: no Textual here (a core mod
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from typing import Any
 
@@ -17,6 +18,23 @@ from chatterm.config import Choice
 from chatterm.runtime import open_backend
 
 _log = logging.getLogger("chatterm.backend_pool")
+
+# Modules a backend imports on its first stream, imported here instead, in the thread that
+# opens it: the local backend's first ``stream()`` imports torch and transformers (seconds),
+# which would otherwise run on the caller's event loop and freeze the TUI.
+WARM_MODULES: dict[str, tuple[str, ...]] = {
+    "local": ("chatterm_local.generation", "chatterm_local.loader", "chatterm_local.prompt"),
+}
+
+
+def _open_warm(choice: Choice) -> tuple[Backend, dict[str, Any]]:
+    backend, options = open_backend(choice)
+    for module in WARM_MODULES.get(choice.backend, ()):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:  # the first stream reports it, with the install hint
+            _log.debug("warming %s failed: %r", module, exc)
+    return backend, options
 
 
 def choice_key(choice: Choice) -> tuple[Any, ...]:
@@ -40,7 +58,7 @@ class BackendPool:
         async with lock:
             cached = self._backends.get(key)
             if cached is None:
-                backend, options = await asyncio.to_thread(open_backend, choice)
+                backend, options = await asyncio.to_thread(_open_warm, choice)
                 self._backends[key] = backend
                 return backend, options
         return cached, cached.validate_options(choice.options)

@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -46,23 +46,15 @@ from chatterm.backend_pool import BackendPool
 from chatterm.config import Choice, Config
 from chatterm.controller import ControllerError, ConversationController
 from chatterm.controller_events import (
-    ControllerEvent,
-    ModelResolved,
-    Opening,
-    ReasoningArrived,
     Reply,
-    ReplyEnded,
     ReplyKind,
-    ReplyStarted,
-    SendFailed,
-    TextArrived,
-    Told,
 )
 from chatterm.gc_policy import CollectorPolicy
 from chatterm.sanitize import safe_text
 from chatterm.store import Conversation, HistoryStore, StoreError
 from chatterm.tui import keys, themes
 from chatterm.tui.commands import TEXTUAL_REPLACED, code_blocks, palette_commands
+from chatterm.tui.presenter import ReplyPresenter
 from chatterm.tui.screens.dialogs import ConfirmDialog, LineDialog, SettingsDialog, TextDialog
 from chatterm.tui.screens.help import HelpScreen
 from chatterm.tui.screens.model_dialog import ModelDialog
@@ -141,13 +133,12 @@ class ChattermApp(App[int]):
         self.gc_policy = CollectorPolicy() if tune_gc else None
         self.config = config
         self.store = store
+        self.presenter = ReplyPresenter(self)
         self.controller = ConversationController(
-            store, config, choice, pool=BackendPool(), listener=self._on_controller_event
+            store, config, choice, pool=BackendPool(), listener=self.presenter
         )
         self.keymap_overrides: dict[str, str] = dict(config.keys)
         self.reply_worker: Worker[None] | None = None
-        self.renderer: ReplyRenderer | None = None
-        self.last_renderer: ReplyRenderer | None = None  # for the benchmark and the tests
         # The latest notifications (severity, text), for --debug and the tests.
         self.notices: deque[tuple[str, str]] = deque(maxlen=50)
         # When the first frame was shown (perf_counter), for the start-up benchmark.
@@ -158,15 +149,6 @@ class ChattermApp(App[int]):
         self._prewarm_task: asyncio.Future[Any] | None = None
         self._exit_code: int | None = None
         self.prewarm_error: str | None = None
-        self._handlers: dict[type, Callable[[Any], Awaitable[None] | None]] = {
-            Opening: self._on_opening,
-            ReplyStarted: self._on_reply_started,
-            ReasoningArrived: self._on_reasoning,
-            ModelResolved: self._on_model_resolved,
-            ReplyEnded: self._on_reply_ended,
-            SendFailed: self._on_send_failed,
-            Told: self._on_told,
-        }
         loaded = themes.load_themes(user_themes_dir)
         self.theme_problems = loaded.problems
         for theme in loaded.themes:
@@ -218,6 +200,11 @@ class ChattermApp(App[int]):
     def last_streamer(self) -> Reply | None:
         """The latest reply (its ``deltas`` and timings), streaming or not."""
         return self.controller.last_reply
+
+    @property
+    def last_renderer(self) -> ReplyRenderer | None:
+        """What drew the latest reply (its segments, when its final render ended)."""
+        return self.presenter.last_renderer
 
     def _opening_state(self) -> str:
         return self.controller.opening_state()
@@ -461,11 +448,11 @@ class ChattermApp(App[int]):
             self.fail(error_message(exc))
             return
         if reply.stored and kind == "send":
-            self._prompt_taken(text)
+            self.prompt_taken(text)
         self.status_line.set_reply(state="connecting")
         self.reply_worker = self.run_reply(reply)
 
-    def _prompt_taken(self, text: str) -> None:
+    def prompt_taken(self, text: str) -> None:
         self.prompt_input.remember(text)
         if self.prompt_input.text == text:
             self.prompt_input.set_text("")
@@ -482,109 +469,6 @@ class ChattermApp(App[int]):
         except Exception as exc:  # one failed reply must never take the app down
             self.status_line.set_reply(state="error")
             self._report(exc)
-
-    # --- controller events --------------------------------------------------------------
-
-    def _on_controller_event(self, event: ControllerEvent) -> Awaitable[None] | None:
-        if type(event) is TextArrived:  # per chunk: the short path
-            renderer = self.renderer
-            if renderer is not None and renderer.reply is event.reply:
-                return renderer.write(event.text)
-            return None
-        handler = self._handlers.get(type(event))
-        return handler(event) if handler is not None else None
-
-    def _on_opening(self, event: Opening) -> None:
-        self.status_line.set_reply(state=event.state)
-
-    async def _on_reply_started(self, event: ReplyStarted) -> None:
-        reply = event.reply
-        if reply.kind == "send":
-            self._prompt_taken(reply.prompt)
-        if event.new_conversation:
-            self.prompt_input.forget_draft(None)
-        self.status_line.set_reply(state="connecting")
-        self.status_line.follow(reply)
-        shown = self.conversation
-        if shown is None or shown.id != reply.conversation_id:
-            return
-        self.title_bar.show(shown)
-        await self.view.show(event.branch, event.positions, live=reply.message_id)
-        self.view.follow()
-        view = self.view.find(reply.message_id) if reply.message_id is not None else None
-        if view is not None:
-            checkpoint = self._gc_checkpoint if self.gc_policy else None
-            self.renderer = self.last_renderer = ReplyRenderer(reply, view, checkpoint)
-        if event.new_conversation:
-            self.sidebar.reload()
-            self.sidebar.mark_current(shown.id)
-
-    def _on_reasoning(self, event: ReasoningArrived) -> None:
-        if self.status_line.state == "connecting":
-            self.status_line.state = "streaming"
-        renderer = self.renderer
-        if renderer is not None and renderer.reply is event.reply:
-            renderer.reasoning()
-
-    def _on_model_resolved(self, event: ModelResolved) -> None:
-        renderer = self.renderer
-        if renderer is not None and renderer.reply is event.reply:
-            renderer.model(event.model)
-        self.status_line.set_target(self.controller.describe_target())
-
-    def _on_told(self, event: Told) -> None:
-        self.say(event.message, event.severity)
-
-    def _on_send_failed(self, event: SendFailed) -> None:
-        self.status_line.set_reply(state="ready")
-        if event.message:
-            self.fail(event.message)
-
-    async def _on_reply_ended(self, event: ReplyEnded) -> None:
-        reply, message = event.reply, event.message
-        renderer = self.renderer
-        if renderer is not None and renderer.reply is reply:
-            self.renderer = None
-            await renderer.finish()
-            if message is not None and renderer.view.is_attached:
-                renderer.view.finish(message)
-        outcome = reply.outcome
-        self.status_line.set_reply(
-            state=message.status if message is not None else "ready",
-            tokens=(outcome.completion_tokens if outcome else None) or reply.deltas,
-            estimated=not (outcome and outcome.completion_tokens),
-            tokens_per_s=outcome.tokens_per_second if outcome else None,
-        )
-        self.status_line.set_target(self.controller.describe_target())
-        if reply.error:
-            self.fail(reply.error)
-            if reply.kind == "send" and not reply.text and not self.prompt_input.text:
-                self.prompt_input.set_text(reply.prompt)
-        shown = self.conversation
-        if shown is not None and shown.id == reply.conversation_id:
-            await self.view.show(self.controller.branch(), self.controller.positions())
-        self.sidebar.reload()
-        if shown is not None:
-            self.sidebar.mark_current(shown.id)
-        if self.gc_policy is not None:
-            await self._gc_checkpoint()
-
-    async def _gc_checkpoint(self) -> None:
-        """A chatterm.gc_policy checkpoint, after the next refresh: until then the compositor
-        still holds removed widgets, and freezing them would keep them alive."""
-        if self.gc_policy is None:
-            return
-        refreshed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def mark() -> None:
-            if not refreshed.done():
-                refreshed.set_result(None)
-
-        self.call_after_refresh(mark)
-        # No refresh within half a second (the screen is busy): collect anyway.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(refreshed, timeout=0.5)
-        self.gc_policy.checkpoint()
 
     # --- stopping and quitting ----------------------------------------------------------
 

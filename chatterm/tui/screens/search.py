@@ -1,8 +1,8 @@
 """Full-text search over every message of every conversation.
 
 Why it is shaped this way: the store's FTS index answers in milliseconds, but a keystroke must
-not wait for it, so each query runs in a worker after a short pause in typing, and a newer
-keystroke cancels the older query (``exclusive``) before it runs. The matched words are highlighted in each hit; ↓
+never wait for it, so each query runs in a thread (on its own connection) after a short pause
+in typing, and a newer keystroke cancels the older query (``exclusive``). The matched words are highlighted in each hit; ↓
 moves straight to the first hit (not just to the list), Enter opens the highlighted hit (the
 first one from the query box). Choosing a hit returns ``(conversation_id, message_id)``; the
 app opens that conversation scrolled to that message. Titles and snippets are user and model
@@ -147,15 +147,26 @@ class SearchScreen(OnceModal[tuple[str, int] | None]):
         hits: list[SearchHit] = []
         if query.strip():
             try:
-                # On the loop: the store's SQLite connection belongs to this thread. The FTS
-                # query takes milliseconds; the debounce keeps it off every keystroke.
-                hits = self.store.search(query, RESULT_LIMIT)
+                hits = await self._search_off_loop(query)
             except StoreError as exc:
                 self.hits = []
                 self.query_one(".search-summary", Static).update(Text(safe_inline(exc.message)))
                 return
         self._show(hits, query)
         self.searches += 1
+
+    async def _search_off_loop(self, query: str) -> list[SearchHit]:
+        """The query in a thread, on a connection of its own (an SQLite connection belongs
+        to the thread that opened it); an in-memory history can only be asked on the loop."""
+        path = self.store.path
+        if str(path) == ":memory:":
+            return self.store.search(query, RESULT_LIMIT)
+
+        def search() -> list[SearchHit]:
+            with HistoryStore(path) as store:
+                return store.search(query, RESULT_LIMIT)
+
+        return await asyncio.to_thread(search)
 
     def _show(self, hits: list[SearchHit], query: str) -> None:
         self.hits = hits
