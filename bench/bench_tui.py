@@ -79,7 +79,7 @@ class StallMeter:
 
 
 async def bench_stream(base_url: str, chunks: int, tmp: Path, tune_gc: bool,
-                       run: int = 0) -> dict[str, Any]:
+                       run: int = 0, type_keys: bool = True) -> dict[str, Any]:
     """One 20,000-chunk reply through the real app, with a keystroke every 20 ms meanwhile."""
     store = HistoryStore(tmp / f"stream-{tune_gc}-{run}.db")
     choice = Choice("openai", BackendConfig(model=f"chunks:{chunks}:markdown",
@@ -96,7 +96,7 @@ async def bench_stream(base_url: str, chunks: int, tmp: Path, tune_gc: bool,
         started = time.monotonic()
         app.prompt_input.text = "write the report"
         app.post_message(app.prompt_input.Submitted(app.prompt_input, "write the report"))
-        latencies = await _type_while_streaming(app)
+        latencies = await _type_while_streaming(app) if type_keys else []
         while app.last_renderer is None or app.last_renderer.rendered_at is None:
             await asyncio.sleep(0.01)
         await _settle(app)
@@ -140,10 +140,14 @@ async def _type_while_streaming(app: ChattermApp) -> list[float]:
     prompt = app.prompt_input
     while not app.streaming:
         await asyncio.sleep(0.001)
+    typed = False
     while app.streaming:
         before = len(prompt.text)
         sent = time.monotonic()
-        app.post_message(events.Key("x", "x"))
+        # Type a letter, then delete it: the prompt stays one line, as when someone types.
+        key = events.Key("backspace", None) if typed else events.Key("x", "x")
+        typed = not typed
+        app.post_message(key)
         while len(prompt.text) == before and time.monotonic() - sent < 5:
             await asyncio.sleep(0.001)
         latencies.append(time.monotonic() - sent)

@@ -1260,3 +1260,32 @@ def test_resending_a_failed_prompt_does_not_duplicate_it(
             assert [v.role for v in app.view.message_views()] == ["user", "assistant"]
 
     run(scenario)
+
+
+def test_long_conversation_mounts_lazily_and_reveals_old_hits(tmp_path: Path) -> None:
+    from chatterm.tui.widgets.conversation_view import WINDOW
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        pairs = [(f"question {i}", f"answer {i} " + "words " * 30) for i in range(150)]
+        conv = seed(store, "Long", pairs)
+        first_prompt = store.branch(conv)[0]
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await pilot.pause()
+            views = app.view.message_views()
+            assert len(views) == WINDOW and views[-1].text.startswith("answer 149")
+            assert len(app.view.hidden) == 300 - WINDOW
+            note = app.view.query_one(".older").render()
+            assert f"{300 - WINDOW} earlier messages" in str(note)
+            app.view.scroll_home(animate=False, immediate=True)  # scrolling up loads more
+            await wait_for(lambda: len(app.view.message_views()) == 2 * WINDOW, pilot)
+            # A search hit on the very first message: mounted, scrolled to, focused.
+            await app.open_at(conv, first_prompt.id)
+            await wait_for(lambda: isinstance(app.focused, MessageView)
+                           and app.focused.message_id == first_prompt.id, pilot)
+            assert not app.view.hidden and len(app.view.message_views()) == 300
+            assert [v.text for v in app.view.message_views()][:2] == ["question 0",
+                                                                       pairs[0][1]]
+
+    run(scenario)
