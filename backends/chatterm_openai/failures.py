@@ -57,6 +57,12 @@ class Failures:
         self._timeout = timeout
         self._retry_delay = retry_delay
 
+    def with_timeout(self, timeout: httpx.Timeout) -> Failures:
+        """The same, for a call made with other timeouts (``-o idle_timeout``)."""
+        if timeout is self._timeout:
+            return self
+        return Failures(self.base_url, self._api_key, timeout, self._retry_delay)
+
     def error(self, cls: type[BackendError], message: str) -> BackendError:
         """An error whose message is one line and cannot leak the API key."""
         message = one_line(message, 600)
@@ -77,15 +83,28 @@ class Failures:
             ServerError, f"the server at {self.url} sent {what}: {one_line(data, 80)!r}"
         )
 
-    def cut(self, reason: str | None = None) -> BackendError:
-        message = f"the server at {self.url} closed the stream before the reply finished"
+    def cut(self, reason: str | None = None, *, got_output: bool = True) -> BackendError:
+        if got_output:
+            message = f"the server at {self.url} closed the stream before the reply finished"
+        else:
+            message = (
+                f"the server at {self.url} accepted the request, but the stream ended before "
+                "any text arrived"
+            )
         return self.error(StreamCut, f"{message} ({reason})" if reason else message)
 
-    def transport(self, exc: httpx.HTTPError, after_output: bool) -> BackendError:
-        """Connection refused, DNS, timeouts, protocol errors: a cut once text has arrived."""
+    def transport(
+        self, exc: httpx.HTTPError, after_output: bool, connected: bool = False
+    ) -> BackendError:
+        """Connection refused, DNS, timeouts, protocol errors: a cut once the server had
+        answered (with or without text), a connection failure before that."""
         reason = transport_reason(exc, self._timeout)
-        if after_output:
-            return self.cut(reason)
+        if after_output or connected:
+            return self.cut(reason, got_output=after_output)
+        if isinstance(exc, httpx.ReadTimeout):
+            return self.error(
+                ConnectionFailed, f"the server at {self.url} did not answer: {reason}"
+            )
         return self.error(ConnectionFailed, f"cannot connect to {self.url}: {reason}")
 
     def invalid_url(self, exc: Exception) -> BackendError:
@@ -172,9 +191,15 @@ def display_url(base_url: str) -> str:
 def transport_reason(exc: httpx.HTTPError, timeout: httpx.Timeout) -> str:
     """A few words on why a transport failed, from the innermost error worth showing."""
     if isinstance(exc, httpx.ConnectTimeout):
-        return f"no answer within {format_seconds(timeout.connect or 0)} (connect timeout)"
+        return (
+            f"no answer within {format_seconds(timeout.connect or 0)} (connect timeout; "
+            "raise it with -o connect_timeout SECONDS)"
+        )
     if isinstance(exc, httpx.ReadTimeout):
-        return f"the server sent nothing for {format_seconds(timeout.read or 0)} (read timeout)"
+        return (
+            f"connected, but no data for {format_seconds(timeout.read or 0)} (read timeout; "
+            "raise it with -o idle_timeout SECONDS)"
+        )
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
     if isinstance(exc, httpx.UnsupportedProtocol):

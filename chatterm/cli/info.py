@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 
 import typer
 
 from chatterm.cli.options import CommonOptions
-from chatterm.config import DEFAULT_KEY_ENV, load_config, resolve
+from chatterm.config import DEFAULT_KEY_ENV, Choice, load_config, resolve
 
 
 def list_models(common: CommonOptions, json_out: bool) -> int:
@@ -29,10 +30,22 @@ def list_models(common: CommonOptions, json_out: bool) -> int:
     names = asyncio.run(fetch())
     if json_out:
         typer.echo(json.dumps(names))
-    else:
-        for name in names:
-            typer.echo(name)
+        return 0
+    # In the server's order: "the first model the server lists" is the first line here.
+    from chatterm.sanitize import safe_inline
+
+    for name in names:
+        typer.echo(safe_inline(name) if sys.stdout.isatty() else name)
+    if not names:
+        print(f"chatterm: {_where(choice)} lists no models", file=sys.stderr)
     return 0
+
+
+def _where(choice: Choice) -> str:
+    from chatterm.continuation import public_url
+
+    url = public_url(choice.backend_config.base_url)
+    return f"the server at {url}" if url else f"backend {choice.backend}"
 
 
 def show_config(profile: str | None) -> int:
