@@ -451,7 +451,11 @@ class HistoryStore:
                 f"`sqlite3 {path} .recover > recovered.sql` (see sqlite3 history.db .recover)"
             )
         elif name.startswith("SQLITE_IOERR") or "i/o error" in lower:
-            reason = f"disk I/O error ({text}); check the disk and its free space, then retry"
+            detail = "" if lower == "disk i/o error" else f" ({text})"
+            reason = (
+                f"disk I/O error{detail}; check the disk and its free space, then retry (or "
+                "use -n to ask without saving)"
+            )
         elif name.startswith("SQLITE_CANTOPEN") or "unable to open" in lower:
             reason = "the file cannot be opened; check that it and its folder are accessible"
         elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in lower:

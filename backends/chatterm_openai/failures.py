@@ -99,12 +99,15 @@ class Failures:
         """Connection refused, DNS, timeouts, protocol errors: a cut once the server had
         answered (with or without text), a connection failure before that."""
         reason = transport_reason(exc, self._timeout)
+        if isinstance(exc, httpx.ReadTimeout) and not after_output:
+            return self.error(
+                ConnectionFailed if not connected else StreamCut,
+                f"connected to {self.url}, but no data for "
+                f"{format_seconds(self._timeout.read or 0)} (read timeout; raise it with "
+                "-o idle_timeout SECONDS)",
+            )
         if after_output or connected:
             return self.cut(reason, got_output=after_output)
-        if isinstance(exc, httpx.ReadTimeout):
-            return self.error(
-                ConnectionFailed, f"the server at {self.url} did not answer: {reason}"
-            )
         return self.error(ConnectionFailed, f"cannot connect to {self.url}: {reason}")
 
     def invalid_url(self, exc: Exception) -> BackendError:
