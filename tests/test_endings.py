@@ -110,6 +110,7 @@ def test_kill_9_is_repaired_by_the_next_process_and_a_live_writer_is_untouched(
     assert live.stdout is not None
     assert live.stdout.read(len(PARTIAL)) == PARTIAL.encode()
     try:
+        wait_until(lambda: reply_row("the one that lives")[0] == PARTIAL)
         listed = run_cli("sessions", "list")  # any chatterm process opening the history
         assert listed.returncode == 0, listed.stderr
         assert reply_row("the one that dies") == (PARTIAL, "interrupted", ORPHANED)
