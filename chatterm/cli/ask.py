@@ -28,6 +28,7 @@ from chatterm.config import Choice, load_config
 from chatterm.continuation import route_of
 from chatterm.paths import history_path
 from chatterm.runtime import open_backend
+from chatterm.sanitize import safe_inline, safe_json
 from chatterm.store import ERROR, INTERRUPTED, Conversation, HistoryStore, StoreError
 
 BROKEN_PIPE = 141
@@ -197,14 +198,14 @@ async def _stream(
     except (BackendError, StoreError) as exc:
         _close_quietly(sink)
         run.error = exc.message
-        print(f"chatterm: error: {exc.message}{_kept(session)}", file=sys.stderr)
+        print(f"chatterm: error: {safe_inline(exc.message)}{_kept(session)}", file=sys.stderr)
         return exc.exit_code
     finally:
         await backend.aclose()
     sink.close()
     if session.save_error is not None:
         run.error = session.save_error.message
-        print(f"chatterm: error: {session.save_error.message}", file=sys.stderr)
+        print(f"chatterm: error: {safe_inline(session.save_error.message)}", file=sys.stderr)
         return session.save_error.exit_code
     return 0
 
@@ -265,8 +266,10 @@ def _print_json(session: ChatSession, output: AskOutput, run: _Run) -> None:
         if outcome.status not in (ERROR, INTERRUPTED):
             data["status"] = ERROR
         data["error"] = run.error
-    with contextlib.suppress(OSError):
-        print(json.dumps(data, ensure_ascii=False), flush=True)
+    # A terminal gets every control as a \u escape; a pipe gets the JSON byte-exact.
+    dump = safe_json if sys.stdout.isatty() else json.dumps
+    with contextlib.suppress(OSError, ValueError):
+        print(dump(data, ensure_ascii=False), flush=True)
 
 
 def result_json(outcome: ReplyOutcome, session: ChatSession, no_log: bool) -> dict[str, Any]:
@@ -340,5 +343,7 @@ def _silence_stdout() -> None:
 
 
 def _say(message: str) -> None:
+    """A notice for people on stderr: sanitised always, even into a pipe (it may quote a
+    server's words or a model id)."""
     with contextlib.suppress(OSError, ValueError):
-        print(f"chatterm: {message}", file=sys.stderr, flush=True)
+        print(f"chatterm: {safe_inline(message)}", file=sys.stderr, flush=True)

@@ -1,4 +1,9 @@
-"""`chatterm models` and `chatterm config show`."""
+"""`chatterm models` and `chatterm config show`.
+
+Model ids come from the server and are sanitised on a terminal (into a pipe they stay exact:
+they are what ``-m`` takes). ``config show`` is for reading: every line is sanitised and URL
+user info (``http://user:secret@host``) is masked.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import typer
 
 from chatterm.cli.options import CommonOptions
 from chatterm.config import DEFAULT_KEY_ENV, Choice, load_config, resolve
+from chatterm.sanitize import safe_inline, safe_json
+from chatterm.secrets_mask import display_url
 
 
 def list_models(common: CommonOptions, json_out: bool) -> int:
@@ -28,23 +35,22 @@ def list_models(common: CommonOptions, json_out: bool) -> int:
             await backend.aclose()
 
     names = asyncio.run(fetch())
+    terminal = sys.stdout.isatty()
     if json_out:
-        typer.echo(json.dumps(names))
-        return 0
-    # In the server's order: "the first model the server lists" is the first line here.
-    from chatterm.sanitize import safe_inline
-
-    for name in names:
-        typer.echo(safe_inline(name) if sys.stdout.isatty() else name)
-    if not names:
-        print(f"chatterm: {_where(choice)} lists no models", file=sys.stderr)
+        lines = [safe_json(names) if terminal else json.dumps(names)]
+    else:
+        # In the server's order: "the first model the server lists" is the first line here.
+        lines = [safe_inline(name) if terminal else name for name in names]
+    # Not typer.echo, which strips some escape sequences into a pipe: ids there stay exact.
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
+    if not names and not json_out:
+        print(f"chatterm: {safe_inline(_where(choice))} lists no models", file=sys.stderr)
     return 0
 
 
 def _where(choice: Choice) -> str:
-    from chatterm.continuation import public_url
-
-    url = public_url(choice.backend_config.base_url)
+    url = display_url(choice.backend_config.base_url) if choice.backend_config.base_url else None
     return f"the server at {url}" if url else f"backend {choice.backend}"
 
 
@@ -58,7 +64,7 @@ def show_config(profile: str | None) -> int:
         f"profile in use: {choice.profile or 'none'}",
         f"backend: {choice.backend}" + (" (default)" if choice.chosen_by_default else ""),
         f"model: {choice.backend_config.model or '(backend default)'}",
-        f"base url: {choice.backend_config.base_url or '(backend default)'}",
+        f"base url: {_url(choice.backend_config.base_url) or '(backend default)'}",
     ]
     chosen = config.profiles.get(choice.profile or "")
     key_env = (chosen.api_key_env if chosen else None) or DEFAULT_KEY_ENV
@@ -67,6 +73,10 @@ def show_config(profile: str | None) -> int:
     else:
         lines.append(f"api key: not set (${key_env})")
     if choice.options:
-        lines.append(f"options: {json.dumps(choice.options)}")
-    typer.echo("\n".join(lines))
+        lines.append(f"options: {json.dumps(choice.options, ensure_ascii=False)}")
+    typer.echo("\n".join(safe_inline(line) for line in lines))
     return 0
+
+
+def _url(url: str | None) -> str | None:
+    return display_url(url) if url else url
