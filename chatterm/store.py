@@ -125,6 +125,10 @@ ERROR = "error"
 # What a reply whose process died is marked with, for `sessions show` and the TUI.
 ORPHANED = "the process ended before the reply finished"
 
+# A streamed reply up to this many characters is joined into its row when it ends; a bigger
+# one stays in its pieces (joining it would cost its whole size once more, at the end).
+FOLD_LIMIT = 1 << 20
+
 # The keys a conversation's route may hold: where it was answered, never a secret.
 ROUTE_KEYS = ("backend", "profile", "base_url", "model")
 
@@ -724,6 +728,11 @@ class HistoryStore:
         if not sets:
             return False
         assignments = [f"{k} = ?" for k in sets]
+        finishing = status is not None and status != STREAMING
+        if finishing and not replace and self._pieces_size(message_id) <= FOLD_LIMIT:
+            # A reply of ordinary size ends up whole in its row, as every other message is
+            # (cheap: at most FOLD_LIMIT characters); a big one stays in its pieces.
+            replace = True
         if replace:
             # The pieces hold both texts: keep the one not replaced by folding it in.
             for column, given in (("content", content), ("reasoning", reasoning)):
@@ -744,6 +753,14 @@ class HistoryStore:
             if changed and replace:
                 db.execute("DELETE FROM message_pieces WHERE message_id = ?", (message_id,))
         return changed
+
+    def _pieces_size(self, message_id: int) -> int:
+        rows = self._read(
+            "SELECT coalesce(sum(length(content)) + sum(length(reasoning)), 0)"
+            " FROM message_pieces WHERE message_id = ?",
+            (message_id,),
+        )
+        return int(rows[0][0]) if rows else 0
 
     def repair_orphans(self) -> list[int]:
         """Mark replies whose writing process is gone as interrupted; return their ids.
