@@ -107,6 +107,10 @@ def main() -> None:
             env = dict(
                 os.environ, XDG_DATA_HOME=home, XDG_CONFIG_HOME=home, XDG_STATE_HOME=home,
                 OPENAI_BASE_URL=server.base_url, NO_PROXY="127.0.0.1",
+                # This checkout's chatterm and backends, whatever is installed.
+                PYTHONPATH=os.pathsep.join(
+                    str(ROOT / part) for part in ("", "backends", "themes")
+                ),
             )
             seconds, rss = run([sys.executable, "-c", BARE_LOOP, server.base_url, model], env)
             bare_s.append(seconds)
