@@ -144,6 +144,19 @@ def backends() -> None:
         typer.echo(name)
 
 
+@app.command()
+def doctor(
+    profile: opt.ProfileName = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the server.")
+    ] = 5.0,
+) -> None:
+    """Check config, history, backends, devices, server and model cache (for bug reports)."""
+    from chatterm.cli.doctor import run_doctor
+
+    raise typer.Exit(run_doctor(profile, timeout))
+
+
 @config_app.command("path")
 def config_path() -> None:
     """Print where the config file is (or would be)."""
