@@ -74,6 +74,8 @@ async def _stream(
     session: ChatSession, backend: Backend, text: str, sink: ReplySink, debug: bool
 ) -> int:
     try:
+        # Before send(): a model that cannot be loaded must not leave a conversation behind.
+        await backend.prepare(session.model, session.options)
         async for event in session.send(text):
             kind = type(event)
             if kind is TextDelta:
@@ -176,8 +178,10 @@ def _print_usage(outcome: ReplyOutcome) -> None:
 
 
 def _saved_where(session: ChatSession, output: AskOutput) -> str:
-    if output.no_log or session.conversation is None:
+    if output.no_log:
         return "nothing saved (--no-log)"
+    if session.conversation is None:  # stopped while the model was still loading
+        return "nothing saved"
     return f"partial reply saved in conversation {session.conversation.id} (chatterm -c to continue)"
 
 
