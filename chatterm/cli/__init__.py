@@ -21,7 +21,7 @@ app = typer.Typer(
     name="chatterm",
     help="Chat with language models in your terminal: a TUI, one-shot `ask`, stdin pipes.\n\n"
     "With no command: opens the TUI on a terminal; asks with stdin when stdin is piped.",
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
