@@ -38,6 +38,7 @@ class Source:
 
     name: str
     local_files_only: bool
+    hub: bool = False  # a hub id (fetched into the cache first), not a folder
 
 
 def offline_requested() -> bool:
@@ -45,7 +46,10 @@ def offline_requested() -> bool:
 
 
 def endpoint() -> str:
-    """The hub the downloads would use (``HF_ENDPOINT`` moves it, as for huggingface_hub)."""
+    """The hub the downloads would use: ``HF_ENDPOINT``, read now (huggingface_hub reads it
+    once at import, which would pin a process to the endpoint it started with)."""
+    if os.environ.get("HF_ENDPOINT"):
+        return os.environ["HF_ENDPOINT"].rstrip("/")
     try:
         from huggingface_hub import constants
 
@@ -122,12 +126,12 @@ def is_cached(repo_id: str) -> bool:
 def hub_source(repo_id: str) -> Source:
     """How to load hub id ``repo_id`` here; raises one actionable line if it cannot be."""
     if offline_requested():
-        return Source(repo_id, local_files_only=True)
+        return Source(repo_id, local_files_only=True, hub=True)
     reason = unreachable_reason(repo_id)
     if reason is None:
-        return Source(repo_id, local_files_only=False)
+        return Source(repo_id, local_files_only=False, hub=True)
     if is_cached(repo_id):
-        return Source(repo_id, local_files_only=True)
+        return Source(repo_id, local_files_only=True, hub=True)
     raise ModelLoadError(
         f"the Hugging Face Hub ({endpoint()}) cannot be reached ({reason}) and model {repo_id} "
         "is not in the local cache; set HF_HUB_OFFLINE=1 to use cached models only, "

@@ -237,13 +237,25 @@ def model_source(model_id: str) -> Source:
 
 
 def _load(model_id: str, where: Source, device: str, dtype: str) -> LoadedModel:
+    source = where.name
+    offline = where.local_files_only
+    if where.hub:
+        from chatterm_local.download import fetch_snapshot
+
+        # The files first (progress shown, cancellable), then transformers reads the folder.
+        try:
+            source = fetch_snapshot(model_id, local_files_only=offline)
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise load_error(model_id, exc) from exc
+        offline = True
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from chatterm_local.prompt import supports_system_role
 
-    source = where.name
-    offline = where.local_files_only
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
     except Exception as exc:
