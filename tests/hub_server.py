@@ -179,3 +179,20 @@ class HubServer:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def use_hub(monkeypatch: Any, server: HubServer, chunk_size: int = 16 * 1024) -> None:
+    """Point this process's huggingface_hub at ``server`` (as HF_ENDPOINT would at start-up).
+
+    huggingface_hub read ``HF_HUB_OFFLINE=1`` (the suite's default) when it was imported, and
+    reads 10 MB per report; smaller reads make the tiny model's 0.4 MB of weights behave like
+    a real model's: many progress reports, room to cancel midway.
+    """
+    from chatterm_local.hub import forget_probes
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", chunk_size)
+    forget_probes()

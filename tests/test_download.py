@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from cli_run import cli_env, run_cli
-from hub_server import HubServer
+from hub_server import HubServer, use_hub
 
 from chatterm.download_progress import (
     CANCELLED,
@@ -98,21 +98,10 @@ def test_listeners_are_throttled_but_hear_every_boundary() -> None:
 
 @pytest.fixture
 def hub(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    from chatterm_local.hub import forget_probes
-    from huggingface_hub import constants
-
     with HubServer(chunk=4096) as server:
         server.add_repo(REPO, tiny_model_dir)
-        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
-        monkeypatch.setenv("HF_HUB_OFFLINE", "")
-        # huggingface_hub read HF_HUB_OFFLINE=1 (the suite's default) when it was imported.
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        # The hub reads (and reports) 10 MB at a time; the tiny model's weights are 0.4 MB.
-        # Smaller reads make them behave like a real model's: many reports, a cancel midway.
-        monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 16 * 1024)
-        forget_probes()
+        use_hub(monkeypatch, server)
         yield server
-        forget_probes()
 
 
 def _blob(cache: Path, name: str, source: Path) -> Path:
