@@ -136,3 +136,31 @@ def test_local_model_folder_is_found(tiny_model_dir: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert _lines(result.stdout, f"✓ local model {tiny_model_dir}: folder found")
     assert "from profile tiny ($CHATTERM_PROFILE)" in result.stdout
+
+
+def _refusing_endpoint() -> str:
+    return f"http://127.0.0.1:{_closed_port()}"
+
+
+def test_unreachable_hub_without_the_model_fails() -> None:
+    env = {"HF_HUB_OFFLINE": "", "HF_ENDPOINT": _refusing_endpoint()}
+    result = run_cli("doctor", env=env, timeout=60)
+    assert result.returncode == 1
+    hub = _lines(result.stdout, "✗ Hugging Face Hub:")[0]
+    assert "connection refused" in hub and hub.endswith("(optional)")
+    model = _lines(result.stdout, "✗ local model Qwen/")[0]
+    assert "the hub cannot be reached to download it" in model
+    assert not model.endswith("(optional)")
+
+
+def test_unreachable_hub_with_the_model_cached_passes(tiny_model_dir: Path) -> None:
+    from hub_cache import hub_cache_dir, install_in_cache
+
+    install_in_cache(tiny_model_dir, "chatterm-test/tiny",
+                     hub_cache_dir(Path(os.environ["XDG_CACHE_HOME"])))
+    _config('[profiles.t]\nbackend = "local"\nmodel = "chatterm-test/tiny"\n')
+    env = {"HF_HUB_OFFLINE": "", "HF_ENDPOINT": _refusing_endpoint(), "CHATTERM_PROFILE": "t"}
+    result = run_cli("doctor", env=env, timeout=60)
+    assert result.returncode == 0, result.stdout
+    assert _lines(result.stdout, "✗ Hugging Face Hub:")[0].endswith("(optional)")
+    assert "in the Hugging Face cache" in _lines(result.stdout, "✓ local model chatterm-test/tiny:")[0]

@@ -8,7 +8,7 @@ setup (torch missing while a server answers, say) is marked ``(optional)`` and l
 Needed: the config file parses and the profile in use resolves; the history can be read and
 written; the chosen backend is installed and imports; for the openai backend, the server answers
 ``/models``; for the local backend, torch and transformers are installed, and the model is on
-disk when ``HF_HUB_OFFLINE`` forbids downloading it.
+disk when ``HF_HUB_OFFLINE`` forbids downloading it or the Hugging Face Hub cannot be reached.
 
 Everything that comes from outside chatterm (paths, profile names, server errors, model ids)
 goes through :func:`chatterm.sanitize.safe_inline`. API keys are never printed: only whether one
@@ -83,7 +83,10 @@ def checks(profile: str | None, timeout: float) -> Iterable[Check]:
     yield device_check()
     if choice is not None and choice.backend == "openai":
         yield server_check(choice, timeout)
-    yield model_cache_check(choice, needed=local)
+    hub = hub_check() if hub_is_asked(choice) else None
+    if hub is not None:
+        yield hub
+    yield model_cache_check(choice, needed=local, hub_reachable=None if hub is None else hub.ok)
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -324,7 +327,42 @@ def server_check(choice: Choice, timeout: float) -> Check:
     return Check(True, label, f"{shown} reachable; /models lists {listed}{more}")
 
 
-def model_cache_check(choice: Choice | None, needed: bool) -> Check:
+def hub_is_asked(choice: Choice | None) -> bool:
+    """The local backend asks the hub about a hub id (not a folder) unless told to stay off."""
+    if choice is None or choice.backend != "local" or _offline():
+        return False
+    from chatterm_local.loader import DEFAULT_MODEL
+
+    model = choice.backend_config.model or DEFAULT_MODEL
+    return not (model.startswith((".", "/", "~")) or Path(model).expanduser().is_dir())
+
+
+def hub_check() -> Check:
+    """Can the Hugging Face Hub be reached? The same bounded probe the local backend makes.
+
+    Never needed by itself: the model line says whether its absence matters.
+    """
+    label = "Hugging Face Hub"
+    if importlib.util.find_spec("huggingface_hub") is None:
+        return Check(False, label, "huggingface_hub is not installed", needed=False)
+    from chatterm_local.hub import endpoint, unreachable_reason
+    from chatterm_local.loader import DEFAULT_MODEL
+
+    base = safe_inline(endpoint())
+    reason = unreachable_reason(DEFAULT_MODEL)
+    if reason is None:
+        return Check(True, label, f"{base} reachable")
+    return Check(False, label, f"{base} cannot be reached ({safe_inline(reason)}); cached "
+                               "models still load", needed=False)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def model_cache_check(
+    choice: Choice | None, needed: bool, hub_reachable: bool | None = None
+) -> Check:
     """Whether the local model is on disk: the Hugging Face cache is read, nothing downloaded."""
     from chatterm_local.loader import DEFAULT_MODEL
 
@@ -332,7 +370,7 @@ def model_cache_check(choice: Choice | None, needed: bool) -> Check:
     if choice is not None and choice.backend == "local" and choice.backend_config.model:
         model = choice.backend_config.model
     label = f"local model {safe_inline(model)}"
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    offline = _offline()
     folder = Path(model).expanduser()
     if model.startswith((".", "/", "~")) or folder.is_dir():
         if (folder / "config.json").is_file():
@@ -341,6 +379,10 @@ def model_cache_check(choice: Choice | None, needed: bool) -> Check:
     cached = cached_size(model)
     if cached is not None:
         return Check(True, label, f"in the Hugging Face cache ({_size(cached)}, {_hub_cache()})")
+    if hub_reachable is False:
+        return Check(False, label, f"not in the Hugging Face cache ({_hub_cache()}) and the hub "
+                                   "cannot be reached to download it; use -m PATH or "
+                                   "--base-url", needed)
     if offline:
         return Check(False, label, f"not in the Hugging Face cache ({_hub_cache()}) and "
                                    "HF_HUB_OFFLINE=1 forbids downloading it "
