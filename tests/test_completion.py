@@ -116,3 +116,15 @@ def test_bash_sources_the_script_and_completes(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["gpu", "groq"]
+
+
+def test_completing_imports_nothing_heavy() -> None:
+    from cli_run import modules_loaded_by
+
+    _config('[profiles.alpha]\nbackend = "openai"\n')
+    env = {"_CHATTERM_COMPLETE": "complete_bash", "COMP_WORDS": "chatterm ask -p a",
+           "COMP_CWORD": "3"}
+    code, found, out = modules_loaded_by(
+        [], ["httpx", "textual", "torch", "transformers", "huggingface_hub", "rich.markdown"], env
+    )
+    assert (code, found, out.split()) == (0, [], ["alpha"])

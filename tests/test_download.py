@@ -223,3 +223,15 @@ def test_ask_on_a_terminal_shows_the_hub_bars_on_stderr(hub: HubServer) -> None:
     shown = b"".join(chunks).decode("utf-8", "replace")
     assert "model.safetensors" in shown and "100%" in shown
     assert out  # the reply still went to stdout
+
+
+def test_new_core_modules_import_no_ui_and_no_model_stack() -> None:
+    code = (
+        "import sys, chatterm.download_progress, chatterm.cli.completion, chatterm.cli.doctor, "
+        "chatterm_local.hub, chatterm_local.download\n"
+        "print(sorted(m for m in ('textual', 'torch', 'transformers', 'huggingface_hub')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=cli_env())
+    assert out.stdout.strip() == "[]"
