@@ -235,3 +235,20 @@ def test_new_core_modules_import_no_ui_and_no_model_stack() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=cli_env())
     assert out.stdout.strip() == "[]"
+
+
+def test_only_the_files_from_pretrained_reads_are_fetched() -> None:
+    from chatterm_local.download import wanted_files
+
+    listing = [("README.md", 1), (".gitattributes", 1), ("config.json", 1), ("merges.txt", 1),
+               ("consolidated.safetensors", 9), ("model-00001-of-00002.safetensors", 5),
+               ("model-00002-of-00002.safetensors", 4), ("model.safetensors.index.json", 1),
+               ("pytorch_model.bin", 9), ("onnx/model.onnx", 9), ("tokenizer.model", 1),
+               ("chat_template.jinja", 1), ("model.gguf", 9)]
+    assert [n for n, _ in wanted_files(listing)] == [
+        "config.json", "merges.txt", "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors", "model.safetensors.index.json",
+        "tokenizer.model", "chat_template.jinja",
+    ]
+    old_style = [("config.json", 1), ("pytorch_model.bin", 9), ("training_args.bin", 1)]
+    assert [n for n, _ in wanted_files(old_style)] == ["config.json", "pytorch_model.bin"]

@@ -45,28 +45,38 @@ _POLL_S = 0.05
 
 
 def wanted_files(files: Iterable[tuple[str, int | None]]) -> list[tuple[str, int | None]]:
-    """The files ``from_pretrained`` needs out of a repo's listing, in listing order."""
+    """The files ``from_pretrained`` needs out of a repo's listing, in listing order.
+
+    One copy of the weights: safetensors over ``.bin``, and transformers' own ``model*`` files
+    over other copies some repos carry next to them (``consolidated.safetensors``).
+    """
     top = [(name, size) for name, size in files if "/" not in name]
-    has_safetensors = any(name.endswith(".safetensors") for name, _ in top)
-    keep = []
-    for name, size in top:
-        lowered = name.lower()
-        if lowered.endswith(".safetensors") or lowered.endswith(_TEXT_SUFFIXES) or (
-            not has_safetensors and lowered.endswith(".bin") and "model" in lowered
-        ):
-            keep.append((name, size))
-    return keep
+    weights = [n for n, _ in top if n.endswith(".safetensors")] or [
+        n for n, _ in top if n.endswith(".bin") and "model" in n.lower()
+    ]
+    preferred = [n for n in weights if n.lower().startswith(("model", "pytorch_model"))]
+    chosen = set(preferred or weights)
+    return [(n, s) for n, s in top if n in chosen or n.lower().endswith(_TEXT_SUFFIXES)]
 
 
 def fetch_snapshot(
     repo_id: str, *, local_files_only: bool, cache_dir: str | Path | None = None
 ) -> str:
     """The cache folder holding ``repo_id``'s files, downloading what is missing."""
-    if local_files_only:
-        from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download
 
+    if local_files_only:
         return str(snapshot_download(repo_id, local_files_only=True, cache_dir=cache_dir))
-    return download_snapshot(repo_id, cache_dir=cache_dir)
+    try:
+        return download_snapshot(repo_id, cache_dir=cache_dir)
+    except Exception as exc:
+        # The probe got through but the network failed since: a cached copy still serves.
+        if not _is_network_error(exc):
+            raise
+        try:
+            return str(snapshot_download(repo_id, local_files_only=True, cache_dir=cache_dir))
+        except Exception:
+            raise exc from None
 
 
 def download_snapshot(
@@ -196,6 +206,12 @@ def _resumable_get(url: str, blob: Path, size: int | None, name: str, bar: type)
                 displayed_filename=name, tqdm_class=bar,
             )
         os.replace(partial, blob)
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"ConnectError", "TimeoutException", "NetworkError", "RemoteProtocolError",
+                         "ConnectionError", "TimeoutError"})
 
 
 def _stderr_is_terminal() -> bool:

@@ -12,14 +12,16 @@ decides:
   ``HF_HUB_OFFLINE=1`` would;
 * it did not, and the model is not cached: one line saying so and what to do instead.
 
-The answer is remembered per endpoint for the life of the process. Only httpx and
-huggingface_hub's constants are imported here: no torch, no transformers.
+A reachable hub is remembered per endpoint for the life of the process; an unreachable one
+for :data:`UNREACHABLE_TTL_S`, so a TUI left open notices when the network comes back. Only
+httpx and huggingface_hub's constants are imported here: no torch, no transformers.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 from chatterm.backend import ModelLoadError
@@ -28,7 +30,10 @@ from chatterm.backend import ModelLoadError
 # answers a HEAD in well under a second, and the user should hear within five seconds.
 PROBE_TIMEOUT_S = 3.0
 
-_PROBED: dict[str, str | None] = {}
+# An unreachable answer is trusted this long, then the hub is asked again.
+UNREACHABLE_TTL_S = 30.0
+
+_PROBED: dict[str, tuple[str | None, float]] = {}
 _PROBE_LOCK = threading.Lock()
 
 
@@ -61,12 +66,14 @@ def endpoint() -> str:
 def unreachable_reason(repo_id: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     """None when the hub answers; otherwise why not, in a few words. Cached per endpoint."""
     base = endpoint()
+    now = time.monotonic()
     with _PROBE_LOCK:
-        if base in _PROBED:
-            return _PROBED[base]
+        known = _PROBED.get(base)
+    if known is not None and (known[0] is None or now - known[1] < UNREACHABLE_TTL_S):
+        return known[0]
     reason = _probe(f"{base}/{repo_id}/resolve/main/config.json", timeout)
     with _PROBE_LOCK:
-        _PROBED[base] = reason
+        _PROBED[base] = (reason, time.monotonic())
     return reason
 
 
