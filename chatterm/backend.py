@@ -18,6 +18,7 @@ Rules for implementers:
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -154,6 +155,8 @@ class OptionSpec:
 
     def parse(self, raw: Any) -> Any:
         value = _coerce(self, raw)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise OptionError(f"option {self.name} must be a finite number, got {raw!r}")
         if isinstance(value, int | float) and not isinstance(value, bool):
             if self.minimum is not None and value < self.minimum:
                 raise OptionError(f"option {self.name} must be >= {self.minimum}, got {value}")

@@ -9,6 +9,7 @@ the partial reply stored and marked.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from chatterm.store import (
     Conversation,
     HistoryStore,
     Message,
+    StoreError,
     title_from_prompt,
 )
 
@@ -58,15 +60,49 @@ class ReplyOutcome:
     model: str | None = None
     backend: str | None = None
     first_token_s: float | None = None
+    last_token_s: float | None = None
     duration_s: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tokens_per_second(self) -> float | None:
-        if not self.completion_tokens or self.duration_s is None:
+        """The server's own figure when it reports one (llama.cpp's ``timings``), else the
+        completion tokens over the time from the first to the last token."""
+        timings = self.metadata.get("timings")
+        if isinstance(timings, dict):
+            rate = timings.get("predicted_per_second")
+            if isinstance(rate, int | float) and not isinstance(rate, bool) and rate > 0:
+                return float(rate)
+        if not self.completion_tokens or self.first_token_s is None:
             return None
-        decode_s = self.duration_s - (self.first_token_s or 0.0)
-        return self.completion_tokens / decode_s if decode_s > 0 else None
+        last = self.last_token_s if self.last_token_s is not None else self.duration_s
+        if last is None or self.completion_tokens < 2:
+            return None
+        decode_s = last - self.first_token_s
+        # The first token's arrival starts the clock, so it is not counted.
+        return (self.completion_tokens - 1) / decode_s if decode_s > 0 else None
+
+
+def context_turns(branch: list[Message]) -> list[ChatMessage]:
+    """The turns sent as context: user and assistant strictly alternating, from a user turn.
+
+    The rule (README, "What is sent"): a reply with no text (it failed or was stopped before
+    any arrived) is not sent, and neither is the user message it answered, so one failed turn
+    can never make the next request send two user messages in a row (servers with strict chat
+    templates refuse that) nor grow the context on every retry. Both stay in the history,
+    marked. A partial reply that has text is sent: it is what the user saw.
+    """
+    turns: list[ChatMessage] = []
+    for message in branch:
+        if message.role == "user":
+            if turns and turns[-1].role == "user":
+                turns.pop()  # it got no reply with text
+            turns.append(ChatMessage("user", message.content))
+        elif message.role == "assistant" and message.content and turns and (
+            turns[-1].role == "user"
+        ):
+            turns.append(ChatMessage("assistant", message.content))
+    return turns
 
 
 def memory_store() -> HistoryStore:
@@ -91,6 +127,7 @@ class ChatSession:
         options: Mapping[str, Any] | None = None,
         conversation: Conversation | None = None,
         system_prompt: str | None = None,
+        route: Mapping[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -100,6 +137,11 @@ class ChatSession:
         self.conversation = conversation
         self._new_system_prompt = system_prompt
         self.last_outcome: ReplyOutcome | None = None
+        # Where replies come from (chatterm.continuation.route_of), remembered by the
+        # conversation so a continuation goes back there; None records nothing.
+        self.route: dict[str, Any] | None = dict(route) if route is not None else None
+        # Set when the end of the last reply could not be saved (disk full, ...).
+        self.save_error: StoreError | None = None
         if conversation is not None and system_prompt is not None:
             store.update_conversation_settings(conversation.id, system_prompt=system_prompt)
             self.conversation = store.get_conversation(conversation.id)
@@ -113,12 +155,15 @@ class ChatSession:
         backend_name: str,
         model: str | None,
         options: Mapping[str, Any] | None = None,
+        route: Mapping[str, Any] | None = None,
     ) -> None:
         self.backend = backend
         self.backend_name = backend_name
         self.model = model
         if options is not None:
             self.options = dict(options)
+        if route is not None:
+            self.route = dict(route)
 
     @property
     def system_prompt(self) -> str | None:
@@ -176,14 +221,15 @@ class ChatSession:
         chat: list[ChatMessage] = []
         if self.system_prompt:
             chat.append(ChatMessage("system", self.system_prompt))
-        for message in branch:
-            if message.role in ("user", "assistant") and (message.content or message.role == "user"):
-                chat.append(ChatMessage(message.role, message.content))  # type: ignore[arg-type]
+        chat.extend(context_turns(branch))
         return ChatRequest(chat, model=self.model, options=dict(self.options))
 
     async def _reply_to(self, user: Message) -> AsyncIterator[StreamEvent]:
         assert self.conversation is not None
         request = self.build_request(user)
+        if self.route is not None and not self.conversation.route:
+            # Remember where this conversation goes even if its first reply fails.
+            self.store.set_route(self.conversation.id, {**self.route, "model": self.model})
         reply = self.store.add_message(
             self.conversation.id,
             "assistant",
@@ -200,16 +246,18 @@ class ChatSession:
         self.last_outcome = outcome
         pieces: list[str] = []
         thoughts: list[str] = []
+        flusher = _Flusher(self.store, reply.id, pieces, thoughts)
         started = time.monotonic()
-        next_flush = started + FLUSH_INTERVAL_S
+        timer = asyncio.create_task(flusher.run())
         try:
             events = self.backend.stream(request)
             try:
                 async for event in events:
                     if type(event) is TextDelta:
                         pieces.append(event.text)
+                        outcome.last_token_s = time.monotonic() - started
                         if outcome.first_token_s is None:
-                            outcome.first_token_s = time.monotonic() - started
+                            outcome.first_token_s = outcome.last_token_s
                     elif type(event) is ReasoningDelta:
                         thoughts.append(event.text)
                         if outcome.first_token_s is None:
@@ -226,13 +274,9 @@ class ChatSession:
                         resolved = event.values.get("model")
                         if isinstance(resolved, str):
                             outcome.model = resolved
+                    if flusher.error is not None:
+                        raise flusher.error
                     yield event
-                    now = time.monotonic()
-                    if now >= next_flush:
-                        next_flush = now + FLUSH_INTERVAL_S
-                        self.store.update_message(
-                            reply.id, content="".join(pieces), reasoning="".join(thoughts)
-                        )
             finally:
                 # Closing the stream is what stops the backend's work (HTTP, decoding thread).
                 aclose = getattr(events, "aclose", None)
@@ -243,24 +287,36 @@ class ChatSession:
             outcome.status = ERROR
             outcome.error = exc.message
             raise
+        except StoreError as exc:
+            outcome.status = ERROR
+            outcome.error = exc.message
+            raise
         except Exception as exc:
-            # A bug or a local failure (e.g. the database): keep what arrived, say what broke.
+            # A bug or a local failure: keep what arrived, say what broke.
             outcome.status = ERROR
             outcome.error = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:300]
             raise
         except BaseException:
-            # Cancelled (Esc, Ctrl-C) or the consumer stopped reading: keep what arrived.
+            # Cancelled (Esc, Ctrl-C, SIGTERM, SIGHUP) or the consumer stopped reading.
             outcome.status = INTERRUPTED
             outcome.error = "interrupted"
             raise
         finally:
+            timer.cancel()
             outcome.text = "".join(pieces)
             outcome.reasoning = "".join(thoughts)
             outcome.duration_s = time.monotonic() - started
+            self._finish(reply.id, outcome, flusher)
+
+    def _finish(self, reply_id: int, outcome: ReplyOutcome, flusher: _Flusher) -> None:
+        """Write the rest of the reply and its outcome: the pieces are joined and the reply
+        indexed here, once. Should the disk refuse even this, the row stays ``streaming`` with
+        what was flushed, and the next chatterm to open the history marks it interrupted."""
+        assert self.conversation is not None
+        try:
+            flusher.flush()
             self.store.update_message(
-                reply.id,
-                content=outcome.text,
-                reasoning=outcome.reasoning,
+                reply_id,
                 status=outcome.status,
                 error=outcome.error,
                 model=outcome.model,
@@ -270,4 +326,58 @@ class ChatSession:
                 first_token_s=outcome.first_token_s,
                 duration_s=outcome.duration_s,
             )
-            self.refresh()
+            if self.route is not None and (outcome.text or outcome.status == COMPLETE):
+                self.store.set_route(
+                    self.conversation.id, {**self.route, "model": outcome.model or self.model}
+                )
+        except StoreError as exc:
+            self.save_error = exc
+            if outcome.status == COMPLETE:
+                outcome.status = ERROR
+                outcome.error = exc.message
+            return
+        self.refresh()
+
+
+class _Flusher:
+    """Writes what streamed since the last write, as one appended piece.
+
+    Called on a timer (every ``FLUSH_INTERVAL_S``), so what the user has seen reaches the
+    database within a second even while the stream is idle; each write costs the size of the
+    new text, never of the whole reply. A storage error stops the timer and is raised by the
+    stream at its next event.
+    """
+
+    __slots__ = ("_pieces", "_store", "_text_done", "_thought_done", "_thoughts", "error",
+                 "message_id")
+
+    def __init__(
+        self, store: HistoryStore, message_id: int, pieces: list[str], thoughts: list[str]
+    ) -> None:
+        self._store = store
+        self.message_id = message_id
+        self._pieces = pieces
+        self._thoughts = thoughts
+        self._text_done = 0
+        self._thought_done = 0
+        self.error: StoreError | None = None
+
+    def flush(self) -> None:
+        text_end, thought_end = len(self._pieces), len(self._thoughts)
+        if text_end == self._text_done and thought_end == self._thought_done:
+            return
+        self._store.append_pieces(
+            self.message_id,
+            "".join(self._pieces[self._text_done : text_end]),
+            "".join(self._thoughts[self._thought_done : thought_end]),
+        )
+        self._text_done, self._thought_done = text_end, thought_end
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            try:
+                self.flush()
+            except StoreError as exc:
+                self.error = exc
+                return

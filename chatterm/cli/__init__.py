@@ -188,6 +188,10 @@ def _stdin_is_terminal() -> bool:
 
 def main() -> None:
     """Entry point: runs the app and turns failures into one line and an exit code."""
+    from chatterm import endings
+
+    # SIGINT, SIGTERM and SIGHUP end chatterm the same way at any instant (see endings).
+    endings.install()
     debug = "--debug" in sys.argv[1:] or bool(os.environ.get("CHATTERM_DEBUG"))
     # Start-up allocates many long-lived objects (modules, classes) and the collector would scan
     # them again and again: off while importing, then see start_collecting() (~15 ms saved).

@@ -12,6 +12,7 @@ from chatterm.cli.completion import complete_backend, complete_conversation, com
 
 if TYPE_CHECKING:
     from chatterm.config import Choice, Config
+    from chatterm.store import Conversation
 
 Model = Annotated[str | None, typer.Option("--model", "-m", help="Model id or local folder.")]
 BackendName = Annotated[
@@ -88,6 +89,25 @@ class CommonOptions:
 
         return resolve(
             config,
+            profile=self.profile,
+            backend=self.backend,
+            model=self.model,
+            base_url=self.base_url,
+            options=self.raw_options(),
+            system_prompt=self.system,
+            debug=self.debug,
+        )
+
+    def resolve_for(self, config: Config, conversation: Conversation | None) -> Choice:
+        """The backend for continuing ``conversation``: where it was last answered, unless
+        the flags name another profile, backend or server (see chatterm.continuation)."""
+        if conversation is None:
+            return self.resolve(config)
+        from chatterm.continuation import choice_for_conversation
+
+        return choice_for_conversation(
+            config,
+            conversation,
             profile=self.profile,
             backend=self.backend,
             model=self.model,
