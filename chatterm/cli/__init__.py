@@ -21,7 +21,7 @@ app = typer.Typer(
     name="chatterm",
     help="Chat with language models in your terminal: a TUI, one-shot `ask`, stdin pipes.\n\n"
     "With no command: opens the TUI on a terminal; asks with stdin when stdin is piped.",
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -142,6 +142,19 @@ def backends() -> None:
 
     for name in available_backends():
         typer.echo(name)
+
+
+@app.command()
+def doctor(
+    profile: opt.ProfileName = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the server.")
+    ] = 5.0,
+) -> None:
+    """Check config, history, backends, devices, server and model cache (for bug reports)."""
+    from chatterm.cli.doctor import run_doctor
+
+    raise typer.Exit(run_doctor(profile, timeout))
 
 
 @config_app.command("path")

@@ -183,6 +183,8 @@ async def _stream(
     session: ChatSession, backend: Backend, text: str, sink: ReplySink, debug: bool, run: _Run
 ) -> int:
     try:
+        # Before send(): a model that cannot be loaded must not leave a conversation behind.
+        await backend.prepare(session.model, session.options)
         events: Any = session.send(text)
         async with contextlib.aclosing(events):
             async for event in events:
