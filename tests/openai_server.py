@@ -15,6 +15,8 @@ requests apart (``echo@test_options`` behaves like ``echo``). Scenarios:
 * ``chunks:N`` / ``chunks:N:markdown``: N content chunks (a few chars each, or a markdown
   document with headings, lists, a table and code fences split across chunks), written as fast
   as the socket takes them. ``slow:N:MS``: N chunks ``MS`` milliseconds apart.
+  ``bigline:N``: one content chunk of N characters of words, i.e. one SSE line of about N
+  bytes, written in 64 KiB pieces (the size of a single-line reply must not cost quadratic time).
 * quirks: ``no-done``, ``ping``, ``choices-null``, ``choices-empty``, ``reasoning_content``,
   ``reasoning``, ``reasoning-both``, ``crlf``, ``u2028``, ``split-utf8``, ``multiline-data``,
   ``id-then-comments``, ``no-trailing-blank``, ``burst``, ``reject-stream-options``,
@@ -78,6 +80,13 @@ def markdown_document(min_chars: int) -> str:
     return "# Report\n\n" + "".join(sections)
 
 
+@functools.lru_cache(maxsize=2)
+def bigline_text(n: int) -> str:
+    """The reply of ``bigline:N``: N characters of words, no line break."""
+    unit = " ".join(WORDS) + " "
+    return (unit * (n // len(unit) + 1))[:n]
+
+
 @functools.lru_cache(maxsize=16)
 def chunk_pieces(n: int, markdown: bool = False) -> tuple[str, ...]:
     """The N content pieces of ``chunks:N`` (``markdown``: of ``chunks:N:markdown``)."""
@@ -107,6 +116,8 @@ def scenario_text(model: str, body: dict[str, Any] | None = None) -> str:
         return "".join(chunk_pieces(int(args[0]), args[1:2] == ["markdown"]))
     if name == "slow":
         return "".join(f"tok{i} " for i in range(int(args[0])))
+    if name == "bigline":
+        return bigline_text(int(args[0]))
     if name.startswith("reasoning"):
         return ANSWER
     return {"u2028": U2028_TEXT, "split-utf8": UTF8_TEXT}.get(name, last_user_message(body or {}))
@@ -260,6 +271,9 @@ def _stream_reply(model: str, body: dict[str, Any]) -> _Reply:
                 }
             )
         return _Reply(list(_fast_chunks(model, n, markdown, usage)))
+    if name == "bigline":
+        body_bytes = b"".join(std([bigline_text(int(args[0]))]))
+        return _Reply([body_bytes[i : i + 65536] for i in range(0, len(body_bytes), 65536)])
     if name == "slow":
         n, delay = int(args[0]), int(args[1]) / 1000
         writes: list[Any] = []
