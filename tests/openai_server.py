@@ -139,10 +139,11 @@ class RecordedRequest:
     body: Any = None
     client: tuple[str, int] | None = None  # the client's address: same port = reused connection
     disconnected: bool = False  # the client went away before the reply was fully written
+    received_at: float = 0.0  # time.monotonic() when the request was read (gaps between retries)
 
     def __getitem__(self, key: str) -> Any:
         """``request["body"]``, ``request["headers"]``: the same fields, dict-style."""
-        if key not in ("method", "path", "headers", "body", "client", "disconnected"):
+        if key not in ("method", "path", "headers", "body", "client", "disconnected", "received_at"):
             raise KeyError(key)
         return getattr(self, key)
 
@@ -549,6 +550,7 @@ class _Handler(BaseHTTPRequestHandler):
             {k.lower(): v for k, v in self.headers.items()},
             body,
             (self.client_address[0], self.client_address[1]),
+            received_at=time.monotonic(),
         )
         self.server.owner.requests.append(record)
         return record
