@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Callable
 
 import httpx
 
@@ -20,6 +21,8 @@ from chatterm.backend import (
     ServerError,
     StreamCut,
 )
+from chatterm.secrets_mask import display_url as _masked_url
+from chatterm.secrets_mask import mask_secrets, url_secrets
 from chatterm_openai.messages import (
     format_seconds,
     message_from_body,
@@ -54,27 +57,37 @@ class Failures:
         self.base_url = base_url
         self.url = display_url(base_url)
         self._api_key = api_key
+        self._secrets = [api_key, *url_secrets(base_url)]
         self._timeout = timeout
         self._retry_delay = retry_delay
 
+    def mask(self, text: str) -> str:
+        """``text`` with the API key (in every form) and URL user info masked.
+
+        Call it before cutting ``text`` to length: a cut first could leave most of a key.
+        """
+        return mask_secrets(text, self._secrets)
+
+    def body_detail(self, body: bytes, content_type: str) -> str:
+        """The one-line message of an error body, masked before it is cut."""
+        return message_from_body(self.mask(body.decode("utf-8", "replace")).encode(), content_type)
+
     def error(self, cls: type[BackendError], message: str) -> BackendError:
         """An error whose message is one line and cannot leak the API key."""
-        message = one_line(message, 600)
-        if self._api_key:
-            message = message.replace(self._api_key, "***")
-        return cls(message)
+        return cls(one_line(self.mask(message), 600))
 
     def stream_error(self, message: str) -> BackendError:
-        """The server reported an error inside the event stream."""
-        return self.error(ServerError, f"server error from {self.url}: {message}")
+        """The server reported an error inside the event stream (``message`` uncut)."""
+        detail = one_line(self.mask(message)) or "unknown error"
+        return self.error(ServerError, f"server error from {self.url}: {detail}")
 
     def error_field(self, text: str) -> BackendError:
         """llama.cpp's ``error:`` SSE field (JSON or plain text)."""
-        return self.stream_error(message_from_event(text))
+        return self.stream_error(message_from_event(self.mask(text)))
 
     def bad_event(self, data: str, what: str) -> BackendError:
         return self.error(
-            ServerError, f"the server at {self.url} sent {what}: {one_line(data, 80)!r}"
+            ServerError, f"the server at {self.url} sent {what}: {one_line(self.mask(data), 80)!r}"
         )
 
     def cut(self, reason: str | None = None) -> BackendError:
@@ -83,7 +96,7 @@ class Failures:
 
     def transport(self, exc: httpx.HTTPError, after_output: bool) -> BackendError:
         """Connection refused, DNS, timeouts, protocol errors: a cut once text has arrived."""
-        reason = transport_reason(exc, self._timeout)
+        reason = transport_reason(exc, self._timeout, self.mask)
         if after_output:
             return self.cut(reason)
         return self.error(ConnectionFailed, f"cannot connect to {self.url}: {reason}")
@@ -106,7 +119,7 @@ class Failures:
         status = response.status_code
         headers = response.headers
         detail = (
-            message_from_body(body, headers.get("content-type", ""))
+            self.body_detail(body, headers.get("content-type", ""))
             or response.reason_phrase
             or "no details"
         )
@@ -147,7 +160,7 @@ class Failures:
                 f"(attempt {server_retries + 1}/{SERVER_ERROR_RETRIES})",
             )
         if 300 <= status < 400:
-            location = headers.get("location", "?")
+            location = self.mask(headers.get("location", "?"))
             return self.error(
                 ServerError,
                 f"the server at {url} redirected to {location} ({status}); "
@@ -159,18 +172,17 @@ class Failures:
 
 
 def display_url(base_url: str) -> str:
-    """The base URL as shown in messages: any ``user:password@`` part removed."""
-    scheme, sep, rest = base_url.partition("://")
-    if not sep:
-        return base_url
-    host, slash, path = rest.partition("/")
-    if "@" in host:
-        host = host.rpartition("@")[2]
-    return f"{scheme}://{host}{slash}{path}"
+    """The base URL as shown in messages: any ``user:password@`` part masked."""
+    return _masked_url(base_url)
 
 
-def transport_reason(exc: httpx.HTTPError, timeout: httpx.Timeout) -> str:
-    """A few words on why a transport failed, from the innermost error worth showing."""
+def transport_reason(
+    exc: httpx.HTTPError, timeout: httpx.Timeout, mask: Callable[[str], str] = str
+) -> str:
+    """A few words on why a transport failed, from the innermost error worth showing.
+
+    ``mask`` is applied before the text is cut: a URL's password cut in half is not masked.
+    """
     if isinstance(exc, httpx.ConnectTimeout):
         return f"no answer within {format_seconds(timeout.connect or 0)} (connect timeout)"
     if isinstance(exc, httpx.ReadTimeout):
@@ -188,7 +200,7 @@ def transport_reason(exc: httpx.HTTPError, timeout: httpx.Timeout) -> str:
     for cause in chain:  # httpx's own text is often generic; the first specific one wins
         text = str(cause)
         if text and text != "All connection attempts failed":
-            return one_line(text, 160)
+            return one_line(mask(text), 160)
     return type(exc).__name__
 
 

@@ -10,13 +10,14 @@ from typing import Any
 from chatterm.backend import Backend, BackendError, Metadata, Notice, ReasoningDelta, TextDelta
 from chatterm.chat import ChatSession, ReplyOutcome, memory_store
 from chatterm.cli import start_collecting
-from chatterm.cli.failures import Failure
+from chatterm.cli.failures import Failure, for_stderr
 from chatterm.cli.inputs import compose_prompt, read_piped_stdin
 from chatterm.cli.options import AskOutput, CommonOptions
 from chatterm.cli.render import ReplySink, choose_sink
 from chatterm.config import Choice, load_config
 from chatterm.paths import history_path
 from chatterm.runtime import open_backend
+from chatterm.sanitize import safe_json
 from chatterm.store import Conversation, HistoryStore
 
 
@@ -90,7 +91,7 @@ async def _stream(
         kept = f" (partial reply kept in conversation {session.conversation.id})" if (
             partial and session.conversation
         ) else ""
-        print(f"chatterm: error: {exc.message}{kept}", file=sys.stderr)
+        print(f"chatterm: error: {for_stderr(exc.message)}{kept}", file=sys.stderr)
         return exc.exit_code
     finally:
         await backend.aclose()
@@ -132,7 +133,10 @@ def _print_result(
     from chatterm.cli.render import CollectSink, choose_sink
 
     if output.json:
-        print(json.dumps(result_json(outcome, session, output.no_log), ensure_ascii=False))
+        result = result_json(outcome, session, output.no_log)
+        # A terminal gets every control as a \u escape; a pipe gets the JSON byte-exact.
+        dump = safe_json if sys.stdout.isatty() else json.dumps
+        print(dump(result, ensure_ascii=False))
     elif output.no_stream and isinstance(sink, CollectSink):
         final = choose_sink(output.raw, collect=False)
         final.text("".join(sink.pieces))
@@ -182,4 +186,6 @@ def _saved_where(session: ChatSession, output: AskOutput) -> str:
 
 
 def _say(message: str) -> None:
-    print(f"chatterm: {message}", file=sys.stderr, flush=True)
+    """A notice for people on stderr: masked and sanitised always, even into a pipe (it may
+    quote a server's words, a model id or a URL)."""
+    print(f"chatterm: {for_stderr(message)}", file=sys.stderr, flush=True)
