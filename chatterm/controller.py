@@ -32,6 +32,7 @@ from chatterm.backend import Backend, BackendError, BackendUnavailable, Usage
 from chatterm.backend_pool import BackendPool
 from chatterm.chat import ChatSession
 from chatterm.config import Choice, Config, ConfigError, resolve
+from chatterm.continuation import choice_for_conversation, route_of
 from chatterm.controller_events import (
     ControllerEvent,
     ModelResolved,
@@ -186,6 +187,9 @@ class ConversationController:
         # The model that actually answered, per target (from the backend's Metadata).
         self.resolved: dict[tuple[str, str | None], str] = {}
         self._backends = backends
+        # Nothing on the command line chose a backend: opening a conversation goes back to the
+        # backend and model that last answered it, as ``ask -c`` does.
+        self.follow_routes = choice.chosen_by_default
 
     # --- events ----------------------------------------------------------------------------
 
@@ -219,7 +223,21 @@ class ConversationController:
         self.conversation = conversation
         self.session = None
         self.pending_settings = None
+        if conversation is not None and self.follow_routes and conversation.route:
+            self._follow_route(conversation)
         return conversation
+
+    def _follow_route(self, conversation: Conversation) -> None:
+        """Continue the conversation where it was last answered (chatterm.continuation)."""
+        try:
+            choice = choice_for_conversation(
+                self.config, conversation, debug=self.choice.backend_config.debug
+            )
+        except (ConfigError, BackendError) as exc:
+            self.emit(Told(f"{exc.message}; the next message goes to "
+                           f"{self.describe_target()}", "warning"))
+            return
+        self.choice = dataclasses.replace(choice, chosen_by_default=True)
 
     def refresh(self) -> Conversation | None:
         if self.conversation is not None:
@@ -515,6 +533,7 @@ class ConversationController:
         self.session = ChatSession(
             self.store, backend, backend_name=self.choice.backend, model=model,
             options=options, conversation=conversation, system_prompt=system,
+            route=route_of(self.choice, model),
         )
         return self.session
 
@@ -539,15 +558,17 @@ class ConversationController:
         new_conversation = len([m for m in branch if m.role == "user"]) == 1 and (
             reply.kind == "send"
         )
-        await self._emit(ReplyStarted(reply, branch, positions, new_conversation))
-        await self._stream(reply)
+        await self._stream(reply, ReplyStarted(reply, branch, positions, new_conversation))
 
-    async def _stream(self, reply: Reply) -> None:
+    async def _stream(self, reply: Reply, started: ReplyStarted) -> None:
         handler = _ReplyHandler(self, reply)
         events = reply.events
         last_yield = time.monotonic()
         try:
             try:
+                # Inside the try: should the front end fail to show the start, the reply is
+                # still closed, stored and marked.
+                await self._emit(started)
                 async for event in events:
                     result = dispatch(event, handler)
                     if result is not None:

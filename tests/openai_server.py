@@ -15,6 +15,8 @@ requests apart (``echo@test_options`` behaves like ``echo``). Scenarios:
 * ``chunks:N`` / ``chunks:N:markdown``: N content chunks (a few chars each, or a markdown
   document with headings, lists, a table and code fences split across chunks), written as fast
   as the socket takes them. ``slow:N:MS``: N chunks ``MS`` milliseconds apart.
+  ``bigline:N``: one content chunk of N characters of words, i.e. one SSE line of about N
+  bytes, written in 64 KiB pieces (the size of a single-line reply must not cost quadratic time).
 * quirks: ``no-done``, ``ping``, ``choices-null``, ``choices-empty``, ``reasoning_content``,
   ``reasoning``, ``reasoning-both``, ``crlf``, ``u2028``, ``split-utf8``, ``multiline-data``,
   ``id-then-comments``, ``no-trailing-blank``, ``burst``, ``reject-stream-options``,
@@ -29,6 +31,15 @@ requests apart (``echo@test_options`` behaves like ``echo``). Scenarios:
   ``Retry-After: RA``, default 0, ``none`` for no header; then one success; the cycle repeats
   per model name).
 
+* history and endings (issue 8): ``strict`` (400 "Conversation roles must alternate" unless the
+  messages alternate user/assistant after an optional system message and end with a user one,
+  as Mistral- and Gemma-style chat templates demand; else ``echo``), ``idle:S`` (the partial
+  text, then no byte for S seconds, then the finish), ``wait:S`` (200 and headers, then no byte
+  for S seconds, then ``echo``), ``headers-then-cut`` (200, then the connection dropped before
+  any text), ``content-number`` / ``content-list`` / ``content-nan`` / ``deep-nesting`` (the
+  partial text, then a malformed event), ``llama-timings`` (``echo`` plus llama.cpp's
+  ``timings`` on the last chunk), ``big:MB:KB`` (MB megabytes of text in KB-kilobyte pieces,
+  pre-built, for benchmarks).
 * hostile (terminal safety, see ``HOSTILE_PAYLOADS``): ``hostile`` (a reply carrying every
   control sequence, cut so an ESC ends one chunk and the rest of its sequence starts the next),
   ``hostile-reasoning`` (the same as reasoning, a pause, then as the answer),
@@ -140,6 +151,13 @@ def markdown_document(min_chars: int) -> str:
     return "# Report\n\n" + "".join(sections)
 
 
+@functools.lru_cache(maxsize=2)
+def bigline_text(n: int) -> str:
+    """The reply of ``bigline:N``: N characters of words, no line break."""
+    unit = " ".join(WORDS) + " "
+    return (unit * (n // len(unit) + 1))[:n]
+
+
 @functools.lru_cache(maxsize=16)
 def chunk_pieces(n: int, markdown: bool = False) -> tuple[str, ...]:
     """The N content pieces of ``chunks:N`` (``markdown``: of ``chunks:N:markdown``)."""
@@ -169,6 +187,8 @@ def scenario_text(model: str, body: dict[str, Any] | None = None) -> str:
         return "".join(chunk_pieces(int(args[0]), args[1:2] == ["markdown"]))
     if name == "slow":
         return "".join(f"tok{i} " for i in range(int(args[0])))
+    if name == "bigline":
+        return bigline_text(int(args[0]))
     if name.startswith("reasoning"):
         return ANSWER
     if name in ("hostile", "hostile-reasoning"):
@@ -192,10 +212,11 @@ class RecordedRequest:
     body: Any = None
     client: tuple[str, int] | None = None  # the client's address: same port = reused connection
     disconnected: bool = False  # the client went away before the reply was fully written
+    received_at: float = 0.0  # time.monotonic() when the request was read (gaps between retries)
 
     def __getitem__(self, key: str) -> Any:
         """``request["body"]``, ``request["headers"]``: the same fields, dict-style."""
-        if key not in ("method", "path", "headers", "body", "client", "disconnected"):
+        if key not in ("method", "path", "headers", "body", "client", "disconnected", "received_at"):
             raise KeyError(key)
         return getattr(self, key)
 
@@ -305,10 +326,76 @@ def _fast_chunks(model: str, n: int, markdown: bool, usage_json: str | None) -> 
     return tuple(writes)
 
 
+LLAMA_TIMINGS = {"prompt_n": 5, "predicted_n": 7, "predicted_per_second": 42.5}
+ALTERNATE_ERROR = "Conversation roles must alternate user/assistant/user/assistant/..."
+
+
+def alternates(messages: list[Any]) -> bool:
+    """What strict chat templates accept: [system], user, assistant, user, ..., user."""
+    roles = [m.get("role") for m in messages if isinstance(m, dict)]
+    if roles[:1] == ["system"]:
+        roles = roles[1:]
+    expected = ["user" if i % 2 == 0 else "assistant" for i in range(len(roles))]
+    return bool(roles) and roles == expected and roles[-1] == "user"
+
+
+@functools.lru_cache(maxsize=2)
+def _big_writes(model: str, megabytes: int, kilobytes: int) -> tuple[bytes, ...]:
+    """``big:MB:KB``: one SSE event per piece, each piece KB kilobytes of words."""
+    piece = ("lorem ipsum dolor sit amet " * (kilobytes * 1024 // 27 + 1))[: kilobytes * 1024]
+    count = megabytes * 1024 // kilobytes
+    event = _chunk(model, {"content": piece})
+    return (_chunk(model, {"role": "assistant", "content": ""}), *([event] * count),
+            _chunk(model, {}, "stop"), DONE)
+
+
+def big_text(megabytes: int, kilobytes: int) -> int:
+    """How many characters ``big:MB:KB`` streams."""
+    return (megabytes * 1024 // kilobytes) * kilobytes * 1024
+
+
+def _history_scenario(model: str, body: dict[str, Any]) -> _Reply | None:
+    """The scenarios of issue 8 (see the module docstring); None: not one of them."""
+    name, args = _parse(model)
+    std = functools.partial(_standard, model, body)
+    echo = split_text(last_user_message(body))
+    if name == "strict":
+        if not alternates(body.get("messages") or []):
+            return _error_reply(400, {"error": {"message": ALTERNATE_ERROR, "code": 400}})
+        return _Reply(std(echo))
+    if name == "idle":
+        start = std(split_text(PARTIAL), usage=False)
+        return _Reply([*start[:-2], float(args[0]), *start[-2:]])
+    if name == "wait":
+        return _Reply([float(args[0]), *std(echo)])
+    if name == "headers-then-cut":
+        return _Reply([ABORT])
+    malformed = {
+        "content-number": b'data: {"choices": [{"delta": {"content": 42}}]}\n\n',
+        "content-list": b'data: {"choices": [{"delta": {"content": ["a", "b"]}}]}\n\n',
+        "content-nan": b'data: {"choices": [{"delta": {"content": NaN}}]}\n\n',
+        "deep-nesting": b"data: " + b"[" * 100_000 + b"]" * 100_000 + b"\n\n",
+    }
+    if name in malformed:
+        start = std(split_text(PARTIAL), usage=False)[:-2]
+        return _Reply([*start, malformed[name]])
+    if name == "llama-timings":
+        writes = std(echo, usage=False, done=False)
+        finish = json.loads(writes[-1][6:])
+        finish["timings"] = LLAMA_TIMINGS
+        return _Reply([*writes[:-1], _sse(finish), DONE])
+    if name == "big":
+        return _Reply(list(_big_writes(model, int(args[0]), int(args[1]))))
+    return None
+
+
 def _stream_reply(model: str, body: dict[str, Any]) -> _Reply:
     name, args = _parse(model)
     echo = split_text(last_user_message(body))
     std = functools.partial(_standard, model, body)
+    special = _history_scenario(model, body)
+    if special is not None:
+        return special
     if name == "chunks":
         n, markdown = int(args[0]), args[1:2] == ["markdown"]
         usage = None
@@ -324,6 +411,9 @@ def _stream_reply(model: str, body: dict[str, Any]) -> _Reply:
                 }
             )
         return _Reply(list(_fast_chunks(model, n, markdown, usage)))
+    if name == "bigline":
+        body_bytes = b"".join(std([bigline_text(int(args[0]))]))
+        return _Reply([body_bytes[i : i + 65536] for i in range(0, len(body_bytes), 65536)])
     if name == "slow":
         n, delay = int(args[0]), int(args[1]) / 1000
         writes: list[Any] = []
@@ -458,7 +548,7 @@ def _completion(model: str, body: dict[str, Any]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": scenario_text(model, body)}
     if name.startswith("reasoning"):
         message["reasoning_content"] = REASONING
-    return {
+    reply = {
         "id": "chatcmpl-test",
         "object": "chat.completion",
         "created": 1700000000,
@@ -466,6 +556,9 @@ def _completion(model: str, body: dict[str, Any]) -> dict[str, Any]:
         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
         "usage": _usage(body, len(split_text(message["content"]))),
     }
+    if name == "llama-timings":
+        reply["timings"] = LLAMA_TIMINGS
+    return reply
 
 
 def _error_reply(
@@ -577,6 +670,8 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 if body.get("stream"):
                     reply = _stream_reply(model, body)
+                elif _parse(model)[0] == "strict" and not alternates(body["messages"]):
+                    reply = _error_reply(400, {"error": {"message": ALTERNATE_ERROR}})
                 else:
                     reply = _error_reply(200, _completion(model, body))
             except (ValueError, IndexError):
@@ -616,6 +711,7 @@ class _Handler(BaseHTTPRequestHandler):
             {k.lower(): v for k, v in self.headers.items()},
             body,
             (self.client_address[0], self.client_address[1]),
+            received_at=time.monotonic(),
         )
         self.server.owner.requests.append(record)
         return record

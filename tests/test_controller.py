@@ -364,3 +364,32 @@ def test_core_modules_never_import_textual() -> None:
     code = f"import sys; import {', '.join(core)}; print('textual' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+def test_opening_a_conversation_goes_back_to_where_it_was_answered(
+    tmp_path: Path, openai_server: Any
+) -> None:
+    import dataclasses
+
+    async def scenario() -> None:
+        controller, store, _ = make(tmp_path, server_choice(openai_server, "echo@route"))
+        await controller.prewarm()
+        await controller.run(controller.start("send", "remember me"))
+        assert controller.conversation is not None
+        conv_id = controller.conversation.id
+        await controller.pool.aclose()
+        # A later TUI started with no backend flags opens it: same server, same model.
+        default = dataclasses.replace(
+            resolve(Config(path=Path("x")), backend="openai", base_url="http://127.0.0.1:9",
+                    env={}), chosen_by_default=True)
+        later = ConversationController(store, Config(path=tmp_path / "c.toml"), default)
+        later.open(conv_id)
+        assert later.choice.backend_config.model == "echo@route"
+        assert later.choice.backend_config.base_url == openai_server.base_url
+        # Started with flags (not chosen by default): the flags win.
+        flagged = ConversationController(store, Config(path=tmp_path / "c.toml"),
+                                         server_choice(openai_server, "other"))
+        flagged.open(conv_id)
+        assert flagged.choice.backend_config.model == "other"
+
+    run(scenario)

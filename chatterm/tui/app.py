@@ -60,12 +60,14 @@ from chatterm.tui.screens.help import HelpScreen
 from chatterm.tui.screens.model_dialog import ModelDialog
 from chatterm.tui.screens.search import SearchScreen
 from chatterm.tui.widgets.conversation_view import WELCOME, ConversationView
+from chatterm.tui.widgets.download_panel import DownloadPanel
 from chatterm.tui.widgets.message_view import MessageView
 from chatterm.tui.widgets.prompt_input import PromptInput
 from chatterm.tui.widgets.sidebar import Sidebar
 from chatterm.tui.widgets.status_line import StatusLine
 from chatterm.tui.widgets.streaming import ReplyRenderer
 from chatterm.tui.widgets.title_bar import TitleBar
+from chatterm.tui.widgets.welcome_panel import WelcomeFacts, WelcomePanel
 
 # What the domain raises for conditions the user can act on; shown, never raised into Textual.
 DOMAIN_ERRORS = (StoreError, BackendError, ControllerError, OSError)
@@ -289,10 +291,32 @@ class ChattermApp(App[int]):
             yield Sidebar(self.store, id="sidebar")
             with Vertical(id="chat"):
                 yield TitleBar(id="title")
+                yield self._welcome_panel()
                 yield ConversationView(id="conversation", welcome=welcome)
+                yield DownloadPanel(id="download")
                 yield PromptInput(id="prompt", placeholder=placeholder)
                 yield StatusLine(id="status")
         yield Footer()
+
+    def _welcome_panel(self) -> WelcomePanel:
+        """Who answers the first message and why; shown only while the history is empty."""
+        try:
+            count = self.store.count_conversations()
+        except StoreError:
+            count = 0
+        facts = WelcomeFacts.gather(
+            self.choice, model_key=keys.key_label("switch_model", self.keymap_overrides)
+        )
+        return WelcomePanel(facts, conversations=count, id="welcome")
+
+    def conversations_changed(self) -> None:
+        """A conversation was created or deleted: the welcome panel shows only while none."""
+        try:
+            count = self.store.count_conversations()
+        except StoreError:
+            return
+        for panel in self.query(WelcomePanel):
+            panel.conversations_changed(count)
 
     async def on_mount(self) -> None:
         unknown = sorted(set(self.keymap_overrides) - keys.known_ids())
@@ -385,6 +409,7 @@ class ChattermApp(App[int]):
     async def open_conversation(self, conv_id: str | None, *, reveal: int | None = None) -> None:
         """Show a conversation (None: a new one), keeping the draft of the one we leave."""
         current = self.conversation.id if self.conversation else None
+        before = self.controller.choice
         try:
             self.controller.open(conv_id)
         except ControllerError as exc:
@@ -395,6 +420,9 @@ class ChattermApp(App[int]):
             self.fail(error_message(exc))
             return
         self.prompt_input.switch_draft(current, conv_id)
+        if self.controller.choice is not before:  # it goes back to where it was answered
+            self.status_line.set_target(self.controller.describe_target())
+            self._prewarm()
         if not self.streaming:
             self.status_line.set_reply(state="ready")
         await self.reload_view()
@@ -474,6 +502,10 @@ class ChattermApp(App[int]):
 
     def action_stop(self) -> None:
         self._main_only()
+        panel = self.query_one(DownloadPanel)
+        if panel.downloading:
+            # A reply waiting for its model cannot stop the download by itself.
+            panel.action_cancel_download()
         if self.streaming:
             self.controller.stop()
             self.status_line.set_reply(state="stopping")
@@ -719,6 +751,7 @@ class ChattermApp(App[int]):
         self.prompt_input.forget_draft(deleted.id)
         self.prompt_input.set_text("")
         self.sidebar.reload()
+        self.conversations_changed()
         await self.open_conversation(neighbour)
         self.tell(f"Deleted “{deleted.title}”")
 

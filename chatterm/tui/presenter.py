@@ -82,6 +82,7 @@ class ReplyPresenter:
         if event.new_conversation:
             self.app.sidebar.reload()
             self.app.sidebar.mark_current(shown.id)
+            self.app.conversations_changed()
 
     def _on_reasoning(self, event: ReasoningArrived) -> None:
         if self.app.status_line.state == "connecting":
