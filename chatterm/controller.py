@@ -29,7 +29,7 @@ from typing import Any
 
 from chatterm import export
 from chatterm.backend import Backend, BackendError, BackendUnavailable, Usage
-from chatterm.backend_pool import BackendPool
+from chatterm.backend_pool import BackendPool, choice_key
 from chatterm.chat import ChatSession
 from chatterm.config import Choice, Config, ConfigError, resolve
 from chatterm.continuation import choice_for_conversation, route_of
@@ -187,6 +187,8 @@ class ConversationController:
         # The model that actually answered, per target (from the backend's Metadata).
         self.resolved: dict[tuple[str, str | None], str] = {}
         self._backends = backends
+        # (backend, server, model) combinations whose Backend.prepare has succeeded.
+        self._prepared: set[tuple[Any, ...]] = set()
         # Nothing on the command line chose a backend: opening a conversation goes back to the
         # backend and model that last answered it, as ``ask -c`` does.
         self.follow_routes = choice.chosen_by_default
@@ -394,15 +396,29 @@ class ConversationController:
         return self.choice
 
     async def prewarm(self) -> Backend | None:
-        """Open the chosen backend now (in a thread), so Enter can store the prompt at once.
+        """Open the chosen backend now and let it get ready (``Backend.prepare``: a local
+        model loads), so Enter can store the prompt at once and answer without a wait.
 
-        A failure is not reported here: the next send reports it, with the prompt kept.
+        A failure is not reported here: the next send meets it again before storing anything,
+        reports it and keeps the prompt in the box.
         """
+        choice = self.choice
         try:
-            backend, _ = await self.pool.get(self.choice)
+            backend, options = await self.pool.get(choice)
+            await self._prepare(choice, backend, options)
         except BackendError:
             return None
         return backend
+
+    def _prepared_key(self, choice: Choice, backend: Backend) -> tuple[Any, ...]:
+        return (*choice_key(choice), choice.backend_config.model or backend.default_model)
+
+    async def _prepare(self, choice: Choice, backend: Backend, options: dict[str, Any]) -> None:
+        key = self._prepared_key(choice, backend)
+        if key in self._prepared:
+            return
+        await backend.prepare(choice.backend_config.model or backend.default_model, options)
+        self._prepared.add(key)
 
     def opening_state(self) -> str:
         """What the status line says while the backend opens: a local model can take minutes."""
@@ -463,7 +479,7 @@ class ConversationController:
             kind = "regenerate"  # the same prompt after a failure: answer it again, once
         reply = Reply(kind, prompt=text, edit_of=message_id, backend=self.choice.backend)
         backend = self.pool.cached(self.choice)
-        if backend is not None:
+        if backend is not None and self._prepared_key(self.choice, backend) in self._prepared:
             self._store(reply, backend, backend.validate_options(self.choice.options))
         self.reply = self.last_reply = reply
         return reply
@@ -543,6 +559,8 @@ class ConversationController:
             await self._emit(Opening(reply, self.opening_state()))
             try:
                 backend, options = await self.pool.get(self.choice)
+                # Before anything is stored: a model that cannot load leaves nothing behind.
+                await self._prepare(self.choice, backend, options)
                 self._store(reply, backend, options)
             except (BackendError, StoreError) as exc:
                 self._end(reply)
