@@ -1017,6 +1017,19 @@ def test_search_highlights_and_opens_with_one_key(tmp_path: Path) -> None:
             assert app.conversation is not None and app.conversation.id == target
 
     run(scenario)
+
+    async def typing_fast() -> None:
+        app, _ = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("ctrl+f")
+            screen = app.screen
+            assert isinstance(screen, SearchScreen)
+            await type_now(app, *"pelicans")  # eight keys before any query could run
+            await wait_for(lambda: bool(screen.hits), pilot)
+            await pilot.pause(0.3)
+            assert screen.searches == 1 and screen.query_text == "pelicans"
+
+    run(typing_fast)
     pattern = match_pattern('pel "x')
     assert pattern is not None and pattern.findall("Pelican pelts, x") == ["Pelican", "pelts", "x"]
 

@@ -175,8 +175,8 @@ class ChattermApp(App[int]):
     @choice.setter
     def choice(self, choice: Choice) -> None:
         self.controller.choice = choice
-        if self.is_mounted(self.status_line):
-            self.status_line.set_target(self.controller.describe_target())
+        for status in self.query(StatusLine):  # none before the screen is composed
+            status.set_target(self.controller.describe_target())
 
     @property
     def conversation(self) -> Conversation | None:
@@ -232,9 +232,6 @@ class ChattermApp(App[int]):
     @property
     def title_bar(self) -> TitleBar:
         return self.query_one("#title", TitleBar)
-
-    def is_mounted(self, widget: Any) -> bool:
-        return bool(getattr(widget, "is_attached", False))
 
     # --- notifications ------------------------------------------------------------------
 
@@ -399,8 +396,8 @@ class ChattermApp(App[int]):
                 # and its text may quote a secret.
                 self.prewarm_error = type(exc).__name__
                 return
-            if self.is_mounted(self.status_line):
-                self.status_line.set_target(self.controller.describe_target())
+            for status in self.query(StatusLine):  # none once the app is closing
+                status.set_target(self.controller.describe_target())
 
         self._prewarm_task = asyncio.ensure_future(prewarm())
 
