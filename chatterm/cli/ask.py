@@ -1,12 +1,22 @@
-"""`chatterm ask`: one prompt in, one streamed reply out, the exchange saved."""
+"""`chatterm ask`: one prompt in, one streamed reply out, the exchange saved.
+
+Every way out is kept and reported the same way: a finished reply (0), a backend or storage
+failure (its code, one line), Ctrl-C / SIGTERM / SIGHUP (130 / 143 / 129, the partial reply
+saved and marked), the reader of a pipe going away (141, quietly). ``--json`` prints its one
+object on all of them.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
+import os
 import sys
 from typing import Any
 
+from chatterm import endings
 from chatterm.backend import Backend, BackendError, Metadata, Notice, ReasoningDelta, TextDelta
 from chatterm.chat import ChatSession, ReplyOutcome, memory_store
 from chatterm.cli import start_collecting
@@ -15,25 +25,84 @@ from chatterm.cli.inputs import compose_prompt, read_piped_stdin
 from chatterm.cli.options import AskOutput, CommonOptions
 from chatterm.cli.render import ReplySink, choose_sink
 from chatterm.config import Choice, load_config
+from chatterm.continuation import route_of
 from chatterm.paths import history_path
 from chatterm.runtime import open_backend
 from chatterm.sanitize import safe_json
-from chatterm.store import Conversation, HistoryStore
+from chatterm.store import ERROR, INTERRUPTED, Conversation, HistoryStore, StoreError
+
+BROKEN_PIPE = 141
+
+
+@dataclasses.dataclass(slots=True)
+class _Run:
+    """What one `ask` run knows on the way out, whichever way it goes."""
+
+    session: ChatSession | None = None
+    error: str | None = None
 
 
 def run_ask(common: CommonOptions, output: AskOutput, prompt: str | None) -> int:
+    endings.install()
+    run = _Run()
+    try:
+        return _run_ask(common, output, prompt, run)
+    except BrokenPipeError:
+        _silence_stdout()
+        return BROKEN_PIPE
+    except endings.Ended as exc:
+        _say(exc.message)
+        return exc.exit_code
+
+
+def _run_ask(common: CommonOptions, output: AskOutput, prompt: str | None, run: _Run) -> int:
     text = compose_prompt(prompt, read_piped_stdin())
     config = load_config()
-    choice = common.resolve(config)
-    with HistoryStore(history_path()) as history:
+    wants_conversation = bool(common.session or common.continue_last)
+    try:
+        history = HistoryStore(history_path())
+    except StoreError:
+        if not output.no_log or wants_conversation:
+            raise
+        # --no-log has nothing to read or write: it works without a usable history.
+        return _ask_in_memory(None, None, config, common, output, text, run)
+    with history:
         # Find the conversation before building the backend: a wrong id costs nothing.
         conversation = find_conversation(history, common)
+        if output.no_log:
+            return _ask_in_memory(history, conversation, config, common, output, text, run)
+        choice = _choice(common, output, config, conversation)
         backend, options = open_backend(choice)
-        if not output.no_log:
-            return _ask(history, conversation, backend, options, choice, text, common, output)
-        scratch, conversation = _scratch_copy(history, conversation)
-        with scratch:
-            return _ask(scratch, conversation, backend, options, choice, text, common, output)
+        return _ask(history, conversation, backend, options, choice, text, common, output, run)
+
+
+def _ask_in_memory(
+    history: HistoryStore | None,
+    conversation: Conversation | None,
+    config: Any,
+    common: CommonOptions,
+    output: AskOutput,
+    text: str,
+    run: _Run,
+) -> int:
+    """--no-log: continue from the saved history (if asked) but write only to memory."""
+    choice = _choice(common, output, config, conversation)
+    backend, options = open_backend(choice)
+    scratch, copy = _scratch_copy(history, conversation)
+    with scratch:
+        return _ask(scratch, copy, backend, options, choice, text, common, output, run)
+
+
+def _choice(
+    common: CommonOptions, output: AskOutput, config: Any, conversation: Conversation | None
+) -> Choice:
+    choice = common.resolve_for(config, conversation)
+    if output.no_stream:
+        extra = {**choice.backend_config.extra, "stream": False}
+        choice = dataclasses.replace(
+            choice, backend_config=dataclasses.replace(choice.backend_config, extra=extra)
+        )
+    return choice
 
 
 def _ask(
@@ -45,6 +114,7 @@ def _ask(
     text: str,
     common: CommonOptions,
     output: AskOutput,
+    run: _Run,
 ) -> int:
     session = ChatSession(
         store,
@@ -54,49 +124,101 @@ def _ask(
         options=options,
         conversation=conversation,
         system_prompt=choice.system_prompt,
+        route=None if output.no_log else route_of(choice),
     )
+    run.session = session
     sink = choose_sink(output.raw, collect=output.json or output.no_stream)
     start_collecting()
+    code: int | None
     try:
-        code = asyncio.run(_stream(session, backend, text, sink, common.debug))
-    except KeyboardInterrupt:
-        sink.close()
-        _say(f"interrupted; {_saved_where(session, output)}")
-        return 130
+        code = _run_loop(_stream(session, backend, text, sink, common.debug, run))
+    except (KeyboardInterrupt, asyncio.CancelledError, endings.Ended):
+        code = None
+    if code is None:  # ended by a signal: the partial reply is saved and marked
+        _close_quietly(sink)
+        outcome = session.last_outcome
+        if outcome is not None and outcome.status not in (INTERRUPTED, ERROR):
+            outcome.status = INTERRUPTED
+        _say(f"{endings.describe()}; {_saved_where(session, output)}")
+        code = endings.exit_code()
+        run.error = endings.describe()
+        if output.json:
+            _print_json(session, output, run)
+        return code
     outcome = session.last_outcome or ReplyOutcome()
-    if code == 0:
-        _print_result(sink, outcome, session, output)
+    if output.json:
+        _print_json(session, output, run)
+    elif code == 0 and output.no_stream:
+        _print_collected(sink, output)
     if output.usage:
         _print_usage(outcome)
     return code
 
 
+def _run_loop(main: Any) -> int:
+    """Run ``main`` with the ending signals pointed at it (they cancel it, so it saves).
+
+    A signal that lands while asyncio is still setting up (before the task exists) raises
+    ``Ended`` or cancels the task before it starts; both end as an interruption.
+    """
+
+    async def attached() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        endings.attach_task(task)
+        try:
+            result: int = await main
+            return result
+        finally:
+            endings.detach()
+
+    if endings.ended_by() is not None:
+        main.close()
+        raise endings.Ended(endings.ended_by() or 2)
+    with asyncio.Runner() as runner:
+        return runner.run(attached())
+
+
 async def _stream(
-    session: ChatSession, backend: Backend, text: str, sink: ReplySink, debug: bool
+    session: ChatSession, backend: Backend, text: str, sink: ReplySink, debug: bool, run: _Run
 ) -> int:
     try:
-        async for event in session.send(text):
-            kind = type(event)
-            if kind is TextDelta:
-                sink.text(event.text)  # type: ignore[union-attr]
-            elif kind is ReasoningDelta:
-                sink.reasoning(event.text)  # type: ignore[union-attr]
-            elif kind is Notice:
-                _say(event.message)  # type: ignore[union-attr]
-            elif kind is Metadata and debug:
-                _say(f"backend: {dict(event.values)}")  # type: ignore[union-attr]
-    except BackendError as exc:
-        sink.close()
-        partial = session.last_outcome.text if session.last_outcome else ""
-        kept = f" (partial reply kept in conversation {session.conversation.id})" if (
-            partial and session.conversation
-        ) else ""
-        print(f"chatterm: error: {for_stderr(exc.message)}{kept}", file=sys.stderr)
+        # Before send(): a model that cannot be loaded must not leave a conversation behind.
+        await backend.prepare(session.model, session.options)
+        events: Any = session.send(text)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                kind = type(event)
+                if kind is TextDelta:
+                    sink.text(event.text)  # type: ignore[union-attr]
+                elif kind is ReasoningDelta:
+                    sink.reasoning(event.text)  # type: ignore[union-attr]
+                elif kind is Notice:
+                    _say(event.message)  # type: ignore[union-attr]
+                elif kind is Metadata and debug:
+                    _say(f"backend: {dict(event.values)}")  # type: ignore[union-attr]
+    except (BackendError, StoreError) as exc:
+        _close_quietly(sink)
+        run.error = exc.message
+        print(f"chatterm: error: {for_stderr(exc.message)}{_kept(session)}", file=sys.stderr)
         return exc.exit_code
     finally:
         await backend.aclose()
     sink.close()
+    if session.save_error is not None:
+        run.error = session.save_error.message
+        print(f"chatterm: error: {for_stderr(session.save_error.message)}", file=sys.stderr)
+        return session.save_error.exit_code
     return 0
+
+
+def _kept(session: ChatSession) -> str:
+    outcome = session.last_outcome
+    if outcome is None or not outcome.has_text or session.conversation is None:
+        return ""
+    if session.save_error is not None:
+        return ""
+    return f" (partial reply kept in conversation {session.conversation.id})"
 
 
 def find_conversation(store: HistoryStore, common: CommonOptions) -> Conversation | None:
@@ -114,33 +236,42 @@ def find_conversation(store: HistoryStore, common: CommonOptions) -> Conversatio
 
 
 def _scratch_copy(
-    history: HistoryStore, conversation: Conversation | None
+    history: HistoryStore | None, conversation: Conversation | None
 ) -> tuple[HistoryStore, Conversation | None]:
     """--no-log: continue from the saved history but write only to memory."""
     scratch = memory_store()
-    if conversation is None:
+    if conversation is None or history is None:
         return scratch, None
     copy = scratch.create_conversation(conversation.title, conversation.system_prompt)
     parent: int | None = None
     for message in history.branch(conversation.id):
-        parent = scratch.add_message(copy.id, message.role, message.content, parent_id=parent).id
+        parent = scratch.add_message(
+            copy.id, message.role, message.content, parent_id=parent,
+            status=message.status if message.status in (ERROR, INTERRUPTED) else "complete",
+        ).id
     return scratch, scratch.get_conversation(copy.id)
 
 
-def _print_result(
-    sink: ReplySink, outcome: ReplyOutcome, session: ChatSession, output: AskOutput
-) -> None:
-    from chatterm.cli.render import CollectSink, choose_sink
+def _print_collected(sink: ReplySink, output: AskOutput) -> None:
+    from chatterm.cli.render import CollectSink
 
-    if output.json:
-        result = result_json(outcome, session, output.no_log)
-        # A terminal gets every control as a \u escape; a pipe gets the JSON byte-exact.
-        dump = safe_json if sys.stdout.isatty() else json.dumps
-        print(dump(result, ensure_ascii=False))
-    elif output.no_stream and isinstance(sink, CollectSink):
+    if isinstance(sink, CollectSink):
         final = choose_sink(output.raw, collect=False)
         final.text("".join(sink.pieces))
         final.close()
+
+
+def _print_json(session: ChatSession, output: AskOutput, run: _Run) -> None:
+    outcome = session.last_outcome or ReplyOutcome(status=ERROR, backend=session.backend_name)
+    data = result_json(outcome, session, output.no_log)
+    if run.error is not None:
+        if outcome.status not in (ERROR, INTERRUPTED):
+            data["status"] = ERROR
+        data["error"] = run.error
+    # A terminal gets every control as a \u escape; a pipe gets the JSON byte-exact.
+    dump = safe_json if sys.stdout.isatty() else json.dumps
+    with contextlib.suppress(OSError, ValueError):
+        print(dump(data, ensure_ascii=False), flush=True)
 
 
 def result_json(outcome: ReplyOutcome, session: ChatSession, no_log: bool) -> dict[str, Any]:
@@ -153,6 +284,7 @@ def result_json(outcome: ReplyOutcome, session: ChatSession, no_log: bool) -> di
         "backend": outcome.backend,
         "model": outcome.model,
         "status": outcome.status,
+        "error": outcome.error if outcome.status != "complete" else None,
         "finish_reason": outcome.finish_reason,
         "usage": {
             "prompt_tokens": outcome.prompt_tokens,
@@ -180,12 +312,40 @@ def _print_usage(outcome: ReplyOutcome) -> None:
 
 
 def _saved_where(session: ChatSession, output: AskOutput) -> str:
-    if output.no_log or session.conversation is None:
+    if output.no_log:
         return "nothing saved (--no-log)"
-    return f"partial reply saved in conversation {session.conversation.id} (chatterm -c to continue)"
+    conv = session.conversation
+    if conv is None:
+        return "nothing was sent yet"
+    outcome = session.last_outcome
+    if session.save_error is not None:
+        return f"the history could not be written: {session.save_error.message}"
+    if outcome is not None and outcome.has_text:
+        return f"partial reply saved in conversation {conv.id} (chatterm -c to continue)"
+    return f"no reply text had arrived; the prompt is saved in conversation {conv.id}"
+
+
+def _close_quietly(sink: ReplySink) -> None:
+    """Stop the sink on the way out; a closed terminal or pipe must not hide the real end."""
+    try:
+        sink.close()
+    except BrokenPipeError:
+        _silence_stdout()
+    except (OSError, ValueError):
+        pass
+
+
+def _silence_stdout() -> None:
+    """After the reader of a pipe went away, stop Python from complaining at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _say(message: str) -> None:
     """A notice for people on stderr: masked and sanitised always, even into a pipe (it may
     quote a server's words, a model id or a URL)."""
-    print(f"chatterm: {for_stderr(message)}", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError, ValueError):
+        print(f"chatterm: {for_stderr(message)}", file=sys.stderr, flush=True)
