@@ -263,6 +263,15 @@ class Backend(abc.ABC):
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Yield the reply as events. Must be an async generator (``async def`` + ``yield``)."""
 
+    async def prepare(self, model: str | None, options: Mapping[str, Any]) -> None:
+        """Get ready to answer ``model`` before anything is saved (load weights, check a path).
+
+        Front ends call it before the user's message is stored, so a backend that cannot
+        answer at all (a model that cannot be loaded) fails without leaving an empty
+        conversation behind. ``options`` are the validated ones. The default does nothing, and
+        ``stream`` must work without it having been called.
+        """
+
     async def list_models(self) -> list[str]:
         raise BackendError(f"backend {self.name} cannot list models")
 

@@ -184,6 +184,9 @@ class SearchHit:
     role: str
     snippet: str
     created_at: float
+    # Where the query's words are in ``snippet``: (start, end) character offsets, for UIs to
+    # highlight (the snippet is untrusted text: sanitise each piece before showing it).
+    matches: tuple[tuple[int, int], ...] = ()
 
 
 _CONV_COLS = "id, title, system_prompt, options, active_leaf_id, created_at, updated_at, route"
@@ -243,16 +246,19 @@ _OUR_TABLES = frozenset(["conversations", "messages"])
 
 
 def _refuse_foreign(db: sqlite3.Connection, path: Path) -> None:
-    """A database with tables but no chatterm schema is another application's: leave it be."""
-    if db.execute("PRAGMA user_version").fetchone()[0] != 0:
-        return
-    tables = [
-        row[0]
+    """A database with tables but no chatterm schema is another application's: leave it be.
+
+    Foreign means: tables that are not ours, and either no chatterm schema version (0) or our
+    tables missing (another application may set ``user_version`` too).
+    """
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    tables = {
+        str(row[0])
         for row in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
         if not str(row[0]).startswith(("sqlite_", "messages_fts"))
-    ]
-    foreign = sorted(set(tables) - _OUR_TABLES)
-    if foreign:
+    }
+    foreign = sorted(tables - _OUR_TABLES)
+    if foreign and (version == 0 or not tables >= _OUR_TABLES):
         db.close()
         raise StoreError(
             f"{path} is not a chatterm history (it holds other tables: "
@@ -846,19 +852,35 @@ class HistoryStore:
     # --- search --------------------------------------------------------------------------
 
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
-        """Full-text search over message content; each word must appear (prefix match)."""
+        """Full-text search over message content; each word must appear (prefix match).
+
+        FTS5 finds and ranks the hits; each hit's snippet is made from a bounded window of its
+        text (:mod:`chatterm.snippets`), so the time does not grow with the size of a message
+        or the number of its matches, and no message is read whole.
+        """
         query = _fts_query(text)
         if not query:
             return []
         rows = self._read(
-            "SELECT m.conversation_id, c.title, m.id, m.role,"
-            " snippet(messages_fts, 0, '', '', '…', 12), m.created_at"
+            "SELECT m.id, m.conversation_id, c.title, m.role, m.created_at"
             " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
             " JOIN conversations c ON c.id = m.conversation_id"
             " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
             (query, limit),
         )
-        hits = [SearchHit(*row) for row in rows]
+        from chatterm.snippets import SnippetMaker
+
+        maker = SnippetMaker(self._db, "messages", "content", "unicode61")
+        snippets = maker.make([row[0] for row in rows], text.split())
+        hits = []
+        for message_id, conv_id, title, role, created_at in rows:
+            snip = snippets.get(message_id)
+            hits.append(
+                SearchHit(
+                    conv_id, title, message_id, role, snip.text if snip else "", created_at,
+                    snip.matches if snip else (),
+                )
+            )
         if len(hits) < limit:
             hits += self._piece_hits(text.split(), limit - len(hits))
         return hits

@@ -16,12 +16,13 @@ import typer
 
 from chatterm.cli import options as opt
 from chatterm.cli.failures import Failure, report_failure
+from chatterm.cli.fastpath import run_ask_fast
 
 app = typer.Typer(
     name="chatterm",
     help="Chat with language models in your terminal: a TUI, one-shot `ask`, stdin pipes.\n\n"
     "With no command: opens the TUI on a terminal; asks with stdin when stdin is piped.",
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -144,6 +145,19 @@ def backends() -> None:
         typer.echo(name)
 
 
+@app.command()
+def doctor(
+    profile: opt.ProfileName = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the server.")
+    ] = 5.0,
+) -> None:
+    """Check config, history, backends, devices, server and model cache (for bug reports)."""
+    from chatterm.cli.doctor import run_doctor
+
+    raise typer.Exit(run_doctor(profile, timeout))
+
+
 @config_app.command("path")
 def config_path() -> None:
     """Print where the config file is (or would be)."""
@@ -184,7 +198,12 @@ def main() -> None:
     # them again and again: off while importing, then see start_collecting() (~15 ms saved).
     gc.disable()
     try:
-        app(args=opt.normalise_option_args(sys.argv[1:]), prog_name="chatterm")
+        args = opt.normalise_option_args(sys.argv[1:])
+        # A plain `ask` command line skips click's parameter processing (see fastpath).
+        code = run_ask_fast(app, args)
+        if code is not None:
+            sys.exit(code)
+        app(args=args, prog_name="chatterm")
     except SystemExit:
         raise
     except BaseException as exc:  # the error boundary: no traceback without --debug

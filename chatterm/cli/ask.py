@@ -20,7 +20,7 @@ from chatterm import endings
 from chatterm.backend import Backend, BackendError, Metadata, Notice, ReasoningDelta, TextDelta
 from chatterm.chat import ChatSession, ReplyOutcome, memory_store
 from chatterm.cli import start_collecting
-from chatterm.cli.failures import Failure
+from chatterm.cli.failures import Failure, for_stderr
 from chatterm.cli.inputs import compose_prompt, read_piped_stdin
 from chatterm.cli.options import AskOutput, CommonOptions
 from chatterm.cli.render import ReplySink, choose_sink
@@ -28,7 +28,7 @@ from chatterm.config import Choice, load_config
 from chatterm.continuation import route_of
 from chatterm.paths import history_path
 from chatterm.runtime import open_backend
-from chatterm.sanitize import safe_inline, safe_json
+from chatterm.sanitize import safe_json
 from chatterm.store import ERROR, INTERRUPTED, Conversation, HistoryStore, StoreError
 
 BROKEN_PIPE = 141
@@ -183,6 +183,8 @@ async def _stream(
     session: ChatSession, backend: Backend, text: str, sink: ReplySink, debug: bool, run: _Run
 ) -> int:
     try:
+        # Before send(): a model that cannot be loaded must not leave a conversation behind.
+        await backend.prepare(session.model, session.options)
         events: Any = session.send(text)
         async with contextlib.aclosing(events):
             async for event in events:
@@ -198,14 +200,14 @@ async def _stream(
     except (BackendError, StoreError) as exc:
         _close_quietly(sink)
         run.error = exc.message
-        print(f"chatterm: error: {safe_inline(exc.message)}{_kept(session)}", file=sys.stderr)
+        print(f"chatterm: error: {for_stderr(exc.message)}{_kept(session)}", file=sys.stderr)
         return exc.exit_code
     finally:
         await backend.aclose()
     sink.close()
     if session.save_error is not None:
         run.error = session.save_error.message
-        print(f"chatterm: error: {safe_inline(session.save_error.message)}", file=sys.stderr)
+        print(f"chatterm: error: {for_stderr(session.save_error.message)}", file=sys.stderr)
         return session.save_error.exit_code
     return 0
 
@@ -343,7 +345,7 @@ def _silence_stdout() -> None:
 
 
 def _say(message: str) -> None:
-    """A notice for people on stderr: sanitised always, even into a pipe (it may quote a
-    server's words or a model id)."""
+    """A notice for people on stderr: masked and sanitised always, even into a pipe (it may
+    quote a server's words, a model id or a URL)."""
     with contextlib.suppress(OSError, ValueError):
-        print(f"chatterm: {safe_inline(message)}", file=sys.stderr, flush=True)
+        print(f"chatterm: {for_stderr(message)}", file=sys.stderr, flush=True)

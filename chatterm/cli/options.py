@@ -8,27 +8,40 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from chatterm.cli.completion import complete_backend, complete_conversation, complete_profile
+
 if TYPE_CHECKING:
     from chatterm.config import Choice, Config
     from chatterm.store import Conversation
 
 Model = Annotated[str | None, typer.Option("--model", "-m", help="Model id or local folder.")]
 BackendName = Annotated[
-    str | None, typer.Option("--backend", help="Backend name (openai, local, or a plugin).")
+    str | None,
+    typer.Option(
+        "--backend", help="Backend name (openai, local, or a plugin).",
+        autocompletion=complete_backend,
+    ),
 ]
 BaseUrl = Annotated[
     str | None,
     typer.Option("--base-url", help="OpenAI-compatible server URL, e.g. http://localhost:8000/v1."),
 ]
 ProfileName = Annotated[
-    str | None, typer.Option("--profile", "-p", help="Profile from the config file.")
+    str | None,
+    typer.Option(
+        "--profile", "-p", help="Profile from the config file.", autocompletion=complete_profile
+    ),
 ]
 System = Annotated[str | None, typer.Option("--system", "-s", help="System prompt.")]
 Continue = Annotated[
     bool, typer.Option("--continue", "-c", help="Continue the most recent conversation.")
 ]
 Session = Annotated[
-    str | None, typer.Option("--session", help="Continue the conversation with this id.")
+    str | None,
+    typer.Option(
+        "--session", help="Continue the conversation with this id.",
+        autocompletion=complete_conversation,
+    ),
 ]
 Options = Annotated[
     list[str] | None,

@@ -15,8 +15,8 @@ from typing import Annotated
 
 import typer
 
+from chatterm.cli.completion import complete_conversation
 from chatterm.cli.failures import Failure
-from chatterm.sanitize import safe_inline, safe_json_text, safe_text
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -34,6 +34,8 @@ def _ago(ts: float) -> str:
 
 def _safe(text: str) -> str:
     """Titles and snippets are user/model text: one line, no control characters."""
+    from chatterm.sanitize import safe_inline
+
     return safe_inline(text)
 
 
@@ -47,6 +49,8 @@ def _on_terminal() -> bool:
 def _echo_document(text: str, is_json: bool) -> None:
     """A document read from the history: byte-exact into a pipe, sanitised on a terminal."""
     if _on_terminal():
+        from chatterm.sanitize import safe_json_text, safe_text
+
         text = safe_json_text(text) if is_json else safe_text(text)
     # Not typer.echo: click strips ANSI sequences when stdout is not a terminal, and an
     # export into a pipe must be byte-exact.
@@ -74,7 +78,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("show")
     def show(
-        conversation_id: Annotated[str, typer.Argument(metavar="ID")],
+        conversation_id: Annotated[str, typer.Argument(metavar="ID", autocompletion=complete_conversation)],
         json_out: JsonFlag = False,
     ) -> None:
         """Print a conversation (its active branch)."""
@@ -100,7 +104,7 @@ def register(app: typer.Typer) -> None:
                 {
                     "conversation_id": h.conversation_id, "title": h.conversation_title,
                     "message_id": h.message_id, "role": h.role, "snippet": h.snippet,
-                    "created_at": h.created_at,
+                    "matches": [list(span) for span in h.matches], "created_at": h.created_at,
                 }
                 for h in hits
             ]
@@ -114,7 +118,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("export")
     def export(
-        conversation_id: Annotated[str, typer.Argument(metavar="ID")],
+        conversation_id: Annotated[str, typer.Argument(metavar="ID", autocompletion=complete_conversation)],
         fmt: Annotated[str, typer.Option("--format", "-f", help="md or json")] = "md",
         output: Annotated[
             str | None, typer.Option("--output", help="File to write (default stdout).")
@@ -135,7 +139,7 @@ def register(app: typer.Typer) -> None:
             _echo_document(text, is_json=fmt == "json")
 
     @app.command("rm")
-    def rm(conversation_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    def rm(conversation_id: Annotated[str, typer.Argument(metavar="ID", autocompletion=complete_conversation)]) -> None:
         """Delete a conversation and all its messages."""
         with _store() as store:
             conv = _get(store, conversation_id)

@@ -1,0 +1,1 @@
+"""Self-contained TUI widgets: each owns its state and posts messages upward."""
