@@ -36,6 +36,7 @@ from chatterm.store import (
     Conversation,
     HistoryStore,
     Message,
+    PieceWriter,
     StoreError,
     title_from_prompt,
 )
@@ -50,7 +51,9 @@ class ReplyOutcome:
     """What happened to the last reply, for status lines, ``--json`` and ``--usage``."""
 
     message_id: int | None = None
-    text: str = ""
+    # The reply as it streamed; ``text`` joins it only when asked (a big reply is not copied
+    # for nothing).
+    pieces: list[str] = field(default_factory=list)
     reasoning: str = ""
     status: str = STREAMING
     error: str | None = None
@@ -63,6 +66,16 @@ class ReplyOutcome:
     last_token_s: float | None = None
     duration_s: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        if len(self.pieces) > 1:
+            self.pieces[:] = ["".join(self.pieces)]
+        return self.pieces[0] if self.pieces else ""
+
+    @property
+    def has_text(self) -> bool:
+        return any(self.pieces)
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -244,7 +257,7 @@ class ChatSession:
             message_id=reply.id, model=self.model, backend=self.backend_name
         )
         self.last_outcome = outcome
-        pieces: list[str] = []
+        pieces = outcome.pieces
         thoughts: list[str] = []
         flusher = _Flusher(self.store, reply.id, pieces, thoughts)
         started = time.monotonic()
@@ -303,7 +316,6 @@ class ChatSession:
             raise
         finally:
             timer.cancel()
-            outcome.text = "".join(pieces)
             outcome.reasoning = "".join(thoughts)
             outcome.duration_s = time.monotonic() - started
             self._finish(reply.id, outcome, flusher)
@@ -314,7 +326,7 @@ class ChatSession:
         what was flushed, and the next chatterm to open the history marks it interrupted."""
         assert self.conversation is not None
         try:
-            flusher.flush()
+            flusher.finish()
             self.store.update_message(
                 reply_id,
                 status=outcome.status,
@@ -326,7 +338,7 @@ class ChatSession:
                 first_token_s=outcome.first_token_s,
                 duration_s=outcome.duration_s,
             )
-            if self.route is not None and (outcome.text or outcome.status == COMPLETE):
+            if self.route is not None and (outcome.has_text or outcome.status == COMPLETE):
                 self.store.set_route(
                     self.conversation.id, {**self.route, "model": outcome.model or self.model}
                 )
@@ -339,45 +351,69 @@ class ChatSession:
         self.refresh()
 
 
-class _Flusher:
-    """Writes what streamed since the last write, as one appended piece.
+# The most text one piece holds: a fast stream is written in pieces of this size, so one
+# write (and the copy it needs) stays small however far the writer is behind.
+MAX_PIECE_CHARS = 1 << 21
 
-    Called on a timer (every ``FLUSH_INTERVAL_S``), so what the user has seen reaches the
-    database within a second even while the stream is idle; each write costs the size of the
-    new text, never of the whole reply. A storage error stops the timer and is raised by the
-    stream at its next event.
+
+class _Flusher:
+    """Cuts what streamed since the last write into the next piece for the history.
+
+    The writer (``PieceWriter``) takes a piece every ``FLUSH_INTERVAL_S``, so what the user has
+    seen reaches the database within a second even while the stream is idle; each write costs
+    the size of the new text, never of the whole reply, and runs off the event loop. A piece
+    ends at a whitespace where it can, so search (which indexes pieces) never sees a word cut
+    in two. A storage error is raised by the stream at its next event.
     """
 
-    __slots__ = ("_pieces", "_store", "_text_done", "_thought_done", "_thoughts", "error",
-                 "message_id")
+    __slots__ = ("_carry", "_pieces", "_text_done", "_thought_done", "_thoughts", "writer")
 
     def __init__(
         self, store: HistoryStore, message_id: int, pieces: list[str], thoughts: list[str]
     ) -> None:
-        self._store = store
-        self.message_id = message_id
         self._pieces = pieces
         self._thoughts = thoughts
         self._text_done = 0
         self._thought_done = 0
-        self.error: StoreError | None = None
+        self._carry = ""  # text after the last whitespace, held for the next piece
+        self.writer: PieceWriter = store.piece_writer(message_id, self.take, FLUSH_INTERVAL_S)
 
-    def flush(self) -> None:
-        text_end, thought_end = len(self._pieces), len(self._thoughts)
-        if text_end == self._text_done and thought_end == self._thought_done:
-            return
-        self._store.append_pieces(
-            self.message_id,
-            "".join(self._pieces[self._text_done : text_end]),
-            "".join(self._thoughts[self._thought_done : thought_end]),
-        )
-        self._text_done, self._thought_done = text_end, thought_end
+    @property
+    def error(self) -> StoreError | None:
+        return self.writer.error
+
+    def take(self, final: bool) -> tuple[str, str] | None:
+        """The next piece: up to MAX_PIECE_CHARS of new text (None: nothing new)."""
+        pieces, start = self._pieces, self._text_done
+        end, size = start, len(self._carry)
+        available = len(pieces)
+        while end < available and size < MAX_PIECE_CHARS:
+            size += len(pieces[end])
+            end += 1
+        thought_end = len(self._thoughts)
+        idle = end == start and thought_end == self._thought_done
+        if idle and not self._carry:
+            return None
+        text = self._carry + "".join(pieces[start:end])
+        self._carry = ""
+        # Hold back a word cut here, unless the stream has gone quiet (then what was shown is
+        # written whole, however it ends).
+        if not final and not idle:
+            cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t"))
+            if 0 <= cut < len(text) - 1 and len(text) - cut < 4096:
+                text, self._carry = text[: cut + 1], text[cut + 1 :]
+        thoughts = "".join(self._thoughts[self._thought_done : thought_end])
+        self._text_done, self._thought_done = end, thought_end
+        return text, thoughts
+
+    def finish(self) -> None:
+        """Write the rest and wait until all is written (raises a storage error)."""
+        self.writer.finish()
 
     async def run(self) -> None:
-        while True:
+        """The timer for an unthreaded writer (``:memory:``); a threaded one keeps its own."""
+        if self.writer.threaded:
+            return
+        while self.writer.error is None:
             await asyncio.sleep(FLUSH_INTERVAL_S)
-            try:
-                self.flush()
-            except StoreError as exc:
-                self.error = exc
-                return
+            self.writer.poll()

@@ -9,9 +9,9 @@ Why it is shaped this way:
 * Messages form a tree (``parent_id``) so editing a message branches instead of overwriting;
   a conversation remembers its active leaf. Reading one conversation touches only its rows
   (indexed by ``conversation_id``), never the whole history.
-* A streaming reply is written as appended pieces (``message_pieces``), so one flush costs
-  the size of what is new, not of the whole reply; the reply is joined into ``messages.content``
-  and indexed in FTS5 once, when it ends. Readers join the pieces of a row still streaming.
+* A streaming reply is written as appended pieces (``message_pieces``), each indexed for search
+  (``pieces_fts``) as it is written, so one flush costs the size of what is new, never of the
+  whole reply, and ending a reply rewrites nothing. Readers join a reply's pieces.
 * Every streaming row records its writer (pid, process start time, boot id). Any chatterm that
   opens the history marks the rows of writers that are gone (kill -9, OOM, power loss) as
   interrupted, and never touches the rows of live ones (a reused pid has another start time).
@@ -28,8 +28,9 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,36 +83,33 @@ _MIGRATIONS: tuple[str, ...] = (
         INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
     END;
     """,
-    # 1 -> 2: streaming replies as appended pieces, indexed once they end; writers recorded so
-    # dead ones can be found; conversations remember where they were answered.
+    # 1 -> 2: a streamed reply is stored as the pieces it was flushed in, each indexed for
+    # search once, as it is written (nothing is rewritten or re-indexed when the reply grows
+    # or ends; search looks up each word on its own, so the index needs no positions:
+    # detail='column' halves its cost); writers are recorded so dead ones can be found;
+    # conversations remember where they were answered.
     """
     CREATE TABLE message_pieces (
+        id INTEGER PRIMARY KEY,
         message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
-        seq INTEGER NOT NULL,
         content TEXT NOT NULL DEFAULT '',
-        reasoning TEXT NOT NULL DEFAULT '',
-        PRIMARY KEY (message_id, seq)
-    ) WITHOUT ROWID;
+        reasoning TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX message_pieces_by_message ON message_pieces(message_id, id);
+    CREATE VIRTUAL TABLE pieces_fts USING fts5(
+        content, content='message_pieces', content_rowid='id', tokenize='unicode61',
+        detail='column'
+    );
+    CREATE TRIGGER message_pieces_ai AFTER INSERT ON message_pieces BEGIN
+        INSERT INTO pieces_fts(rowid, content) VALUES (new.id, new.content);
+    END;
+    CREATE TRIGGER message_pieces_ad AFTER DELETE ON message_pieces BEGIN
+        INSERT INTO pieces_fts(pieces_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    END;
+    ALTER TABLE messages ADD COLUMN pieces INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE messages ADD COLUMN writer TEXT;
     ALTER TABLE conversations ADD COLUMN route TEXT;
     CREATE INDEX messages_streaming ON messages(id) WHERE status = 'streaming';
-    INSERT INTO messages_fts(messages_fts, rowid, content)
-        SELECT 'delete', id, content FROM messages WHERE status = 'streaming';
-    DROP TRIGGER messages_ai;
-    DROP TRIGGER messages_ad;
-    DROP TRIGGER messages_au;
-    CREATE TRIGGER messages_ai AFTER INSERT ON messages WHEN new.status != 'streaming' BEGIN
-        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
-    END;
-    CREATE TRIGGER messages_ad AFTER DELETE ON messages WHEN old.status != 'streaming' BEGIN
-        INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
-    END;
-    CREATE TRIGGER messages_au AFTER UPDATE OF content, status ON messages BEGIN
-        INSERT INTO messages_fts(messages_fts, rowid, content)
-            SELECT 'delete', old.id, old.content WHERE old.status != 'streaming';
-        INSERT INTO messages_fts(rowid, content)
-            SELECT new.id, new.content WHERE new.status != 'streaming';
-    END;
     """,
 )
 
@@ -126,6 +124,10 @@ ERROR = "error"
 
 # What a reply whose process died is marked with, for `sessions show` and the TUI.
 ORPHANED = "the process ended before the reply finished"
+
+# A streamed reply up to this many characters is joined into its row when it ends; a bigger
+# one stays in its pieces (joining it would cost its whole size once more, at the end).
+FOLD_LIMIT = 1 << 20
 
 # The keys a conversation's route may hold: where it was answered, never a secret.
 ROUTE_KEYS = ("backend", "profile", "base_url", "model")
@@ -182,21 +184,17 @@ class SearchHit:
     role: str
     snippet: str
     created_at: float
+    # Where the query's words are in ``snippet``: (start, end) character offsets, for UIs to
+    # highlight (the snippet is untrusted text: sanitise each piece before showing it).
+    matches: tuple[tuple[int, int], ...] = ()
 
 
 _CONV_COLS = "id, title, system_prompt, options, active_leaf_id, created_at, updated_at, route"
 _MSG_COLS = (
     "id, conversation_id, parent_id, role, content, reasoning, status, error, backend, model,"
     " options, prompt_tokens, completion_tokens, finish_reason, first_token_s, duration_s,"
-    " created_at"
+    " created_at, pieces"
 )
-# Joining a reply's pieces in order, inside SQLite: the text never passes through Python again.
-_JOINED = (
-    "coalesce((SELECT group_concat({col}, '') FROM (SELECT {col} FROM message_pieces"
-    " WHERE message_id = messages.id ORDER BY seq)), '')"
-)
-
-
 def _conversation(row: tuple[Any, ...]) -> Conversation:
     route = json.loads(row[7]) if row[7] else None
     return Conversation(
@@ -684,19 +682,24 @@ class HistoryStore:
         )
 
     def append_pieces(self, message_id: int, content: str, reasoning: str = "") -> None:
-        """Add what streamed since the last flush to a streaming reply.
+        """Add what streamed since the last flush to a reply, and index it for search.
 
-        The cost is that of the new text only: the pieces are joined into the row once, when
-        the reply ends (:meth:`update_message` with a final status).
+        The cost is that of the new text only; the reply's text is the join of its pieces.
         """
         if not content and not reasoning:
             return
-        self._write(
-            "INSERT INTO message_pieces (message_id, seq, content, reasoning) VALUES (?,"
-            " (SELECT coalesce(max(seq), -1) + 1 FROM message_pieces WHERE message_id = ?),"
-            " ?, ?)",
-            (message_id, message_id, content, reasoning),
-        )
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO message_pieces (message_id, content, reasoning) VALUES (?, ?, ?)",
+                (message_id, content, reasoning),
+            )
+            db.execute("UPDATE messages SET pieces = pieces + 1 WHERE id = ?", (message_id,))
+
+    def piece_writer(
+        self, message_id: int, source: PieceSource, interval: float
+    ) -> PieceWriter:
+        """What writes a streaming reply (see :class:`PieceWriter`)."""
+        return PieceWriter(self, message_id, source, interval)
 
     def update_message(
         self,
@@ -716,42 +719,54 @@ class HistoryStore:
     ) -> bool:
         """Record the outcome of a reply; None leaves a field as is.
 
-        A final status joins the streamed pieces into the row (and the search index sees the
-        reply once, complete); ``content`` given replaces the text and its pieces.
+        ``content`` (or ``reasoning``) given replaces the text, pieces included.
         ``only_if_streaming`` changes nothing unless the row is still streaming. Returns
         whether a row was changed.
         """
         fields = {
-            "status": status, "error": error,
+            "content": content, "reasoning": reasoning, "status": status, "error": error,
             "model": model, "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens, "finish_reason": finish_reason,
             "first_token_s": first_token_s, "duration_s": duration_s,
         }
         sets = {k: v for k, v in fields.items() if v is not None}
-        assignments = [f"{k} = ?" for k in sets]
-        values = list(sets.values())
-        # Pieces are folded into the row when the reply ends or its text is set outright.
-        fold = (status is not None and status != STREAMING) or (
-            content is not None or reasoning is not None
-        )
-        for column, given in (("content", content), ("reasoning", reasoning)):
-            if given is not None:
-                assignments.append(f"{column} = ?")
-                values.append(given)
-            elif fold:
-                assignments.append(f"{column} = {column} || {_JOINED.format(col=column)}")
-        if not assignments:
+        replace = content is not None or reasoning is not None
+        if not sets:
             return False
+        assignments = [f"{k} = ?" for k in sets]
+        finishing = status is not None and status != STREAMING
+        if finishing and not replace and self._pieces_size(message_id) <= FOLD_LIMIT:
+            # A reply of ordinary size ends up whole in its row, as every other message is
+            # (cheap: at most FOLD_LIMIT characters); a big one stays in its pieces.
+            replace = True
+        if replace:
+            # The pieces hold both texts: keep the one not replaced by folding it in.
+            for column, given in (("content", content), ("reasoning", reasoning)):
+                if given is None:
+                    assignments.append(
+                        f"{column} = {column} || coalesce((SELECT group_concat({column}, '')"
+                        f" FROM (SELECT {column} FROM message_pieces WHERE message_id = "
+                        "messages.id ORDER BY id)), '')"
+                    )
+            assignments.append("pieces = 0")
         where = " AND status = 'streaming'" if only_if_streaming else ""
         with self._transaction() as db:
             cur = db.execute(
                 f"UPDATE messages SET {', '.join(assignments)} WHERE id = ?{where}",
-                (*values, message_id),
+                (*sets.values(), message_id),
             )
             changed = cur.rowcount > 0
-            if changed and fold:
+            if changed and replace:
                 db.execute("DELETE FROM message_pieces WHERE message_id = ?", (message_id,))
         return changed
+
+    def _pieces_size(self, message_id: int) -> int:
+        rows = self._read(
+            "SELECT coalesce(sum(length(content)) + sum(length(reasoning)), 0)"
+            " FROM message_pieces WHERE message_id = ?",
+            (message_id,),
+        )
+        return int(rows[0][0]) if rows else 0
 
     def repair_orphans(self) -> list[int]:
         """Mark replies whose writing process is gone as interrupted; return their ids.
@@ -777,20 +792,21 @@ class HistoryStore:
         return repaired
 
     def _load(self, rows: list[tuple[Any, ...]]) -> list[Message]:
-        """Messages from rows; a reply still streaming gets the text of its pieces."""
+        """Messages from rows; a streamed reply's text is the join of its pieces."""
         messages = []
         for row in rows:
             values = list(row)
+            pieces = values.pop()
             values[10] = json.loads(values[10])
-            if values[6] == STREAMING:
-                pieces = self._read(
+            if pieces:
+                found = self._read(
                     "SELECT content, reasoning FROM message_pieces WHERE message_id = ?"
-                    " ORDER BY seq",
+                    " ORDER BY id",
                     (values[0],),
                 )
-                if pieces:
-                    values[4] += "".join(p[0] for p in pieces)
-                    values[5] += "".join(p[1] for p in pieces)
+                if found:
+                    values[4] += "".join(p[0] for p in found)
+                    values[5] += "".join(p[1] for p in found)
             messages.append(Message(*values))
         return messages
 
@@ -836,43 +852,157 @@ class HistoryStore:
     # --- search --------------------------------------------------------------------------
 
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
-        """Full-text search over message content; each word must appear (prefix match)."""
+        """Full-text search over message content; each word must appear (prefix match).
+
+        FTS5 finds and ranks the hits; each hit's snippet is made from a bounded window of its
+        text (:mod:`chatterm.snippets`), so the time does not grow with the size of a message
+        or the number of its matches, and no message is read whole.
+        """
         query = _fts_query(text)
         if not query:
             return []
         rows = self._read(
-            "SELECT m.conversation_id, c.title, m.id, m.role,"
-            " snippet(messages_fts, 0, '', '', '…', 12), m.created_at"
+            "SELECT m.id, m.conversation_id, c.title, m.role, m.created_at"
             " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
             " JOIN conversations c ON c.id = m.conversation_id"
             " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
             (query, limit),
         )
-        hits = [SearchHit(*row) for row in rows]
+        from chatterm.snippets import SnippetMaker
+
+        maker = SnippetMaker(self._db, "messages", "content", "unicode61")
+        snippets = maker.make([row[0] for row in rows], text.split())
+        hits = []
+        for message_id, conv_id, title, role, created_at in rows:
+            snip = snippets.get(message_id)
+            hits.append(
+                SearchHit(
+                    conv_id, title, message_id, role, snip.text if snip else "", created_at,
+                    snip.matches if snip else (),
+                )
+            )
         if len(hits) < limit:
-            hits += self._streaming_hits(text.split(), limit - len(hits))
+            hits += self._piece_hits(text.split(), limit - len(hits))
         return hits
 
-    def _streaming_hits(self, words: list[str], limit: int) -> list[SearchHit]:
-        """Replies still streaming are indexed when they end; until then, look at their text
-        directly (there are only as many as replies being written right now)."""
-        wanted = [w.casefold() for w in words if w]
-        rows = self._read("SELECT id FROM messages WHERE status = 'streaming'")
-        hits: list[SearchHit] = []
-        for (message_id,) in rows[:limit]:
-            message = self.get_message(message_id)
-            conv = self.get_conversation(message.conversation_id) if message else None
-            if message is None or conv is None:
+    def _piece_hits(self, words: list[str], limit: int) -> list[SearchHit]:
+        """Streamed replies, whose text is in pieces: each word must appear in some piece of
+        the same reply (a flush never cuts a word, see chatterm.chat)."""
+        found: set[int] | None = None
+        for word in words:
+            query = _fts_query(word)
+            if not query:
                 continue
-            folded = message.content.casefold()
-            if wanted and all(w in folded for w in wanted):
-                at = folded.find(wanted[0])
-                snippet = message.content[max(0, at - 40) : at + 80]
-                hits.append(
-                    SearchHit(conv.id, conv.title, message.id, message.role, snippet,
-                              message.created_at)
+            ids = {
+                row[0]
+                for row in self._read(
+                    "SELECT DISTINCT p.message_id FROM pieces_fts"
+                    " JOIN message_pieces p ON p.id = pieces_fts.rowid WHERE pieces_fts MATCH ?",
+                    (query,),
                 )
+            }
+            found = ids if found is None else found & ids
+            if not found:
+                return []
+        hits: list[SearchHit] = []
+        first = _fts_query(words[0]) if words else ""
+        for message_id in sorted(found or (), reverse=True)[:limit]:
+            rows = self._read(
+                "SELECT m.conversation_id, c.title, m.id, m.role,"
+                " snippet(pieces_fts, 0, '', '', '…', 12), m.created_at"
+                " FROM pieces_fts JOIN message_pieces p ON p.id = pieces_fts.rowid"
+                " JOIN messages m ON m.id = p.message_id"
+                " JOIN conversations c ON c.id = m.conversation_id"
+                " WHERE pieces_fts MATCH ? AND p.message_id = ? LIMIT 1",
+                (first, message_id),
+            )
+            hits += [SearchHit(*row) for row in rows]
         return hits
+
+
+PieceSource = Callable[[bool], tuple[str, str] | None]
+
+
+class PieceWriter:
+    """Writes a streaming reply's pieces, in order, taking them from ``source`` as they come.
+
+    ``source(final)`` returns the next (text, reasoning) piece to write, or None when there is
+    nothing new. For a file, a thread with its own connection pulls every ``interval`` seconds
+    (and at the end): SQLite releases the GIL while it writes and indexes, so a fast stream is
+    not held up by its own history, and only one piece is in flight at a time. For
+    ``:memory:`` the caller runs :meth:`poll` on its own timer. :meth:`finish` writes the rest
+    and raises the storage error, if a write failed (nothing after it is written).
+    """
+
+    def __init__(
+        self, store: HistoryStore, message_id: int, source: PieceSource, interval: float
+    ) -> None:
+        self._store = store
+        self._message_id = message_id
+        self._source = source
+        self._interval = interval
+        self.error: StoreError | None = None
+        self.threaded = str(store.path) != ":memory:"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if self.threaded:
+            self._thread = threading.Thread(
+                target=self._run, name="chatterm-history-writer", daemon=True
+            )
+            self._thread.start()
+
+    def poll(self, final: bool = False) -> None:
+        """Write what is new (the unthreaded case: on the caller's timer)."""
+        if self.error is not None:
+            return
+        try:
+            self._drain(self._store, final)
+        except StoreError as exc:
+            self.error = exc
+
+    def finish(self) -> None:
+        """Write the rest, stop, and raise the first storage error if there was one."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        else:
+            self.poll(final=True)
+        if self.error is not None:
+            raise self.error
+
+    def _drain(self, store: HistoryStore, final: bool) -> None:
+        while True:
+            piece = self._source(final)
+            if piece is None:
+                return
+            store.append_pieces(self._message_id, *piece)
+
+    def _run(self) -> None:
+        writer: HistoryStore | None = None
+        try:
+            while True:
+                stopping = self._stop.wait(self._interval)
+                if self.error is None:
+                    if writer is None:
+                        writer = HistoryStore.__new__(HistoryStore)
+                        writer.path = self._store.path
+                        writer.readonly = self._store.readonly
+                        writer._db = writer._connect_writable()
+                    self._drain(writer, stopping)
+                if stopping:
+                    return
+        except StoreError as exc:
+            self.error = exc
+        except sqlite3.Error as exc:
+            self.error = self._store._explain(exc, "write")
+        except BaseException as exc:  # never die silently: the reply would look saved
+            self.error = StoreError(f"cannot write history database {self._store.path}: {exc}")
+        finally:
+            if writer is not None:
+                writer.close()
+            if self.error is not None:
+                self._stop.wait()  # keep the error for finish(); write nothing more
 
 
 def _fts_query(text: str) -> str:

@@ -51,7 +51,7 @@ def reply_row(prompt: str) -> tuple[str, str, str | None]:
     assert found, f"no reply to {prompt!r}"
     message_id, content, status, error = found[0]
     pieces = rows(
-        "SELECT content FROM message_pieces WHERE message_id = ? ORDER BY seq", (message_id,)
+        "SELECT content FROM message_pieces WHERE message_id = ? ORDER BY id", (message_id,)
     )
     return content + "".join(p[0] for p in pieces), status, error
 
@@ -158,12 +158,20 @@ def test_reused_pid_does_not_keep_a_dead_row_alive(tmp_path: Path) -> None:
 
 # --- SIGINT at every point of start-up ------------------------------------------------------
 
-# What the console script does: import the tiny entry module, then call run(). GO is written
-# once that module is in, so the signal lands in chatterm's start-up, not in Python's own.
-_LAUNCH = (
-    "import sys; sys.argv = ['chatterm', *sys.argv[1:]];"
-    " from chatterm.__main__ import run; sys.stderr.write('GO\\n'); sys.stderr.flush(); run()"
-)
+# Says GO the moment chatterm's entry point (``chatterm.__main__.run``) starts: from then on
+# every instant is chatterm's to handle; before it, Python itself is still starting.
+_LAUNCH = """
+import sys
+def announce(frame, event, arg):
+    if event == "call" and frame.f_code.co_name == "run" and "chatterm" in frame.f_code.co_filename:
+        sys.setprofile(None)
+        sys.stderr.write("GO\\n")
+        sys.stderr.flush()
+sys.argv = ["chatterm", *sys.argv[1:]]
+import chatterm.__main__
+sys.setprofile(announce)
+chatterm.__main__.run()
+"""
 
 
 def test_sigint_at_many_points_of_start_up_exits_130(server_env) -> None:

@@ -171,7 +171,12 @@ def test_version_1_history_migrates_and_its_stuck_rows_are_repaired(tmp_path: Pa
         assert store.get_conversation("c1").route is None  # type: ignore[union-attr]
 
 
-def test_streaming_reply_is_pieces_until_it_ends_then_indexed_once(tmp_path: Path) -> None:
+def test_streamed_reply_is_written_and_indexed_piece_by_piece(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import chatterm.store
+
+    monkeypatch.setattr(chatterm.store, "FOLD_LIMIT", 1000)  # this reply counts as big
     with HistoryStore(tmp_path / "h.db") as store:
         conv = store.create_conversation("t")
         reply = store.add_message(conv.id, "assistant", "", status="streaming")
@@ -181,23 +186,48 @@ def test_streaming_reply_is_pieces_until_it_ends_then_indexed_once(tmp_path: Pat
             store.append_pieces(reply.id, f"okapi{n} " * 20, "thinking ")
         store._db.set_trace_callback(None)
         # Each flush writes only its own piece: the statement does not grow with the reply.
-        sizes = [len(sql) for sql in executed if "message_pieces" in sql]
-        assert len(sizes) == 50 and max(sizes) - min(sizes) < 40
-        assert not any("UPDATE messages" in sql for sql in executed)
-        # Readers see the streamed text; the index does not hold it yet, search still finds it.
+        inserts = {sql for sql in executed if sql.startswith("INSERT INTO message_pieces")}
+        sizes = [len(sql) for sql in inserts]
+        assert len(inserts) == 50 and max(sizes) - min(sizes) < 40
+        assert not any("SET content" in sql or "group_concat" in sql for sql in executed)
+        # Readers see the streamed text, and search finds it while it streams.
         got = store.get_message(reply.id)
         assert got is not None and got.content.startswith("okapi0 ") and "okapi49" in got.content
         assert got.reasoning == "thinking " * 50
         assert store.branch(conv.id)[-1].content == got.content
-        fts = "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'okapi49'"
-        assert store._db.execute(fts).fetchone()[0] == 0
         assert [h.message_id for h in store.search("okapi49")] == [reply.id]
+        assert [h.message_id for h in store.search("okapi3 okapi48")] == [reply.id]  # 2 pieces
+        assert store.search("okapi49 absent") == []
+        # Ending a big reply rewrites nothing.
+        executed.clear()
+        store._db.set_trace_callback(executed.append)
         store.update_message(reply.id, status="complete", completion_tokens=50)
+        store._db.set_trace_callback(None)
+        writes = ("INSERT INTO message_pieces", "DELETE FROM message_pieces")
+        assert not any("SET content" in sql or sql.startswith(writes) for sql in executed)
         done = store.get_message(reply.id)
         assert done is not None and done.content == got.content and done.status == "complete"
-        assert store._db.execute(fts).fetchone()[0] == 1
+        # Deleting the conversation takes the pieces and their index entries with it.
+        assert store.delete_conversation(conv.id)
         assert store._db.execute("SELECT count(*) FROM message_pieces").fetchone()[0] == 0
-        assert [h.message_id for h in store.search("okapi49")] == [reply.id]
+        assert store.search("okapi49") == []
+        fts = "SELECT count(*) FROM pieces_fts WHERE pieces_fts MATCH 'okapi49'"
+        assert store._db.execute(fts).fetchone()[0] == 0
+
+
+def test_an_ordinary_reply_ends_up_whole_in_its_row(tmp_path: Path) -> None:
+    with HistoryStore(tmp_path / "h.db") as store:
+        conv = store.create_conversation("t")
+        reply = store.add_message(conv.id, "assistant", "", status="streaming")
+        store.append_pieces(reply.id, "first quokka ", "hmm ")
+        store.append_pieces(reply.id, "second quokka", "ok")
+        store.update_message(reply.id, status="complete")
+        row = store._db.execute(
+            "SELECT content, reasoning, pieces FROM messages WHERE id = ?", (reply.id,)
+        ).fetchone()
+        assert row == ("first quokka second quokka", "hmm ok", 0)
+        assert store._db.execute("SELECT count(*) FROM message_pieces").fetchone()[0] == 0
+        assert [h.message_id for h in store.search("second quokka")] == [reply.id]
 
 
 def test_read_only_store_reads_and_refuses_writes_in_one_line(tmp_path: Path) -> None:

@@ -214,7 +214,7 @@ async def _stream(
 
 def _kept(session: ChatSession) -> str:
     outcome = session.last_outcome
-    if outcome is None or not outcome.text or session.conversation is None:
+    if outcome is None or not outcome.has_text or session.conversation is None:
         return ""
     if session.save_error is not None:
         return ""
@@ -320,7 +320,7 @@ def _saved_where(session: ChatSession, output: AskOutput) -> str:
     outcome = session.last_outcome
     if session.save_error is not None:
         return f"the history could not be written: {session.save_error.message}"
-    if outcome is not None and outcome.text:
+    if outcome is not None and outcome.has_text:
         return f"partial reply saved in conversation {conv.id} (chatterm -c to continue)"
     return f"no reply text had arrived; the prompt is saved in conversation {conv.id}"
 
