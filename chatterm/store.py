@@ -904,19 +904,33 @@ class HistoryStore:
             found = ids if found is None else found & ids
             if not found:
                 return []
-        hits: list[SearchHit] = []
         first = _fts_query(words[0]) if words else ""
+        found_pieces: list[tuple[int, tuple[Any, ...]]] = []
         for message_id in sorted(found or (), reverse=True)[:limit]:
             rows = self._read(
-                "SELECT m.conversation_id, c.title, m.id, m.role,"
-                " snippet(pieces_fts, 0, '', '', '…', 12), m.created_at"
+                "SELECT p.id, m.conversation_id, c.title, m.id, m.role, m.created_at"
                 " FROM pieces_fts JOIN message_pieces p ON p.id = pieces_fts.rowid"
                 " JOIN messages m ON m.id = p.message_id"
                 " JOIN conversations c ON c.id = m.conversation_id"
                 " WHERE pieces_fts MATCH ? AND p.message_id = ? LIMIT 1",
                 (first, message_id),
             )
-            hits += [SearchHit(*row) for row in rows]
+            if rows:
+                found_pieces.append((rows[0][0], rows[0][1:]))
+        from chatterm.snippets import SnippetMaker
+
+        # Snippets as for any hit, from a bounded window of the matching piece.
+        maker = SnippetMaker(self._db, "message_pieces", "content", "unicode61")
+        snippets = maker.make([piece for piece, _ in found_pieces], words)
+        hits: list[SearchHit] = []
+        for piece, (conv_id, title, message_id, role, created_at) in found_pieces:
+            snip = snippets.get(piece)
+            hits.append(
+                SearchHit(
+                    conv_id, title, message_id, role, snip.text if snip else "", created_at,
+                    snip.matches if snip else (),
+                )
+            )
         return hits
 
 

@@ -196,6 +196,8 @@ def test_streamed_reply_is_written_and_indexed_piece_by_piece(
         assert got.reasoning == "thinking " * 50
         assert store.branch(conv.id)[-1].content == got.content
         assert [h.message_id for h in store.search("okapi49")] == [reply.id]
+        (hit,) = store.search("okapi49")
+        assert "okapi49" in hit.snippet and hit.matches
         assert [h.message_id for h in store.search("okapi3 okapi48")] == [reply.id]  # 2 pieces
         assert store.search("okapi49 absent") == []
         # Ending a big reply rewrites nothing.
