@@ -53,6 +53,30 @@ def run_ask(common: CommonOptions, output: AskOutput, prompt: str | None) -> int
     except endings.Ended as exc:
         _say(exc.message)
         return exc.exit_code
+    except Exception as exc:
+        # A failure before any reply (history, config, backend, usage): --json still prints
+        # its one object, so a script learns what happened.
+        message, code = getattr(exc, "message", None), getattr(exc, "exit_code", None)
+        if not output.json or run.session is not None or not isinstance(message, str) or (
+            not isinstance(code, int)
+        ):
+            raise
+        print(f"chatterm: error: {for_stderr(message)}", file=sys.stderr)
+        _print_failure_json(message)
+        return code
+
+
+def _print_failure_json(message: str) -> None:
+    data = {
+        "conversation_id": None, "message_id": None, "reply": "", "reasoning": None,
+        "backend": None, "model": None, "status": ERROR, "error": message,
+        "finish_reason": None, "usage": {"prompt_tokens": None, "completion_tokens": None},
+        "timings": {"first_token_s": None, "duration_s": None, "tokens_per_second": None},
+        "metadata": {},
+    }
+    dump = safe_json if sys.stdout.isatty() else json.dumps
+    with contextlib.suppress(OSError, ValueError):
+        print(dump(data, ensure_ascii=False), flush=True)
 
 
 def _run_ask(common: CommonOptions, output: AskOutput, prompt: str | None, run: _Run) -> int:
@@ -134,6 +158,10 @@ def _ask(
         code = _run_loop(_stream(session, backend, text, sink, common.debug, run))
     except (KeyboardInterrupt, asyncio.CancelledError, endings.Ended):
         code = None
+    except OSError:
+        if endings.ended_by() is None:
+            raise
+        code = None  # the terminal went away with the hang-up: writing to it failed
     if code is None:  # ended by a signal: the partial reply is saved and marked
         _close_quietly(sink)
         outcome = session.last_outcome
