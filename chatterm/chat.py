@@ -340,7 +340,9 @@ class ChatSession:
             )
             if self.route is not None and (outcome.has_text or outcome.status == COMPLETE):
                 self.store.set_route(
-                    self.conversation.id, {**self.route, "model": outcome.model or self.model}
+                    # The model as asked for (an alias a gateway resolves stays an alias;
+                    # none asked: the server's default again next time).
+                    self.conversation.id, {**self.route, "model": self.model}
                 )
         except StoreError as exc:
             self.save_error = exc
