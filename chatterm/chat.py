@@ -2,9 +2,12 @@
 and a streamed reply back into history.
 
 Both front ends (``chatterm ask`` and the TUI) drive a :class:`ChatSession`, so they save the same
-way: the user message is stored before anything is sent, the reply is flushed to the database as
-it streams, and every exit path (finish, server error, Ctrl-C, Esc, a dropped connection) leaves
-the partial reply stored and marked.
+way: the user message is stored before anything is sent, the reply is written to the database
+as it streams (appended pieces, on a timer, off the event loop: see :class:`_Flusher`), and
+every exit path (finish, server error, Ctrl-C, SIGTERM, SIGHUP, Esc, a dropped connection, a
+full disk) leaves the partial reply stored and marked. What is sent as context follows one
+rule (:func:`context_turns`), and each conversation remembers where it was answered
+(``route``, see :mod:`chatterm.continuation`).
 """
 
 from __future__ import annotations
