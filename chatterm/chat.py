@@ -358,7 +358,7 @@ class ChatSession:
 
 # The most text one piece holds: a fast stream is written in pieces of this size, so one
 # write (and the copy it needs) stays small however far the writer is behind.
-MAX_PIECE_CHARS = 1 << 21
+MAX_PIECE_CHARS = 1 << 22
 
 
 class _Flusher:

@@ -252,3 +252,11 @@ def test_failed_write_leaves_no_open_transaction(tmp_path: Path) -> None:
         assert not store._db.in_transaction
         store.add_message(conv.id, "user", "fine")
         assert [m.content for m in store.branch(conv.id)] == ["fine"]
+
+
+def test_a_new_history_uses_big_pages(tmp_path: Path) -> None:
+    from chatterm.store import PAGE_SIZE
+
+    with HistoryStore(tmp_path / "h.db") as store:
+        assert store._db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
