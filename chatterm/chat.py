@@ -10,7 +10,7 @@ the partial reply stored and marked.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from chatterm.backend import (
     ChatMessage,
     ChatRequest,
     Finish,
+    ImagePart,
     Metadata,
     ReasoningDelta,
     StreamEvent,
@@ -35,6 +36,7 @@ from chatterm.store import (
     Conversation,
     HistoryStore,
     Message,
+    StoredAttachment,
     title_from_prompt,
 )
 
@@ -67,6 +69,15 @@ class ReplyOutcome:
             return None
         decode_s = self.duration_s - (self.first_token_s or 0.0)
         return self.completion_tokens / decode_s if decode_s > 0 else None
+
+
+def _with_attachments(message: Message, items: list[StoredAttachment]) -> ChatMessage:
+    """A user message with its files laid out in the prompt and its images as parts."""
+    from chatterm.attachments import compose_with_files
+
+    files = [(a.name, a.text) for a in items if a.kind == "text"]
+    images = tuple(ImagePart(a.mime, a.data) for a in items if a.kind == "image")
+    return ChatMessage("user", compose_with_files(message.content, files), images)
 
 
 def memory_store() -> HistoryStore:
@@ -138,11 +149,17 @@ class ChatSession:
 
     # --- sending -------------------------------------------------------------------------
 
-    def send(self, prompt: str) -> AsyncIterator[StreamEvent]:
-        """Store ``prompt`` as the next user message and stream the reply to it."""
+    def send(self, prompt: str, attachments: Sequence[Any] = ()) -> AsyncIterator[StreamEvent]:
+        """Store ``prompt`` (and its attachments) as the next user message and stream the reply.
+
+        ``attachments`` are :class:`chatterm.attachments.Attachment` values, already read and
+        checked; they are stored with the message, so ``-c`` re-sends them as they were.
+        """
         if self.conversation is None:
+            names = ", ".join(a.name for a in attachments)
             self.conversation = self.store.create_conversation(
-                title_from_prompt(prompt), system_prompt=self._new_system_prompt
+                title_from_prompt(prompt if prompt.strip() else names),
+                system_prompt=self._new_system_prompt,
             )
             parent_id = None
         else:
@@ -150,6 +167,8 @@ class ChatSession:
             assert self.conversation is not None
             parent_id = self.conversation.active_leaf_id
         user = self.store.add_message(self.conversation.id, "user", prompt, parent_id=parent_id)
+        if attachments:
+            self.store.add_attachments(user.id, attachments)
         return self._reply_to(user)
 
     def regenerate(self) -> AsyncIterator[StreamEvent]:
@@ -176,8 +195,11 @@ class ChatSession:
         chat: list[ChatMessage] = []
         if self.system_prompt:
             chat.append(ChatMessage("system", self.system_prompt))
+        attached = self.store.attachments_for(m.id for m in branch if m.role == "user")
         for message in branch:
-            if message.role in ("user", "assistant") and (message.content or message.role == "user"):
+            if message.id in attached:
+                chat.append(_with_attachments(message, attached[message.id]))
+            elif message.role in ("user", "assistant") and (message.content or message.role == "user"):
                 chat.append(ChatMessage(message.role, message.content))  # type: ignore[arg-type]
         return ChatRequest(chat, model=self.model, options=dict(self.options))
 

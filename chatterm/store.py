@@ -14,6 +14,7 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -23,8 +24,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-SCHEMA_VERSION = 1
 
 _MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1
@@ -73,7 +72,31 @@ _MIGRATIONS: tuple[str, ...] = (
         INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
     END;
     """,
+    # 1 -> 2: attachments (files and images sent with a message), stored once by content hash,
+    # and the template a conversation was started from.
+    """
+    CREATE TABLE attachments (
+        sha256 TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE message_attachments (
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        sha256 TEXT NOT NULL REFERENCES attachments(sha256),
+        name TEXT NOT NULL,
+        PRIMARY KEY (message_id, position)
+    );
+    CREATE INDEX message_attachments_by_hash ON message_attachments(sha256);
+    CREATE INDEX message_attachments_by_name ON message_attachments(name);
+    ALTER TABLE conversations ADD COLUMN template TEXT;
+    """,
 )
+
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 # Message status values.
 COMPLETE = "complete"
@@ -131,6 +154,22 @@ class SearchHit:
     role: str
     snippet: str
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAttachment:
+    """A file or image as kept with a message: the name it was sent under and its bytes."""
+
+    name: str
+    kind: str  # "text" or "image"
+    mime: str
+    sha256: str
+    size: int
+    data: bytes
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
 
 
 _CONV_COLS = "id, title, system_prompt, options, active_leaf_id, created_at, updated_at"
@@ -320,6 +359,7 @@ class HistoryStore:
         try:
             self._db.execute("DELETE FROM messages WHERE conversation_id = ?", (conv_id,))
             cur = self._db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
+            self._delete_unused_attachments()
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -434,6 +474,78 @@ class HistoryStore:
         ).fetchall()
         return [_message(r) for r in rows]
 
+    # --- attachments ---------------------------------------------------------------------
+
+    def add_attachments(self, message_id: int, items: Iterable[Any]) -> None:
+        """Link files/images (``name``, ``kind``, ``mime``, ``data``) to a message, in order.
+
+        Content is stored once per sha256: the same file sent twice, or in two conversations,
+        is one row, and :meth:`delete_conversation` removes it when nothing uses it any more.
+        """
+        rows = list(items)
+        if not rows:
+            return
+        now = time.time()
+        self._write("BEGIN IMMEDIATE")
+        try:
+            for position, item in enumerate(rows):
+                data = bytes(item.data)
+                digest = hashlib.sha256(data).hexdigest()
+                self._db.execute(
+                    "INSERT OR IGNORE INTO attachments (sha256, kind, mime, size, data, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (digest, item.kind, item.mime, len(data), data, now),
+                )
+                self._db.execute(
+                    "INSERT INTO message_attachments (message_id, position, sha256, name)"
+                    " VALUES (?, ?, ?, ?)",
+                    (message_id, position, digest, item.name),
+                )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def attachments_for(self, message_ids: Iterable[int]) -> dict[int, list[StoredAttachment]]:
+        """The attachments of each given message that has any, in the order they were sent."""
+        ids = list(message_ids)
+        found: dict[int, list[StoredAttachment]] = {}
+        for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+            batch = ids[start : start + 500]
+            marks = ", ".join("?" * len(batch))
+            rows = self._db.execute(
+                "SELECT ma.message_id, ma.name, a.kind, a.mime, a.sha256, a.size, a.data"
+                " FROM message_attachments ma JOIN attachments a ON a.sha256 = ma.sha256"
+                f" WHERE ma.message_id IN ({marks}) ORDER BY ma.message_id, ma.position",
+                batch,
+            ).fetchall()
+            for row in rows:
+                found.setdefault(row[0], []).append(
+                    StoredAttachment(row[1], row[2], row[3], row[4], row[5], bytes(row[6]))
+                )
+        return found
+
+    def attachment_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM attachments").fetchone()[0])
+
+    def _delete_unused_attachments(self) -> None:
+        self._db.execute(
+            "DELETE FROM attachments WHERE sha256 NOT IN"
+            " (SELECT DISTINCT sha256 FROM message_attachments)"
+        )
+
+    # --- templates -----------------------------------------------------------------------
+
+    def set_template(self, conv_id: str, template: str | None) -> None:
+        """Record which ``[templates.NAME]`` started the conversation."""
+        self._write("UPDATE conversations SET template = ? WHERE id = ?", (template, conv_id))
+
+    def template_of(self, conv_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT template FROM conversations WHERE id = ?", (conv_id,)
+        ).fetchone()
+        return row[0] if row else None
+
     # --- search --------------------------------------------------------------------------
 
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
@@ -448,6 +560,28 @@ class HistoryStore:
             " JOIN conversations c ON c.id = m.conversation_id"
             " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
             (query, limit),
+        ).fetchall()
+        hits = [SearchHit(*row) for row in rows]
+        if len(hits) < limit:
+            hits += self._search_attachment_names(text, limit - len(hits))
+        return hits
+
+    def _search_attachment_names(self, text: str, limit: int) -> list[SearchHit]:
+        """Messages whose attached file names contain every word (case-insensitive)."""
+        words = text.split()
+        if not words:
+            return []
+        where = " AND ".join("ma.name LIKE ? ESCAPE '\\'" for _ in words)
+        params = [
+            "%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            for w in words
+        ]
+        rows = self._db.execute(
+            "SELECT m.conversation_id, c.title, m.id, m.role, 'attached: ' || ma.name,"
+            " m.created_at FROM message_attachments ma JOIN messages m ON m.id = ma.message_id"
+            f" JOIN conversations c ON c.id = m.conversation_id WHERE {where}"
+            " ORDER BY m.created_at DESC LIMIT ?",
+            (*params, limit),
         ).fetchall()
         return [SearchHit(*row) for row in rows]
 

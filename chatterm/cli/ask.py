@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from chatterm.backend import Backend, BackendError, Metadata, Notice, ReasoningDelta, TextDelta
 from chatterm.chat import ChatSession, ReplyOutcome, memory_store
@@ -14,25 +15,101 @@ from chatterm.cli.failures import Failure
 from chatterm.cli.inputs import compose_prompt, read_piped_stdin
 from chatterm.cli.options import AskOutput, CommonOptions
 from chatterm.cli.render import ReplySink, choose_sink
-from chatterm.config import Choice, load_config
+from chatterm.config import Choice, Config, Template, load_config
 from chatterm.paths import history_path
 from chatterm.runtime import open_backend
+from chatterm.sanitize import safe_inline
 from chatterm.store import Conversation, HistoryStore
+from chatterm.templates import resolve_with_template
+
+if TYPE_CHECKING:
+    from chatterm.attachments import Gathered
 
 
 def run_ask(common: CommonOptions, output: AskOutput, prompt: str | None) -> int:
-    text = compose_prompt(prompt, read_piped_stdin())
     config = load_config()
-    choice = common.resolve(config)
+    template = _template(config, output.template)
+    attached = _gather(output)  # reads and checks every file before anything else happens
+    uses_stdin = "-" in output.files or "-" in output.images
+    text = _question(prompt, "" if uses_stdin else read_piped_stdin(), template, attached)
+    choice = resolve_with_template(
+        config, template, profile=common.profile, backend=common.backend, model=common.model,
+        base_url=common.base_url, options=common.raw_options(), system_prompt=common.system,
+        debug=common.debug,
+    )
     with HistoryStore(history_path()) as history:
         # Find the conversation before building the backend: a wrong id costs nothing.
         conversation = find_conversation(history, common)
         backend, options = open_backend(choice)
+        if attached is not None:
+            _check_images(backend, choice, attached)
+            for notice in attached.notices:
+                _say(notice)
+        turn = _Turn(text, attached.attachments if attached else [], output.template)
         if not output.no_log:
-            return _ask(history, conversation, backend, options, choice, text, common, output)
+            return _ask(history, conversation, backend, options, choice, turn, common, output)
         scratch, conversation = _scratch_copy(history, conversation)
         with scratch:
-            return _ask(scratch, conversation, backend, options, choice, text, common, output)
+            return _ask(scratch, conversation, backend, options, choice, turn, common, output)
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """What this `ask` sends: the question, its attachments, the template that shaped it."""
+
+    text: str
+    attachments: list[Any]
+    template: str | None
+
+
+def _template(config: Config, name: str | None) -> Template | None:
+    if name is None:
+        return None
+    from chatterm.templates import get_template
+
+    return get_template(config, name)
+
+
+def _gather(output: AskOutput) -> Gathered | None:
+    """-f and -a, read in full; None (and nothing imported) when there are none."""
+    if not output.files and not output.images:
+        return None
+    from chatterm.attachments import gather
+
+    if output.files.count("-") + output.images.count("-") > 1:
+        raise Failure("stdin can be attached only once (-f - or -a -)")
+    return gather(output.files, output.images)
+
+
+def _question(
+    prompt: str | None, stdin_text: str, template: Template | None, attached: Gathered | None
+) -> str:
+    """The stdin rule, then the template's pattern. With attachments a question is optional."""
+    from chatterm.templates import fill_prompt, needs_input
+
+    try:
+        raw = compose_prompt(prompt, stdin_text)
+    except Failure:
+        if not (attached and attached.attachments) and needs_input(template):
+            if template is not None and template.prompt is not None:
+                raise Failure(
+                    f"template {template.name} needs input: give a prompt or pipe text into stdin"
+                ) from None
+            raise
+        raw = ""
+    return fill_prompt(template, raw)
+
+
+def _check_images(backend: Backend, choice: Choice, attached: Gathered) -> None:
+    """Refuse images the backend or model cannot take before anything is stored or sent."""
+    if not attached.images:
+        return
+    model = choice.backend_config.model or backend.default_model
+    if not backend.accepts_images(model):
+        what = f"model {model}" if model else f"backend {choice.backend}"
+        raise Failure(
+            f"{safe_inline(what)} takes no images (-a); use a vision-language model or drop -a"
+        )
 
 
 def _ask(
@@ -41,7 +118,7 @@ def _ask(
     backend: Backend,
     options: dict[str, Any],
     choice: Choice,
-    text: str,
+    turn: _Turn,
     common: CommonOptions,
     output: AskOutput,
 ) -> int:
@@ -57,7 +134,7 @@ def _ask(
     sink = choose_sink(output.raw, collect=output.json or output.no_stream)
     start_collecting()
     try:
-        code = asyncio.run(_stream(session, backend, text, sink, common.debug))
+        code = asyncio.run(_stream(session, backend, turn, sink, common.debug))
     except KeyboardInterrupt:
         sink.close()
         _say(f"interrupted; {_saved_where(session, output)}")
@@ -71,10 +148,14 @@ def _ask(
 
 
 async def _stream(
-    session: ChatSession, backend: Backend, text: str, sink: ReplySink, debug: bool
+    session: ChatSession, backend: Backend, turn: _Turn, sink: ReplySink, debug: bool
 ) -> int:
     try:
-        async for event in session.send(text):
+        new = session.conversation is None
+        events = session.send(turn.text, turn.attachments)
+        if new and turn.template and session.conversation is not None:
+            session.store.set_template(session.conversation.id, turn.template)
+        async for event in events:
             kind = type(event)
             if kind is TextDelta:
                 sink.text(event.text)  # type: ignore[union-attr]
@@ -121,8 +202,11 @@ def _scratch_copy(
         return scratch, None
     copy = scratch.create_conversation(conversation.title, conversation.system_prompt)
     parent: int | None = None
-    for message in history.branch(conversation.id):
+    branch = history.branch(conversation.id)
+    attached = history.attachments_for(m.id for m in branch)
+    for message in branch:
         parent = scratch.add_message(copy.id, message.role, message.content, parent_id=parent).id
+        scratch.add_attachments(parent, attached.get(message.id, []))
     return scratch, scratch.get_conversation(copy.id)
 
 

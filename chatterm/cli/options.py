@@ -40,6 +40,25 @@ Temperature = Annotated[
     float | None, typer.Option("--temperature", help="Same as -o temperature VALUE.")
 ]
 MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Same as -o max_tokens N.")]
+Files = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--file", "-f", metavar="PATH",
+        help="Put a text file (or a directory's text files; - for stdin) in the prompt, "
+        "with its name. Repeatable.",
+    ),
+]
+Images = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--attach", "-a", metavar="IMAGE",
+        help="Send an image (PNG, JPEG, WebP, GIF; - for stdin) with the prompt. Repeatable.",
+    ),
+]
+TemplateName = Annotated[
+    str | None,
+    typer.Option("--template", "-t", help="Template from the config file (chatterm templates list)."),
+]
 Debug = Annotated[
     bool, typer.Option("--debug", help="Show tracebacks and backend details on stderr.")
 ]
@@ -110,10 +129,13 @@ class AskOutput:
     json: bool = False
     no_log: bool = False
     usage: bool = False
+    files: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    template: str | None = None
 
 
 _OPTION_FLAGS = ("-o", "--option")
-_COMMANDS_WITHOUT_OPTIONS = {"sessions", "config", "models", "backends"}
+_COMMANDS_WITHOUT_OPTIONS = {"sessions", "config", "models", "backends", "templates"}
 
 
 def normalise_option_args(argv: list[str]) -> list[str]:
