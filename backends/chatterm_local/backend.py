@@ -21,10 +21,11 @@ from chatterm.backend import (
     ChatRequest,
     Metadata,
     Notice,
+    OptionError,
     OptionSpec,
     StreamEvent,
 )
-from chatterm_local.loader import DEFAULT_MODEL, require_dependencies
+from chatterm_local.loader import DEFAULT_MODEL, no_images_message, require_dependencies
 
 _T = TypeVar("_T")
 
@@ -86,6 +87,8 @@ class LocalBackend(Backend):
             get_model, model_id, options.get("device"), options.get("dtype")
         )
         yield Metadata(loaded.metadata())
+        if any(m.images for m in request.messages) and loaded.processor is None:
+            raise OptionError(no_images_message(model_id))
 
         context = loaded.context_length
         max_tokens = int(options.get("max_tokens") or DEFAULT_MAX_TOKENS)
@@ -160,6 +163,12 @@ class LocalBackend(Backend):
         if dtype and dtype.lower() != "auto":
             parsed["dtype"] = dtype_name(dtype)
         return parsed
+
+    def accepts_images(self, model: str | None) -> bool:
+        """From the model's config (local files only): is it an image-text-to-text model?"""
+        from chatterm_local.loader import takes_images
+
+        return takes_images(model or self.default_model or DEFAULT_MODEL)
 
     async def list_models(self) -> list[str]:
         from chatterm_local.loader import cached_model_ids

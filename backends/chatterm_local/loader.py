@@ -84,6 +84,8 @@ class LoadedModel:
     context_length: int
     eos_ids: frozenset[int]
     system_role: bool = True
+    # The processor of an image-text-to-text model (None: a text-only model, refuses images).
+    processor: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
     kv: KVState | None = None
@@ -311,6 +313,39 @@ def read_context_length(model_id: str) -> int | None:
     except Exception:
         return None
     return context_length_of(config)
+
+
+def no_images_message(model_id: str) -> str:
+    return (
+        f"model {model_id} takes no images (it is not an image-text-to-text model); "
+        "drop -a or pick a vision-language model"
+    )
+
+
+def _is_image_text_config(config: Any) -> bool:
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+    )
+
+    return getattr(config, "model_type", None) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+
+def takes_images(model_id: str) -> bool:
+    """Whether ``model_id`` is an image-text-to-text model, read from its config without
+    loading weights or downloading. A config that cannot be read answers True: the model is
+    then checked once loaded, before anything is generated."""
+    loaded = loaded_model(model_id)
+    if loaded is not None:
+        return loaded.processor is not None
+    require_dependencies()
+    from transformers import AutoConfig
+
+    source = str(Path(model_id).expanduser()) if _looks_like_path(model_id) else model_id
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=True)
+    except Exception:
+        return True
+    return _is_image_text_config(config)
 
 
 def cached_model_ids() -> list[str]:

@@ -59,7 +59,13 @@ def register(app: typer.Typer) -> None:
         with _store() as store:
             conv = _get(store, conversation_id)
             messages = store.branch(conv.id)
-        typer.echo(to_json(conv, messages) if json_out else to_markdown(conv, messages))
+            attached = store.attachments_for(m.id for m in messages)
+        text = to_json(conv, messages, attached) if json_out else to_markdown(conv, messages, attached)
+        if sys.stdout.isatty():  # attached files are untrusted text: no controls on a terminal
+            from chatterm.sanitize import safe_text
+
+            text = safe_text(text)
+        typer.echo(text)
 
     @app.command("search")
     def search(
@@ -102,7 +108,11 @@ def register(app: typer.Typer) -> None:
         with _store() as store:
             conv = _get(store, conversation_id)
             messages = store.branch(conv.id)
-        text = to_json(conv, messages) if fmt == "json" else to_markdown(conv, messages)
+            attached = store.attachments_for(m.id for m in messages)
+        if fmt == "json":
+            text = to_json(conv, messages, attached)
+        else:
+            text = to_markdown(conv, messages, attached)
         if output:
             with open(output, "w", encoding="utf-8") as fh:
                 fh.write(text + "\n")
