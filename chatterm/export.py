@@ -32,7 +32,7 @@ def attachment_json(item: StoredAttachment) -> dict[str, Any]:
 
 
 def message_json(message: Message, attachments: Sequence[StoredAttachment] = ()) -> dict[str, Any]:
-    data = {
+    data: dict[str, Any] = {
         "id": message.id,
         "parent_id": message.parent_id,
         "role": message.role,
