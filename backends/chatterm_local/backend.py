@@ -101,6 +101,7 @@ class LocalBackend(Backend):
                     system_role=loaded.system_role,
                     context_length=context,
                     reply_budget=min(max_tokens, context // 2),
+                    processor=loaded.processor,
                 )
 
         prompt = await asyncio.to_thread(render)
@@ -134,7 +135,7 @@ class LocalBackend(Backend):
 
         worker = threading.Thread(
             target=run_generation,
-            args=(loaded, prompt.ids, params, emit, halt),
+            args=(loaded, prompt.ids, params, emit, halt, prompt.inputs),
             name="chatterm-local-generate",
             daemon=True,
         )

@@ -234,17 +234,31 @@ def _load(model_id: str, device: str, dtype: str) -> LoadedModel:
     else:
         source = model_id
     offline = _offline()
+    vision = _is_image_text_source(source, offline)
+    processor: Any = None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
+        if vision:
+            processor = _load_processor(source, offline)
+            tokenizer = processor.tokenizer
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
     except Exception as exc:
         raise load_error(model_id, exc) from exc
-    if not getattr(tokenizer, "chat_template", None):
+    template = getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
+    if not template:
         raise ModelLoadError(f"model {model_id} has no chat template; use a chat/instruct model")
+    if vision and not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = template
     model: Any = None
     out_of_memory = False
     try:
         with _quiet_weight_loading():
-            model = AutoModelForCausalLM.from_pretrained(
+            auto: Any = AutoModelForCausalLM
+            if vision:
+                from transformers import AutoModelForImageTextToText
+
+                auto = AutoModelForImageTextToText
+            model = auto.from_pretrained(
                 source, **{dtype_keyword(): getattr(torch, dtype)}, local_files_only=offline
             )
         model.to(device)
@@ -268,7 +282,34 @@ def _load(model_id: str, device: str, dtype: str) -> LoadedModel:
         context_length=context_length_of(model.config, tokenizer),
         eos_ids=_eos_ids(model, tokenizer),
         system_role=supports_system_role(tokenizer),
+        processor=processor,
     )
+
+
+def _is_image_text_source(source: str, offline: bool) -> bool:
+    """Whether the model's config names an image-text-to-text architecture (LLaVA, Qwen2-VL,
+    SmolVLM ...); such a model is loaded with its processor so it can take images."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=offline)
+    except Exception:
+        return False  # the tokenizer/model load below reports the real problem
+    return _is_image_text_config(config)
+
+
+def _load_processor(source: str, offline: bool) -> Any:
+    """The model's processor. Without torchvision transformers falls back to its Pillow image
+    processors and says so on every load; that is expected here, so it is not printed."""
+    from transformers import AutoProcessor
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoProcessor.from_pretrained(source, local_files_only=offline)
+    finally:
+        hf_logging.set_verbosity(previous)
 
 
 @contextlib.contextmanager
