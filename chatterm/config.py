@@ -43,6 +43,7 @@ from typing import Any
 
 from chatterm import paths
 from chatterm.backend import BackendConfig
+from chatterm.secrets_mask import is_openai_host, key_problem
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
@@ -304,6 +305,8 @@ def resolve(
             name, by_default = "local", True
 
     api_key = env_key or chosen.api_key
+    if api_key and name != "local":
+        _check_key(api_key, f"${key_env}" if env_key else None, config.path, chosen.name)
     resolved_base = base_url or env_base or chosen.base_url
     if name != "openai" and not base_url:
         resolved_base = chosen.base_url
@@ -326,5 +329,19 @@ def resolve(
 
 
 def _may_get_default_key(profile_base_url: str | None) -> bool:
-    """OPENAI_API_KEY goes to the default endpoint or OpenAI itself, not to a profile's server."""
-    return profile_base_url is None or "://api.openai.com" in profile_base_url
+    """OPENAI_API_KEY goes to the default endpoint or OpenAI itself, not to a profile's server.
+
+    "OpenAI itself" is decided on the parsed URL (https, host exactly ``api.openai.com``): a
+    substring test would hand the key to ``https://api.openai.com.evil.net/v1``.
+    """
+    return profile_base_url is None or is_openai_host(profile_base_url)
+
+
+def _check_key(key: str, variable: str | None, path: Path, profile: str) -> None:
+    """Refuse a key that cannot be a header value before anything is sent; name where it came
+    from, never the key (a rejected header's repr would print it in full)."""
+    problem = key_problem(key)
+    if problem is None:
+        return
+    where = variable or f"api_key of [profiles.{profile}] in {path}"
+    raise ConfigError(f"the API key in {where} {problem}; nothing was sent (fix the key)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -104,3 +105,16 @@ def to_markdown(
             lines += attachment_markdown(item)
         lines += [message.content, ""]
     return "\n".join(lines)
+
+
+def write_private(path: str | os.PathLike[str], text: str) -> None:
+    """Write an export that only its owner can read: a new file is created 0600.
+
+    A conversation is as private as the history it came from. The mode is given to ``open``
+    itself, so the file is never readable by others, not even for an instant; an existing file
+    is overwritten and keeps its mode (the user chose it), and a FIFO or a device (``--output
+    /dev/stdout``) is written as it is.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)

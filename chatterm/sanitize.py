@@ -74,6 +74,15 @@ def safe_json(value: Any, **kwargs: Any) -> str:
     return json.dumps(value, **kwargs).translate(_JSON_ESCAPES)
 
 
+def safe_json_text(encoded: str) -> str:
+    """Already encoded JSON made terminal-safe (the same escapes as :func:`safe_json`).
+
+    ``json.dumps`` escapes C0 itself and leaves DEL, C1 and bidi characters, which can only
+    occur inside strings, so escaping them in the encoded text keeps it valid, equal JSON.
+    """
+    return encoded.translate(_JSON_ESCAPES)
+
+
 class StreamSanitizer:
     """:func:`safe_text` for text that arrives in pieces.
 

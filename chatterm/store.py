@@ -200,10 +200,54 @@ def title_from_prompt(prompt: str, limit: int = 60) -> str:
 
 
 def _create_private_file(path: Path) -> None:
+    """The history holds conversations: created user-only (0600), tightened if it is wider.
+
+    SQLite gives the ``-wal`` and ``-shm`` files the database file's mode, so they follow;
+    existing ones are tightened too. A history owned by another user is refused: chatterm
+    would be writing someone else's file (or reading a planted one).
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
+    info = path.stat()
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise StoreError(
+            f"history database {path} belongs to another user; refusing to use it "
+            "(set XDG_DATA_HOME or move the file)"
+        )
+
+
+def _tighten(path: Path) -> None:
+    """Make the history and its WAL/SHM files user-only if they are readable by others."""
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = name.stat().st_mode
+            if mode & 0o077:
+                os.chmod(name, mode & 0o700)
+        except FileNotFoundError:
+            continue
+
+
+_OUR_TABLES = frozenset(["conversations", "messages"])
+
+
+def _refuse_foreign(db: sqlite3.Connection, path: Path) -> None:
+    """A database with tables but no chatterm schema is another application's: leave it be."""
+    if db.execute("PRAGMA user_version").fetchone()[0] != 0:
+        return
+    tables = [
+        row[0]
+        for row in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+        if not str(row[0]).startswith(("sqlite_", "messages_fts"))
+    ]
+    foreign = sorted(set(tables) - _OUR_TABLES)
+    if foreign:
+        db.close()
+        raise StoreError(
+            f"{path} is not a chatterm history (it holds other tables: "
+            f"{', '.join(foreign[:3])}); left untouched, point chatterm elsewhere"
+        )
 
 
 class HistoryStore:
@@ -212,10 +256,14 @@ class HistoryStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            if str(path) != ":memory:":
+            private = str(path) != ":memory:"
+            if private:
                 _create_private_file(path)
             self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 30000")
+            if private:  # before anything writes: WAL, migrations
+                _refuse_foreign(self._db, path)
+                _tighten(path)
             self._enable_wal()
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA foreign_keys = ON")

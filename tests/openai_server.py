@@ -28,6 +28,14 @@ requests apart (``echo@test_options`` behaves like ``echo``). Scenarios:
   ``Retry-After: RA``, default 0, ``none`` for no header; then one success; the cycle repeats
   per model name).
 
+* hostile (terminal safety, see ``HOSTILE_PAYLOADS``): ``hostile`` (a reply carrying every
+  control sequence, cut so an ESC ends one chunk and the rest of its sequence starts the next),
+  ``hostile-reasoning`` (the same as reasoning, a pause, then as the answer),
+  ``error-event-hostile`` (partial text, then an in-stream error carrying them),
+  ``http:CODE-hostile`` (an error body carrying them); ``HOSTILE_MODEL_IDS`` for ``models=``.
+  Every payload holds a marker (``PWN...``) so a test can tell payload bytes from chatterm's
+  own styling. ``OpenAIServer.requests`` logs every request's headers (``.authorization``).
+
 ``GET /v1/models`` lists ``OpenAIServer.models``; ``stream: false`` gets one chat.completion.
 Run as a script: ``python tests/openai_server.py --port 0`` prints ``READY <base_url>``.
 """
@@ -53,6 +61,59 @@ U2028_TEXT = "line one\u2028line two\u0085line three\u2029end"
 UTF8_TEXT = "héllo wörld, 日本語 and 🎉 ok"
 WORDS = ("lorem", "ipsum", "dolor", "sit", "amet", "elit", "sed", "do", "tempor", "magna")
 DONE = b"data: [DONE]\n\n"
+
+# --- hostile payloads: (sequence before the marker, marker, sequence after) ---------------------
+# A terminal acting on any of these would be driven by the server: clipboard (OSC 52), window
+# title (OSC 0/2), hyperlinks (OSC 8), screen and cursor (CSI), DCS/APC/PM/SOS strings, 8-bit C1
+# (U+009B CSI, U+009D OSC), BEL, backspace and a bare CR overwriting what was shown, bidi
+# overrides reordering it. No markdown syntax around them, so a rendered reply shows them as is.
+HOSTILE_PAYLOADS: dict[str, tuple[str, str, str]] = {
+    "osc52": ("\x1b]52;c;", "PWNCLIP", "\x07"),
+    "osc0": ("\x1b]0;", "PWNTITLE", "\x07"),
+    "osc2": ("\x1b]2;", "PWNTITLETWO", "\x1b\\ "),
+    "osc8": ("\x1b]8;;http://evil.example/", "PWNLINK", "\x1b\\ click \x1b]8;;\x1b\\ "),
+    "csi-clear": ("\x1b[2J", "PWNCLEAR", "\x1b[H"),
+    "csi-cursor": ("\x1b[10;10H", "PWNCURSOR", "\x1b[6n"),
+    "dcs": ("\x1bP1$r", "PWNDCS", "\x1b\\ "),
+    "apc": ("\x1b_", "PWNAPC", "\x1b\\ "),
+    "pm": ("\x1b^", "PWNPM", "\x1b\\ "),
+    "sos": ("\x1bX", "PWNSOS", "\x1b\\ "),
+    "c1-csi": ("\x9b31m", "PWNCSIEIGHT", "\x9b0m"),
+    "c1-osc": ("\x9d0;", "PWNOSCEIGHT", "\x9c"),
+    "bel": ("\x07\x07", "PWNBEL", "\x07"),
+    "backspace": ("safe\b\b\b\b", "PWNBS", "\b\b"),
+    "bare-cr": ("echo ok\r", "PWNCR", " rm -rf /"),
+    "bidi": ("\u202e", "PWNBIDI", "\u202c \u2066txt.exe\u2069"),
+}
+# The reply: one payload per paragraph, so wrapping never cuts a stand-in.
+HOSTILE_TEXT = "Hostile reply.\n\n" + "".join(
+    f"{name}: {before}{marker}{after} end\n\n" for name, (before, marker, after) in
+    HOSTILE_PAYLOADS.items()
+) + "Last line."
+# For error messages (one line, cut at 300 characters): the escape-based payloads.
+HOSTILE_LINE = "bad " + " ".join(
+    f"{HOSTILE_PAYLOADS[n][0]}{HOSTILE_PAYLOADS[n][1]}{HOSTILE_PAYLOADS[n][2]}"
+    for n in ("osc52", "osc0", "osc8", "csi-clear", "dcs", "c1-csi", "c1-osc", "bidi")
+)
+HOSTILE_MODEL_IDS = (
+    "plain-model",
+    "\x1b]0;PWNMODEL\x07evil",
+    "\x1b]52;c;PWNMODELCLIP\x07",
+    "m\x9b2JPWNMODELCSI",
+    "\u202ePWNMODELBIDI",
+)
+
+
+def hostile_pieces(text: str, size: int = 5) -> list[str]:
+    """``text`` in chunks, cut right after every ESC, C1 character and CR (and every ``size``
+    characters), so each sequence is split across two chunks."""
+    pieces, current = [], ""
+    for ch in text:
+        current += ch
+        if ch in "\x1b\r" or 0x80 <= ord(ch) <= 0x9F or len(current) >= size:
+            pieces.append(current)
+            current = ""
+    return [*pieces, current] if current else pieces
 ABORT = object()  # in a scenario's writes: drop the connection here
 
 
@@ -118,6 +179,8 @@ def scenario_text(model: str, body: dict[str, Any] | None = None) -> str:
         return "".join(f"tok{i} " for i in range(int(args[0])))
     if name.startswith("reasoning"):
         return ANSWER
+    if name in ("hostile", "hostile-reasoning"):
+        return HOSTILE_TEXT
     return {"u2028": U2028_TEXT, "split-utf8": UTF8_TEXT}.get(name, last_user_message(body or {}))
 
 
@@ -376,6 +439,19 @@ def _stream_reply(model: str, body: dict[str, Any]) -> _Reply:
             "cut-eof": b"",
         }[name]
         return _Reply([*start, tail], chunked=name != "cut-eof")
+    if name == "hostile":
+        return _Reply(std(hostile_pieces(HOSTILE_TEXT)))
+    if name == "hostile-reasoning":
+        writes = std(hostile_pieces(HOSTILE_TEXT), usage=True)
+        thinking = [
+            _chunk(model, {"content": None, "reasoning_content": p})
+            for p in hostile_pieces(HOSTILE_LINE)
+        ]
+        return _Reply([writes[0], *thinking, 0.4, *writes[1:]])
+    if name == "error-event-hostile":
+        start = std(split_text(PARTIAL), usage=False)[:-2]
+        error = {"error": {"message": HOSTILE_LINE, "type": "server_error", "code": 500}}
+        return _Reply([*start, _sse(error)])
     if name == "json-reply":
         return _error_reply(200, _completion(model, body))
     if name == "not-sse":
@@ -427,6 +503,8 @@ def _http_reply(code: int, variant: str, model: str, key: str, retry_after: str 
     text = _MESSAGES.get(code, f"HTTP {code}").format(key=key, model=model)
     if code == 401 and not key:
         text = "You didn't provide an API key."
+    if variant == "hostile":
+        text, variant = HOSTILE_LINE, ""
     headers = {"Retry-After": retry_after} if retry_after is not None else {}
     if variant == "plain":
         return _error_reply(code, f"{text}\n".encode(), "text/plain; charset=utf-8", headers)

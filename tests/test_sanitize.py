@@ -92,3 +92,13 @@ def test_safe_json_round_trips_and_cannot_drive_a_terminal(text: str) -> None:
     assert json.loads(encoded) == {"reply": text}
     assert is_safe(encoded.replace("\n", ""))
     assert not _unsafe_chars(encoded)
+
+
+@given(st.text())
+def test_safe_json_text_escapes_encoded_json_the_same_way(text: str) -> None:
+    from chatterm.sanitize import safe_json_text
+
+    encoded = json.dumps({"t": text}, ensure_ascii=False, indent=2)
+    shown = safe_json_text(encoded)
+    assert json.loads(shown) == {"t": text}
+    assert not _unsafe_chars(shown)

@@ -36,7 +36,7 @@ from chatterm.backend import (
     TextDelta,
 )
 from chatterm_openai.failures import Failures, Retry
-from chatterm_openai.messages import message_from_body, message_from_json, one_line
+from chatterm_openai.messages import message_from_body, message_from_json
 from chatterm_openai.payloads import (
     completion_events,
     context_length_of,
@@ -45,7 +45,13 @@ from chatterm_openai.payloads import (
     usage_of,
 )
 from chatterm_openai.sse import SSEDecoder
-from chatterm_openai.transport import drain, make_client, read_body, seconds_option
+from chatterm_openai.transport import (
+    auth_headers,
+    drain,
+    make_client,
+    read_body,
+    seconds_option,
+)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 ERROR_BODY_LIMIT = 64 * 1024
@@ -91,9 +97,7 @@ class OpenAIBackend(Backend):
         )
         self._url = self._fail.url
         self._streaming = bool(extra.get("stream", True))
-        self._headers = {"User-Agent": f"chatterm/{__version__}"}
-        if config.api_key:
-            self._headers["Authorization"] = f"Bearer {config.api_key}"
+        self._headers = {"User-Agent": f"chatterm/{__version__}", **auth_headers(config.api_key)}
         self._send_stream_options = True  # cleared for good once a server rejects it
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
@@ -188,9 +192,7 @@ class OpenAIBackend(Backend):
                     if ("error" in chunk or "message" in chunk) and (
                         chunk.get("error") is not None or chunk.get("object") == "error"
                     ):
-                        raise fail.stream_error(
-                            one_line(message_from_json(chunk)) or "unknown error"
-                        )
+                        raise fail.stream_error(message_from_json(chunk))
                     if not model_seen and chunk.get("model"):
                         model_seen = True
                         yield Metadata({"model": chunk["model"]})
@@ -232,7 +234,7 @@ class OpenAIBackend(Backend):
         try:
             reply = json.loads(raw)
             if reply.get("error") is not None or reply.get("object") == "error":
-                raise self._fail.stream_error(one_line(message_from_json(reply)))
+                raise self._fail.stream_error(message_from_json(reply))
             return completion_events(reply)
         except (ValueError, *_SHAPE_ERRORS):
             raise self._fail.error(

@@ -20,6 +20,8 @@ from chatterm.backend import (
     ServerError,
     StreamCut,
 )
+from chatterm.secrets_mask import display_url as _masked_url
+from chatterm.secrets_mask import mask_secrets, url_secrets
 from chatterm_openai.messages import (
     format_seconds,
     message_from_body,
@@ -54,27 +56,33 @@ class Failures:
         self.base_url = base_url
         self.url = display_url(base_url)
         self._api_key = api_key
+        self._secrets = [api_key, *url_secrets(base_url)]
         self._timeout = timeout
         self._retry_delay = retry_delay
 
+    def mask(self, text: str) -> str:
+        """``text`` with the API key (in every form) and URL user info masked.
+
+        Call it before cutting ``text`` to length: a cut first could leave most of a key.
+        """
+        return mask_secrets(text, self._secrets)
+
     def error(self, cls: type[BackendError], message: str) -> BackendError:
         """An error whose message is one line and cannot leak the API key."""
-        message = one_line(message, 600)
-        if self._api_key:
-            message = message.replace(self._api_key, "***")
-        return cls(message)
+        return cls(one_line(self.mask(message), 600))
 
     def stream_error(self, message: str) -> BackendError:
-        """The server reported an error inside the event stream."""
-        return self.error(ServerError, f"server error from {self.url}: {message}")
+        """The server reported an error inside the event stream (``message`` uncut)."""
+        detail = one_line(self.mask(message)) or "unknown error"
+        return self.error(ServerError, f"server error from {self.url}: {detail}")
 
     def error_field(self, text: str) -> BackendError:
         """llama.cpp's ``error:`` SSE field (JSON or plain text)."""
-        return self.stream_error(message_from_event(text))
+        return self.stream_error(message_from_event(self.mask(text)))
 
     def bad_event(self, data: str, what: str) -> BackendError:
         return self.error(
-            ServerError, f"the server at {self.url} sent {what}: {one_line(data, 80)!r}"
+            ServerError, f"the server at {self.url} sent {what}: {one_line(self.mask(data), 80)!r}"
         )
 
     def cut(self, reason: str | None = None) -> BackendError:
@@ -105,8 +113,9 @@ class Failures:
         rate_retries, server_retries = retries or (RATE_LIMIT_RETRIES, SERVER_ERROR_RETRIES)
         status = response.status_code
         headers = response.headers
+        masked = self.mask(body.decode("utf-8", "replace")).encode()
         detail = (
-            message_from_body(body, headers.get("content-type", ""))
+            message_from_body(masked, headers.get("content-type", ""))
             or response.reason_phrase
             or "no details"
         )
@@ -147,7 +156,7 @@ class Failures:
                 f"(attempt {server_retries + 1}/{SERVER_ERROR_RETRIES})",
             )
         if 300 <= status < 400:
-            location = headers.get("location", "?")
+            location = self.mask(headers.get("location", "?"))
             return self.error(
                 ServerError,
                 f"the server at {url} redirected to {location} ({status}); "
@@ -159,14 +168,8 @@ class Failures:
 
 
 def display_url(base_url: str) -> str:
-    """The base URL as shown in messages: any ``user:password@`` part removed."""
-    scheme, sep, rest = base_url.partition("://")
-    if not sep:
-        return base_url
-    host, slash, path = rest.partition("/")
-    if "@" in host:
-        host = host.rpartition("@")[2]
-    return f"{scheme}://{host}{slash}{path}"
+    """The base URL as shown in messages: any ``user:password@`` part masked."""
+    return _masked_url(base_url)
 
 
 def transport_reason(exc: httpx.HTTPError, timeout: httpx.Timeout) -> str:

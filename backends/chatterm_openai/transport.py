@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from chatterm.backend import OptionError
+from chatterm.secrets_mask import key_problem
 
 
 def make_client(base_url: str, timeout: httpx.Timeout) -> httpx.AsyncClient:
@@ -32,6 +33,17 @@ def tls_context(base_url: str) -> ssl.SSLContext | bool:
     if base_url.lower().startswith("http://"):
         return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     return True
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The ``Authorization`` header for ``api_key``; a key that cannot be a header value (a
+    trailing newline, say) is refused here, before any request, without quoting it."""
+    if not api_key:
+        return {}
+    problem = key_problem(api_key)
+    if problem is not None:
+        raise OptionError(f"the API key {problem}; nothing was sent (fix the key)")
+    return {"Authorization": f"Bearer {api_key}"}
 
 
 def seconds_option(extra: Mapping[str, Any], key: str, default: float) -> float:

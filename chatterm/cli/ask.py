@@ -18,7 +18,7 @@ from chatterm.cli.render import ReplySink, choose_sink
 from chatterm.config import Choice, Config, Template, load_config
 from chatterm.paths import history_path
 from chatterm.runtime import open_backend
-from chatterm.sanitize import safe_inline
+from chatterm.sanitize import safe_inline, safe_json
 from chatterm.store import Conversation, HistoryStore
 from chatterm.templates import resolve_with_template
 
@@ -171,7 +171,7 @@ async def _stream(
         kept = f" (partial reply kept in conversation {session.conversation.id})" if (
             partial and session.conversation
         ) else ""
-        print(f"chatterm: error: {exc.message}{kept}", file=sys.stderr)
+        print(f"chatterm: error: {safe_inline(exc.message)}{kept}", file=sys.stderr)
         return exc.exit_code
     finally:
         await backend.aclose()
@@ -216,7 +216,10 @@ def _print_result(
     from chatterm.cli.render import CollectSink, choose_sink
 
     if output.json:
-        print(json.dumps(result_json(outcome, session, output.no_log), ensure_ascii=False))
+        result = result_json(outcome, session, output.no_log)
+        # A terminal gets every control as a \u escape; a pipe gets the JSON byte-exact.
+        dump = safe_json if sys.stdout.isatty() else json.dumps
+        print(dump(result, ensure_ascii=False))
     elif output.no_stream and isinstance(sink, CollectSink):
         final = choose_sink(output.raw, collect=False)
         final.text("".join(sink.pieces))
@@ -266,4 +269,6 @@ def _saved_where(session: ChatSession, output: AskOutput) -> str:
 
 
 def _say(message: str) -> None:
-    print(f"chatterm: {message}", file=sys.stderr, flush=True)
+    """A notice for people on stderr: sanitised always, even into a pipe (it may quote a
+    server's words or a model id)."""
+    print(f"chatterm: {safe_inline(message)}", file=sys.stderr, flush=True)

@@ -1,12 +1,16 @@
 """Turning any failure into one line on stderr and the documented exit code.
 
 Exit codes: 0 success, 1 backend or server error, 2 usage or config error, 130 interrupted.
+Every line goes through the sanitiser, even when stderr is a pipe: an error may quote a
+server's body or a file name, and diagnostics are read by people.
 """
 
 from __future__ import annotations
 
 import sys
 import traceback
+
+from chatterm.sanitize import safe_inline
 
 
 class Failure(Exception):
@@ -31,10 +35,10 @@ def report_failure(exc: BaseException, debug: bool) -> int:
     message = getattr(exc, "message", None)
     code = getattr(exc, "exit_code", None)
     if isinstance(message, str) and isinstance(code, int):
-        print(f"chatterm: error: {message}", file=sys.stderr)
+        print(f"chatterm: error: {safe_inline(message)}", file=sys.stderr)
         return code
     print(
-        f"chatterm: internal error: {type(exc).__name__}: {_one_line(str(exc))}"
+        f"chatterm: internal error: {type(exc).__name__}: {safe_inline(_one_line(str(exc)))}"
         + ("" if debug else " (run with --debug for details)"),
         file=sys.stderr,
     )

@@ -1,14 +1,22 @@
-"""`chatterm models` and `chatterm config show`."""
+"""`chatterm models` and `chatterm config show`.
+
+Model ids come from the server and are sanitised on a terminal (into a pipe they stay exact:
+they are what ``-m`` takes). ``config show`` is for reading: every line is sanitised and URL
+user info (``http://user:secret@host``) is masked.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 
 import typer
 
 from chatterm.cli.options import CommonOptions
 from chatterm.config import DEFAULT_KEY_ENV, load_config, resolve
+from chatterm.sanitize import safe_inline, safe_json
+from chatterm.secrets_mask import display_url
 
 
 def list_models(common: CommonOptions, json_out: bool) -> int:
@@ -27,11 +35,14 @@ def list_models(common: CommonOptions, json_out: bool) -> int:
             await backend.aclose()
 
     names = asyncio.run(fetch())
+    terminal = sys.stdout.isatty()
     if json_out:
-        typer.echo(json.dumps(names))
+        lines = [safe_json(names) if terminal else json.dumps(names)]
     else:
-        for name in names:
-            typer.echo(name)
+        lines = [safe_inline(name) if terminal else name for name in names]
+    # Not typer.echo, which strips some escape sequences into a pipe: ids there stay exact.
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
     return 0
 
 
@@ -45,7 +56,7 @@ def show_config(profile: str | None) -> int:
         f"profile in use: {choice.profile or 'none'}",
         f"backend: {choice.backend}" + (" (default)" if choice.chosen_by_default else ""),
         f"model: {choice.backend_config.model or '(backend default)'}",
-        f"base url: {choice.backend_config.base_url or '(backend default)'}",
+        f"base url: {_url(choice.backend_config.base_url) or '(backend default)'}",
     ]
     chosen = config.profiles.get(choice.profile or "")
     key_env = (chosen.api_key_env if chosen else None) or DEFAULT_KEY_ENV
@@ -54,6 +65,10 @@ def show_config(profile: str | None) -> int:
     else:
         lines.append(f"api key: not set (${key_env})")
     if choice.options:
-        lines.append(f"options: {json.dumps(choice.options)}")
-    typer.echo("\n".join(lines))
+        lines.append(f"options: {json.dumps(choice.options, ensure_ascii=False)}")
+    typer.echo("\n".join(safe_inline(line) for line in lines))
     return 0
+
+
+def _url(url: str | None) -> str | None:
+    return display_url(url) if url else url

@@ -1,8 +1,12 @@
 """Where `ask` writes the reply: raw text for pipes, rendered markdown for terminals.
 
-The raw sink is the hot path when piping: one write and flush per streamed piece, nothing else.
-The markdown sink prints each finished block once (blank line outside a code fence) and keeps
-only the unfinished tail in a live region, so rendering stays linear in the reply's length.
+The raw sink is the hot path when piping: one write and flush per streamed piece, nothing else
+(the reply is passed on byte-exact, the documented contract scripts rely on). On a terminal
+every piece first goes through the one sanitiser (:mod:`chatterm.sanitize`, a single translate
+pass), so a reply can never drive the terminal. The markdown sink prints each finished block
+once (cut by :mod:`chatterm.markdown_blocks`, the splitter the TUI uses, so the blocks render as
+the whole document would) and keeps only the unfinished tail in a live region, so rendering
+stays linear in the reply's length.
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ from __future__ import annotations
 import sys
 from typing import Any, Protocol, TextIO
 
-# C0 and C1 control characters except tab and newline: never let model text drive the terminal.
-_CONTROL = {c: 0xFFFD for c in [*range(0, 9), *range(11, 32), 127, *range(0x80, 0xA0)]}
+from chatterm.markdown_blocks import BREAK, SegmentSplitter
+from chatterm.sanitize import StreamSanitizer, safe_text
 
 
 class ReplySink(Protocol):
@@ -21,17 +25,17 @@ class ReplySink(Protocol):
 
 
 class RawSink:
-    """Plain text, written as it arrives. Control characters are replaced on a terminal only."""
+    """Plain text, written as it arrives; on a terminal, with every control made visible."""
 
     def __init__(self, stream: TextIO, sanitize: bool) -> None:
         self._write = stream.write
         self._flush = stream.flush
-        self._sanitize = sanitize
+        self._clean = StreamSanitizer() if sanitize else None
         self._wrote_newline = True
 
     def text(self, piece: str) -> None:
-        if self._sanitize:
-            piece = piece.translate(_CONTROL)
+        if self._clean is not None:
+            piece = self._clean.feed(piece)
         self._write(piece)
         self._flush()
         self._wrote_newline = piece.endswith("\n") if piece else self._wrote_newline
@@ -40,6 +44,11 @@ class RawSink:
         """Reasoning is not part of the answer: pipes get the answer only."""
 
     def close(self) -> None:
+        if self._clean is not None:
+            held = self._clean.flush()
+            if held:
+                self._write(held)
+                self._wrote_newline = False
         if not self._wrote_newline:
             self._write("\n")
         self._flush()
@@ -61,19 +70,21 @@ class CollectSink:
         pass
 
 
-def _fence_toggles(line: str) -> bool:
-    stripped = line.lstrip()
-    return stripped.startswith("```") or stripped.startswith("~~~")
-
-
 class MarkdownSink:
-    """Renders markdown to a terminal as it streams (rich)."""
+    """Renders markdown to a terminal as it streams (rich).
+
+    The text is sanitised before rich sees it (rich would pass an ESC through), links are shown
+    with their address instead of as terminal hyperlinks, and nothing is parsed as rich markup.
+    """
 
     def __init__(self, console: Any) -> None:
         from rich.live import Live
 
         self._console = console
-        self._pending = ""
+        self._clean = StreamSanitizer()
+        self._splitter = SegmentSplitter(limit=0)
+        self._pending: list[str] = []
+        self._pending_chars = 0
         self._thinking = ""
         self._blocks_printed = 0
         self._live = Live(
@@ -83,53 +94,46 @@ class MarkdownSink:
             transient=True,
             vertical_overflow="visible",
             get_renderable=self._tail,
+            # Notices printed while the reply streams go above the live region when stderr is
+            # this terminal too; a redirected stderr keeps them (rich would move them to stdout).
+            redirect_stderr=_is_terminal(sys.stderr),
         )
         self._live.start()
 
     def _tail(self) -> Any:
-        from rich.markdown import Markdown
         from rich.text import Text
 
-        if self._pending:
-            return Markdown(self._pending)
+        if self._pending_chars:
+            return _markdown("".join(self._pending))
         if self._thinking:
             lines = self._thinking.splitlines()[-4:]
             return Text("thinking… " + " ".join(lines), style="dim italic", overflow="ellipsis")
         return Text("")
 
     def text(self, piece: str) -> None:
-        self._pending += piece
-        if "\n" in piece:
-            self._commit_finished_blocks()
+        self._thinking = ""  # the answer has started: the live region shows it, not reasoning
+        for part in self._splitter.feed(self._clean.feed(piece)):
+            if part is BREAK:
+                self._commit()
+            else:
+                self._pending.append(part)
+                self._pending_chars += len(part)
 
     def reasoning(self, piece: str) -> None:
-        self._thinking = (self._thinking + piece)[-2000:]
+        self._thinking = (self._thinking + safe_text(piece))[-2000:]
 
-    def _commit_finished_blocks(self) -> None:
-        from rich.markdown import Markdown
-
-        in_fence = False
-        cut = 0
-        pos = 0
-        lines = self._pending.split("\n")
-        for line in lines[:-1]:
-            pos += len(line) + 1
-            if _fence_toggles(line):
-                in_fence = not in_fence
-            elif not in_fence and not line.strip() and pos > 1:
-                cut = pos
-        if cut:
-            block, self._pending = self._pending[:cut], self._pending[cut:]
-            if block.strip():
-                self._print_block(Markdown(block))
+    def _commit(self) -> None:
+        block = "".join(self._pending)
+        self._pending, self._pending_chars = [], 0
+        if block.strip():
+            self._print_block(_markdown(block))
 
     def close(self) -> None:
-        from rich.markdown import Markdown
-
         self._live.stop()
-        if self._pending.strip():
-            self._print_block(Markdown(self._pending))
-        self._pending = ""
+        held = self._clean.flush()
+        if held:
+            self._pending.append(held)
+        self._commit()
 
     def _print_block(self, block: Any) -> None:
         """Print one finished block with exactly one blank line before the next.
@@ -157,6 +161,20 @@ class MarkdownSink:
             segments.append(Segment.line())
         console.print(Segments(segments), end="")
         self._blocks_printed += 1
+
+
+def _is_terminal(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (ValueError, OSError):
+        return False
+
+
+def _markdown(text: str) -> Any:
+    """rich's Markdown for already sanitised ``text``; links shown as ``text (address)``."""
+    from rich.markdown import Markdown
+
+    return Markdown(text, hyperlinks=False)
 
 
 def make_console(stderr: bool = False) -> Any:

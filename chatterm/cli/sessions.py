@@ -1,4 +1,10 @@
-"""`chatterm sessions ...`: the history from the shell."""
+"""`chatterm sessions ...`: the history from the shell.
+
+Everything read back from the history is untrusted (replies, titles). On a terminal it goes
+through the sanitiser (:mod:`chatterm.sanitize`); into a pipe or a file, ``show`` and
+``export`` stay byte-exact. ``list`` and ``search`` print one line per entry, so titles and
+snippets are always folded to one safe line; their ``--json`` is the exact form.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from typing import Annotated
 import typer
 
 from chatterm.cli.failures import Failure
+from chatterm.sanitize import safe_inline, safe_json_text, safe_text
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -26,8 +33,25 @@ def _ago(ts: float) -> str:
 
 
 def _safe(text: str) -> str:
-    """Titles and snippets are user/model text: no control characters on the terminal."""
-    return "".join(ch if ch.isprintable() else " " for ch in text)
+    """Titles and snippets are user/model text: one line, no control characters."""
+    return safe_inline(text)
+
+
+def _on_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (ValueError, OSError):
+        return False
+
+
+def _echo_document(text: str, is_json: bool) -> None:
+    """A document read from the history: byte-exact into a pipe, sanitised on a terminal."""
+    if _on_terminal():
+        text = safe_json_text(text) if is_json else safe_text(text)
+    # Not typer.echo: click strips ANSI sequences when stdout is not a terminal, and an
+    # export into a pipe must be byte-exact.
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +67,7 @@ def register(app: typer.Typer) -> None:
             conversations = store.list_conversations(limit=limit)
         if json_out:
             data = [conversation_json(c, []) | {"messages": None} for c in conversations]
-            typer.echo(json.dumps(data, ensure_ascii=False))
+            _echo_document(json.dumps(data, ensure_ascii=False), is_json=True)
             return
         for c in conversations:
             typer.echo(f"{c.id}  {_ago(c.updated_at)}  {_safe(c.title)}")
@@ -60,12 +84,11 @@ def register(app: typer.Typer) -> None:
             conv = _get(store, conversation_id)
             messages = store.branch(conv.id)
             attached = store.attachments_for(m.id for m in messages)
-        text = to_json(conv, messages, attached) if json_out else to_markdown(conv, messages, attached)
-        if sys.stdout.isatty():  # attached files are untrusted text: no controls on a terminal
-            from chatterm.sanitize import safe_text
-
-            text = safe_text(text)
-        typer.echo(text)
+        if json_out:
+            text = to_json(conv, messages, attached)
+        else:
+            text = to_markdown(conv, messages, attached)
+        _echo_document(text, is_json=json_out)
 
     @app.command("search")
     def search(
@@ -85,10 +108,11 @@ def register(app: typer.Typer) -> None:
                 }
                 for h in hits
             ]
-            typer.echo(json.dumps(data, ensure_ascii=False))
+            _echo_document(json.dumps(data, ensure_ascii=False), is_json=True)
             return
         for h in hits:
-            typer.echo(f"{h.conversation_id}  {_safe(h.conversation_title)}  [{h.role}] {_safe(h.snippet)}")
+            title, snippet = _safe(h.conversation_title), _safe(h.snippet)
+            typer.echo(f"{h.conversation_id}  {title}  [{_safe(h.role)}] {snippet}")
         if not hits:
             print("chatterm: no matches", file=sys.stderr)
 
@@ -101,7 +125,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Export a conversation as Markdown or JSON."""
-        from chatterm.export import to_json, to_markdown
+        from chatterm.export import to_json, to_markdown, write_private
 
         if fmt not in ("md", "json"):
             raise Failure(f"unknown format {fmt!r}: use md or json")
@@ -114,10 +138,9 @@ def register(app: typer.Typer) -> None:
         else:
             text = to_markdown(conv, messages, attached)
         if output:
-            with open(output, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
+            write_private(output, text + "\n")
         else:
-            typer.echo(text)
+            _echo_document(text, is_json=fmt == "json")
 
     @app.command("rm")
     def rm(conversation_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:

@@ -1,0 +1,98 @@
+"""Cutting Markdown into top-level blocks where a cut cannot change how it renders.
+
+One splitter for every renderer that shows a reply piece by piece: ``chatterm ask``'s terminal
+renderer prints each finished block once (:func:`split_blocks`), and the TUI cuts a long reply
+into segments of a few thousand characters, each shown by its own Markdown widget (Textual
+lays out a Markdown widget by measuring every block it holds, so one widget holding a long
+streaming reply costs time in proportion to the whole reply on every frame; cut, only the last
+segment changes).
+
+A cut is only made where Markdown's top-level parse state is clean: after a blank line,
+outside a code fence, before a line that starts a heading, a paragraph or a fence (never
+before an indented line, a list item, a table row, a quote or HTML, which could continue the
+previous block: a numbered step's indented code, a list item's second paragraph, a fence
+holding blank lines all stay with their block). Rendering the blocks one by one is then the
+same as rendering the whole text. Plain Python: no Textual, no rich.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+# The live (streaming) segment is cut after this many characters...
+SEGMENT_CHARS = 600
+# ...and frozen segments are merged up to this size (a stored reply is cut at this size).
+FROZEN_CHARS = 3000
+
+BREAK = None  # in the output of SegmentSplitter.feed: start a new segment here
+
+_UNSAFE_STARTS = frozenset(" \t-*+>|<0123456789\n\r")
+
+
+class SegmentSplitter:
+    """Incremental: feed deltas, get text pieces and BREAK markers, in order."""
+
+    def __init__(self, limit: int = SEGMENT_CHARS) -> None:
+        self.limit = limit
+        self.segment_chars = 0
+        self.in_fence = False
+        self.fence = ""
+        self.line = ""
+        self.at_line_start = True
+        self.previous_blank = False
+
+    def feed(self, text: str) -> Iterator[str | None]:
+        i = 0
+        length = len(text)
+        while i < length:
+            if self.at_line_start:
+                if (
+                    self.previous_blank
+                    and not self.in_fence
+                    and self.segment_chars >= self.limit
+                    and text[i] not in _UNSAFE_STARTS
+                ):
+                    yield BREAK
+                    self.segment_chars = 0
+                self.at_line_start = False
+            end = text.find("\n", i)
+            if end == -1:
+                piece = text[i:]
+                self.line += piece
+                self.segment_chars += len(piece)
+                yield piece
+                return
+            piece = text[i : end + 1]
+            self.line += piece
+            self.segment_chars += len(piece)
+            yield piece
+            self._line_done(self.line)
+            self.line = ""
+            self.at_line_start = True
+            i = end + 1
+
+    def _line_done(self, line: str) -> None:
+        stripped = line.strip()
+        self.previous_blank = not stripped
+        marker = stripped[:3]
+        if marker in ("```", "~~~"):
+            if not self.in_fence:
+                self.in_fence, self.fence = True, marker
+            elif marker == self.fence and stripped.strip(marker[0]) == "":
+                self.in_fence = False
+
+
+def split_blocks(text: str) -> list[str]:
+    """``text`` cut at every safe boundary: the smallest blocks that render as the whole."""
+    return split_segments(text, 0)
+
+
+def split_segments(text: str, limit: int = SEGMENT_CHARS) -> list[str]:
+    """A whole text cut the same way the stream would be: always at least one segment."""
+    segments: list[list[str]] = [[]]
+    for piece in SegmentSplitter(limit).feed(text):
+        if piece is BREAK:
+            segments.append([])
+        else:
+            segments[-1].append(piece)
+    return ["".join(pieces) for pieces in segments]
