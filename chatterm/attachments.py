@@ -440,3 +440,46 @@ class GitIgnore:
             if rule.regex.match(rel):
                 verdict = not rule.negated
         return verdict
+
+
+# --- @path in prompt text (the TUI) --------------------------------------------------------
+
+_AT_PATH = re.compile(r"(?<!\S)@(\S+)")
+_TRAILING = ",.;:!?)]}'\""
+
+
+def split_at_paths(text: str, cwd: Path | None = None) -> tuple[str, list[str]]:
+    """Find ``@path`` mentions of existing files or folders in a prompt.
+
+    Returns the prompt with each such ``@path`` written as plain ``path`` (the reference stays
+    readable; the file itself goes in as an attachment) and the paths in order, without
+    duplicates. ``@`` words that name nothing on disk (``@alice``) are left as they are, and
+    trailing punctuation (``see @notes.md,``) is not part of the path.
+    """
+    base = cwd or Path.cwd()
+    found: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        word = match.group(1)
+        candidate = word
+        while candidate and not (base / Path(candidate).expanduser()).exists():
+            if candidate[-1] not in _TRAILING:
+                return match.group(0)
+            candidate = candidate[:-1]
+        if not candidate:
+            return match.group(0)
+        if candidate not in found:
+            found.append(candidate)
+        return word
+
+    return _AT_PATH.sub(replace, text), found
+
+
+def classify(path: str) -> str:
+    """``"image"`` for a file whose bytes say PNG/JPEG/WebP/GIF, else ``"text"`` (for -f)."""
+    try:
+        with Path(path).expanduser().open("rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return "text"
+    return "image" if image_mime(head) else "text"

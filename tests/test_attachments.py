@@ -429,3 +429,21 @@ def test_template_errors_and_listing(openai_server, config_env, tmp_path: Path) 
     assert broken.returncode == 2
     assert "[templates.x] has unknown key 'sytem_prompt'" in broken.stderr
     assert "(line 2)" in broken.stderr
+
+
+# --- @path mentions (the TUI's prompt) ------------------------------------------------------
+
+
+def test_at_paths_name_existing_files_only(tmp_path: Path) -> None:
+    from chatterm.attachments import classify, split_at_paths
+
+    (tmp_path / "notes.md").write_text("n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "shot.png").write_bytes(PNG)
+    text, paths = split_at_paths(
+        "ask @alice about @notes.md, @src and @shot.png (not a@notes.md) @notes.md", tmp_path
+    )
+    assert paths == ["notes.md", "src", "shot.png"]
+    assert text == "ask @alice about notes.md, src and shot.png (not a@notes.md) notes.md"
+    assert classify(str(tmp_path / "shot.png")) == "image"
+    assert classify(str(tmp_path / "notes.md")) == "text"
