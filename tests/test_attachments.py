@@ -447,3 +447,19 @@ def test_at_paths_name_existing_files_only(tmp_path: Path) -> None:
     assert text == "ask @alice about notes.md, src and shot.png (not a@notes.md) notes.md"
     assert classify(str(tmp_path / "shot.png")) == "image"
     assert classify(str(tmp_path / "notes.md")) == "text"
+
+
+def test_a_template_option_typo_is_refused_before_sending(openai_server, env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "config.toml"
+    path.write_text('[templates.t]\nmodel = "echo@typo"\noptions = { temprature = 0.1 }\n')
+    result = run_cli("ask", "-t", "t", "hi", env={**env, "CHATTERM_CONFIG": str(path)})
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr)
+    assert "no option 'temprature'" in result.stderr
+    assert openai_server.requests_for("echo@typo") == []
+
+
+def test_stdin_goes_to_one_attachment_only(env) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("ask", "-f", "-", "-a", "-", "q", input="x", env=env)
+    assert result.returncode == 2
+    assert "stdin can be attached only once" in result.stderr
