@@ -39,22 +39,17 @@ def resolve_with_template(
 ) -> Choice:
     """:func:`chatterm.config.resolve` with the template's settings under the flags."""
     if template is None:
-        return resolve(
-            config, profile=profile, backend=backend, model=model, base_url=base_url,
-            options=options, system_prompt=system_prompt, debug=debug,
-        )
-    merged = {**template.options, **options}
-    choice = resolve(
+        template = Template(name="(none)")
+    return resolve(
         config,
         profile=profile or template.profile,
         backend=backend,
         model=model or template.model,
         base_url=base_url,
-        options=merged,
+        options={**template.options, **options},
         system_prompt=system_prompt if system_prompt is not None else template.system_prompt,
         debug=debug,
     )
-    return choice
 
 
 def fill_prompt(template: Template | None, text: str) -> str:
