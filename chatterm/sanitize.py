@@ -17,7 +17,8 @@ The rule:
 * Bidi embedding, override and isolate characters (U+202A-U+202E, U+2066-U+2069) become
   ``<U+202E>`` and so on.
 
-It is one ``str.translate`` pass (plus a ``replace`` when the text holds ``\\r``), cheap enough
+It is one ``str.isprintable`` check that passes ordinary text, and a ``str.translate`` pass (plus a
+``replace`` when the text holds ``\\r``) only where there is something to replace: cheap enough
 for every streamed chunk. Pipes and files are not written through here: they stay byte-exact.
 
 This is a core module: no Textual, no rich.
@@ -25,7 +26,6 @@ This is a core module: no Textual, no rich.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 # Code points that must never reach a terminal as themselves, mapped to what is shown instead.
@@ -42,12 +42,18 @@ _VISIBLE.update({c: f"<U+{c:04X}>" for c in (*_C1, *_BIDI)})
 # For one-line contexts (titles, model ids, error lines): newline and tab become spaces too.
 _VISIBLE_INLINE = {**_VISIBLE, 0x0A: " ", 0x09: " "}
 
+# The fast path: ``str.isprintable`` is False for every unsafe code point (and for newline, tab
+# and some harmless ones, which then take the translate path), runs in C without a regex to
+# compile, and is ~10x cheaper than translating a piece that holds nothing to replace.
+
 # JSON for a terminal: json.dumps already escapes C0; this escapes what it leaves (DEL, C1, bidi).
 _JSON_ESCAPES = {c: f"\\u{c:04x}" for c in (0x7F, *_C1, *_BIDI)}
 
 
 def safe_text(text: str) -> str:
     """``text`` with every control made visible; newlines and tabs kept. For multi-line text."""
+    if text.isprintable():
+        return text
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     return text.translate(_VISIBLE)
@@ -55,6 +61,8 @@ def safe_text(text: str) -> str:
 
 def safe_inline(text: str) -> str:
     """``text`` for one line (a title, a model id, an error message): no control, no newline."""
+    if text.isprintable():
+        return text
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     return text.translate(_VISIBLE_INLINE)
@@ -70,6 +78,8 @@ def safe_json(value: Any, **kwargs: Any) -> str:
 
     Still valid JSON that decodes to exactly ``value``; use it when stdout is a terminal.
     """
+    import json  # here: importing this module must stay cheap
+
     kwargs.setdefault("ensure_ascii", False)
     return json.dumps(value, **kwargs).translate(_JSON_ESCAPES)
 
@@ -100,6 +110,8 @@ class StreamSanitizer:
         if self._held_cr:
             piece = "\r" + piece
             self._held_cr = False
+        elif piece.isprintable():
+            return piece
         if "\r" not in piece:
             return piece.translate(_VISIBLE)
         if piece.endswith("\r"):

@@ -233,16 +233,19 @@ _OUR_TABLES = frozenset(["conversations", "messages"])
 
 
 def _refuse_foreign(db: sqlite3.Connection, path: Path) -> None:
-    """A database with tables but no chatterm schema is another application's: leave it be."""
-    if db.execute("PRAGMA user_version").fetchone()[0] != 0:
-        return
-    tables = [
-        row[0]
+    """A database with tables but no chatterm schema is another application's: leave it be.
+
+    Foreign means: tables that are not ours, and either no chatterm schema version (0) or our
+    tables missing (another application may set ``user_version`` too).
+    """
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    tables = {
+        str(row[0])
         for row in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
         if not str(row[0]).startswith(("sqlite_", "messages_fts"))
-    ]
-    foreign = sorted(set(tables) - _OUR_TABLES)
-    if foreign:
+    }
+    foreign = sorted(tables - _OUR_TABLES)
+    if foreign and (version == 0 or not tables >= _OUR_TABLES):
         db.close()
         raise StoreError(
             f"{path} is not a chatterm history (it holds other tables: "

@@ -61,9 +61,10 @@ def test_a_history_owned_by_another_user_is_refused(
     assert path.read_bytes() == before and _mode(path) == 0o644
 
 
-def _foreign_database(path: Path) -> bytes:
+def _foreign_database(path: Path, user_version: int = 0) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {user_version}")
     db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
     db.execute("INSERT INTO users (name) VALUES ('ada')")
     db.commit()
@@ -72,9 +73,12 @@ def _foreign_database(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def test_another_applications_database_is_refused_untouched(tmp_path: Path) -> None:
+@pytest.mark.parametrize("user_version", [0, 1, 7])
+def test_another_applications_database_is_refused_untouched(
+    tmp_path: Path, user_version: int
+) -> None:
     path = tmp_path / "other.db"
-    before = _foreign_database(path)
+    before = _foreign_database(path, user_version)
     with pytest.raises(StoreError, match="not a chatterm history") as caught:
         HistoryStore(path)
     assert "users" in caught.value.message and "\n" not in caught.value.message
@@ -99,4 +103,15 @@ def test_an_empty_file_and_a_chatterm_history_are_accepted(tmp_path: Path) -> No
     with HistoryStore(empty) as store:
         store.create_conversation("first")
     with HistoryStore(empty) as store:  # our own schema: opened again without complaint
+        assert store.count_conversations() == 1
+
+
+def test_a_history_with_an_extra_table_of_the_users_is_still_ours(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    with HistoryStore(path) as store:
+        store.create_conversation("t")
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE my_notes (x TEXT)")
+    db.close()
+    with HistoryStore(path) as store:
         assert store.count_conversations() == 1

@@ -237,3 +237,29 @@ def test_url_user_info_is_masked_in_notices(openai_server) -> None:  # type: ign
 def test_words_after_basic_or_bearer_are_not_mangled() -> None:
     text = "Basic authentication required; Bearer tokens only"
     assert mask_secrets(text) == text
+
+
+@pytest.mark.parametrize("pad", [120, 135, 140, 150])
+def test_a_url_password_cut_at_the_limit_is_still_masked(pad: int) -> None:
+    import httpx
+    from chatterm_openai.failures import Failures
+
+    url = "http://alice:supersecretpassword@127.0.0.1:9/v1"
+    failures = Failures(url, None, httpx.Timeout(1.0), 0.0)
+    error = failures.transport(httpx.ConnectError("x" * pad + f" while reaching {url}"), False)
+    assert "supersec" not in error.message and "alice" not in error.message, error.message
+
+
+def test_the_error_boundary_masks_what_a_backend_did_not(capsys) -> None:  # type: ignore[no-untyped-def]
+    from chatterm.backend import ServerError
+    from chatterm.cli.failures import report_failure
+
+    message = "proxy said: Authorization: Bearer tok-12345678 for http://bob:pa55word@h/v1"
+    for debug in (False, True):
+        try:
+            raise ServerError(message)
+        except ServerError as exc:
+            report_failure(exc, debug=debug)
+        shown = capsys.readouterr().err
+        assert "tok-12345678" not in shown and "pa55word" not in shown and "bob" not in shown
+        assert "Bearer ***" in shown and "http://***@h/v1" in shown

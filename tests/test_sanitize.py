@@ -102,3 +102,10 @@ def test_safe_json_text_escapes_encoded_json_the_same_way(text: str) -> None:
     shown = safe_json_text(encoded)
     assert json.loads(shown) == {"t": text}
     assert not _unsafe_chars(shown)
+
+
+def test_the_fast_path_never_skips_an_unsafe_code_point() -> None:
+    """``str.isprintable`` lets text skip the translate pass: never for a code point we name."""
+    for code in UNSAFE_CODE_POINTS:
+        assert not chr(code).isprintable(), hex(code)
+        assert not f"ab{chr(code)}cd".isprintable()

@@ -82,8 +82,9 @@ def test_ask_json_on_a_terminal_escapes_every_control(server_env) -> None:  # ty
     assert "\\u001b]52;c;PWNCLIP" in run.terminal and "\\u009b31mPWNCSIEIGHT" in run.terminal
 
 
-def test_ask_into_a_pipe_is_byte_exact(server_env) -> None:  # type: ignore[no-untyped-def]
-    result = run_cli("ask", "-m", "hostile", "go", env=server_env)
+@pytest.mark.parametrize("flags", [[], ["-r"], ["--no-stream"], ["-u"]])
+def test_ask_into_a_pipe_is_byte_exact(server_env, flags) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("ask", *flags, "-m", "hostile", "go", env=server_env)
     assert result.returncode == 0
     assert result.stdout == HOSTILE_TEXT + "\n"
 
@@ -231,3 +232,25 @@ def test_config_show_is_sanitised_and_masks_url_user_info(tmp_path) -> None:  # 
     assert "m␛]52;c;PWNCLIP␇" in run.terminal
     assert "hunter2pass" not in run.terminal and "alice" not in run.terminal
     assert "http://***@127.0.0.1:9/v1" in run.terminal
+
+
+def test_the_error_boundary_sanitises_messages_and_debug_tracebacks(capsys) -> None:  # type: ignore[no-untyped-def]
+    from chatterm.backend import ServerError
+    from chatterm.cli.failures import report_failure
+
+    for error, debug in ((ServerError(HOSTILE_LINE), False), (ValueError(HOSTILE_LINE), True)):
+        try:
+            raise error
+        except Exception as exc:
+            code = report_failure(exc, debug=debug)
+        shown = capsys.readouterr().err
+        assert code == 1 and unsafe_sequences(shown) == []
+        assert signature("osc52", inline=True) in shown
+        assert ("Traceback" in shown) is debug
+
+
+def test_links_are_shown_with_their_address_not_planted_as_hyperlinks(server_env) -> None:  # type: ignore[no-untyped-def]
+    run = run_on_pty(["ask", "-m", "chunks:60:markdown", "go"], server_env)
+    assert run.returncode == 0
+    assert unsafe_sequences(run.terminal) == []  # no OSC 8, not even chatterm's own
+    assert "https://example.com/1" in without_styling(run.terminal)

@@ -36,7 +36,7 @@ from chatterm.backend import (
     TextDelta,
 )
 from chatterm_openai.failures import Failures, Retry
-from chatterm_openai.messages import message_from_body, message_from_json
+from chatterm_openai.messages import message_from_json
 from chatterm_openai.payloads import (
     completion_events,
     context_length_of,
@@ -225,7 +225,7 @@ class OpenAIBackend(Backend):
         content_type = response.headers.get("content-type", "")
         raw = await read_body(response, JSON_BODY_LIMIT)
         if "json" not in content_type:
-            detail = message_from_body(raw[:ERROR_BODY_LIMIT], content_type)
+            detail = self._fail.body_detail(raw[:ERROR_BODY_LIMIT], content_type)
             raise self._fail.error(
                 ServerError,
                 f"the server at {self._url} answered with {content_type or 'no content type'} "

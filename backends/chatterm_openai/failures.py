@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Callable
 
 import httpx
 
@@ -67,6 +68,10 @@ class Failures:
         """
         return mask_secrets(text, self._secrets)
 
+    def body_detail(self, body: bytes, content_type: str) -> str:
+        """The one-line message of an error body, masked before it is cut."""
+        return message_from_body(self.mask(body.decode("utf-8", "replace")).encode(), content_type)
+
     def error(self, cls: type[BackendError], message: str) -> BackendError:
         """An error whose message is one line and cannot leak the API key."""
         return cls(one_line(self.mask(message), 600))
@@ -91,7 +96,7 @@ class Failures:
 
     def transport(self, exc: httpx.HTTPError, after_output: bool) -> BackendError:
         """Connection refused, DNS, timeouts, protocol errors: a cut once text has arrived."""
-        reason = transport_reason(exc, self._timeout)
+        reason = transport_reason(exc, self._timeout, self.mask)
         if after_output:
             return self.cut(reason)
         return self.error(ConnectionFailed, f"cannot connect to {self.url}: {reason}")
@@ -113,9 +118,8 @@ class Failures:
         rate_retries, server_retries = retries or (RATE_LIMIT_RETRIES, SERVER_ERROR_RETRIES)
         status = response.status_code
         headers = response.headers
-        masked = self.mask(body.decode("utf-8", "replace")).encode()
         detail = (
-            message_from_body(masked, headers.get("content-type", ""))
+            self.body_detail(body, headers.get("content-type", ""))
             or response.reason_phrase
             or "no details"
         )
@@ -172,8 +176,13 @@ def display_url(base_url: str) -> str:
     return _masked_url(base_url)
 
 
-def transport_reason(exc: httpx.HTTPError, timeout: httpx.Timeout) -> str:
-    """A few words on why a transport failed, from the innermost error worth showing."""
+def transport_reason(
+    exc: httpx.HTTPError, timeout: httpx.Timeout, mask: Callable[[str], str] = str
+) -> str:
+    """A few words on why a transport failed, from the innermost error worth showing.
+
+    ``mask`` is applied before the text is cut: a URL's password cut in half is not masked.
+    """
     if isinstance(exc, httpx.ConnectTimeout):
         return f"no answer within {format_seconds(timeout.connect or 0)} (connect timeout)"
     if isinstance(exc, httpx.ReadTimeout):
@@ -191,7 +200,7 @@ def transport_reason(exc: httpx.HTTPError, timeout: httpx.Timeout) -> str:
     for cause in chain:  # httpx's own text is often generic; the first specific one wins
         text = str(cause)
         if text and text != "All connection attempts failed":
-            return one_line(text, 160)
+            return one_line(mask(text), 160)
     return type(exc).__name__
 
 

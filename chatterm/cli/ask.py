@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 from chatterm.backend import Backend, BackendError, Metadata, Notice, ReasoningDelta, TextDelta
 from chatterm.chat import ChatSession, ReplyOutcome, memory_store
 from chatterm.cli import start_collecting
-from chatterm.cli.failures import Failure
+from chatterm.cli.failures import Failure, for_stderr
 from chatterm.cli.inputs import compose_prompt, read_piped_stdin
 from chatterm.cli.options import AskOutput, CommonOptions
 from chatterm.cli.render import ReplySink, choose_sink
 from chatterm.config import Choice, Config, Template, load_config
 from chatterm.paths import history_path
 from chatterm.runtime import open_backend
-from chatterm.sanitize import safe_inline, safe_json
+from chatterm.sanitize import safe_json
 from chatterm.store import Conversation, HistoryStore
 from chatterm.templates import resolve_with_template
 
@@ -108,7 +108,7 @@ def _check_images(backend: Backend, choice: Choice, attached: Gathered) -> None:
     if not backend.accepts_images(model):
         what = f"model {model}" if model else f"backend {choice.backend}"
         raise Failure(
-            f"{safe_inline(what)} takes no images (-a); use a vision-language model or drop -a"
+            f"{what} takes no images (-a); use a vision-language model or drop -a"
         )
 
 
@@ -171,7 +171,7 @@ async def _stream(
         kept = f" (partial reply kept in conversation {session.conversation.id})" if (
             partial and session.conversation
         ) else ""
-        print(f"chatterm: error: {safe_inline(exc.message)}{kept}", file=sys.stderr)
+        print(f"chatterm: error: {for_stderr(exc.message)}{kept}", file=sys.stderr)
         return exc.exit_code
     finally:
         await backend.aclose()
@@ -269,6 +269,6 @@ def _saved_where(session: ChatSession, output: AskOutput) -> str:
 
 
 def _say(message: str) -> None:
-    """A notice for people on stderr: sanitised always, even into a pipe (it may quote a
-    server's words or a model id)."""
-    print(f"chatterm: {safe_inline(message)}", file=sys.stderr, flush=True)
+    """A notice for people on stderr: masked and sanitised always, even into a pipe (it may
+    quote a server's words, a model id or a URL)."""
+    print(f"chatterm: {for_stderr(message)}", file=sys.stderr, flush=True)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import sys
 import traceback
 
-from chatterm.sanitize import safe_inline
-
 
 class Failure(Exception):
     """A CLI-level failure with its exit code (usage errors, nothing to ask, ...)."""
@@ -30,19 +28,34 @@ def report_failure(exc: BaseException, debug: bool) -> int:
     if isinstance(exc, BrokenPipeError):
         _silence_stdout()
         return 141
-    if debug:
-        traceback.print_exception(exc, file=sys.stderr)
+    if debug:  # a traceback quotes messages too (a server's words): sanitised like the rest
+        sys.stderr.write(for_stderr("".join(traceback.format_exception(exc)), one_line=False))
     message = getattr(exc, "message", None)
     code = getattr(exc, "exit_code", None)
     if isinstance(message, str) and isinstance(code, int):
-        print(f"chatterm: error: {safe_inline(message)}", file=sys.stderr)
+        print(f"chatterm: error: {for_stderr(message)}", file=sys.stderr)
         return code
     print(
-        f"chatterm: internal error: {type(exc).__name__}: {safe_inline(_one_line(str(exc)))}"
+        f"chatterm: internal error: {type(exc).__name__}: {for_stderr(str(exc), limit=300)}"
         + ("" if debug else " (run with --debug for details)"),
         file=sys.stderr,
     )
     return 1
+
+
+def for_stderr(text: str, one_line: bool = True, limit: int | None = None) -> str:
+    """``text`` fit for a diagnostic line: URL passwords and Bearer/Basic credentials masked
+    (a backend may not have), then cut to ``limit``, then sanitised (always, even into a pipe).
+    """
+    from chatterm.sanitize import safe_inline, safe_text  # only here: start-up stays light
+    from chatterm.secrets_mask import mask_secrets
+
+    text = mask_secrets(text)
+    if not one_line:
+        return safe_text(text)
+    if limit is not None:
+        text = _one_line(text, limit)
+    return safe_inline(text)
 
 
 def _one_line(text: str, limit: int = 300) -> str:

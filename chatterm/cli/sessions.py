@@ -16,7 +16,6 @@ from typing import Annotated
 import typer
 
 from chatterm.cli.failures import Failure
-from chatterm.sanitize import safe_inline, safe_json_text, safe_text
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -34,6 +33,8 @@ def _ago(ts: float) -> str:
 
 def _safe(text: str) -> str:
     """Titles and snippets are user/model text: one line, no control characters."""
+    from chatterm.sanitize import safe_inline
+
     return safe_inline(text)
 
 
@@ -47,6 +48,8 @@ def _on_terminal() -> bool:
 def _echo_document(text: str, is_json: bool) -> None:
     """A document read from the history: byte-exact into a pipe, sanitised on a terminal."""
     if _on_terminal():
+        from chatterm.sanitize import safe_json_text, safe_text
+
         text = safe_json_text(text) if is_json else safe_text(text)
     # Not typer.echo: click strips ANSI sequences when stdout is not a terminal, and an
     # export into a pipe must be byte-exact.
