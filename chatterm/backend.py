@@ -18,6 +18,7 @@ Rules for implementers:
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -166,6 +167,8 @@ class OptionSpec:
 
     def parse(self, raw: Any) -> Any:
         value = _coerce(self, raw)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise OptionError(f"option {self.name} must be a finite number, got {raw!r}")
         if isinstance(value, int | float) and not isinstance(value, bool):
             if self.minimum is not None and value < self.minimum:
                 raise OptionError(f"option {self.name} must be >= {self.minimum}, got {value}")
@@ -271,6 +274,15 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """Yield the reply as events. Must be an async generator (``async def`` + ``yield``)."""
+
+    async def prepare(self, model: str | None, options: Mapping[str, Any]) -> None:
+        """Get ready to answer ``model`` before anything is saved (load weights, check a path).
+
+        Front ends call it before the user's message is stored, so a backend that cannot
+        answer at all (a model that cannot be loaded) fails without leaving an empty
+        conversation behind. ``options`` are the validated ones. The default does nothing, and
+        ``stream`` must work without it having been called.
+        """
 
     async def list_models(self) -> list[str]:
         raise BackendError(f"backend {self.name} cannot list models")

@@ -9,6 +9,7 @@ the partial reply stored and marked.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,9 @@ from chatterm.store import (
     Conversation,
     HistoryStore,
     Message,
+    PieceWriter,
     StoredAttachment,
+    StoreError,
     title_from_prompt,
 )
 
@@ -50,7 +53,9 @@ class ReplyOutcome:
     """What happened to the last reply, for status lines, ``--json`` and ``--usage``."""
 
     message_id: int | None = None
-    text: str = ""
+    # The reply as it streamed; ``text`` joins it only when asked (a big reply is not copied
+    # for nothing).
+    pieces: list[str] = field(default_factory=list)
     reasoning: str = ""
     status: str = STREAMING
     error: str | None = None
@@ -60,15 +65,66 @@ class ReplyOutcome:
     model: str | None = None
     backend: str | None = None
     first_token_s: float | None = None
+    last_token_s: float | None = None
     duration_s: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def text(self) -> str:
+        if len(self.pieces) > 1:
+            self.pieces[:] = ["".join(self.pieces)]
+        return self.pieces[0] if self.pieces else ""
+
+    @property
+    def has_text(self) -> bool:
+        return any(self.pieces)
+
+    @property
     def tokens_per_second(self) -> float | None:
-        if not self.completion_tokens or self.duration_s is None:
+        """The server's own figure when it reports one (llama.cpp's ``timings``), else the
+        completion tokens over the time from the first to the last token."""
+        timings = self.metadata.get("timings")
+        if isinstance(timings, dict):
+            rate = timings.get("predicted_per_second")
+            if isinstance(rate, int | float) and not isinstance(rate, bool) and rate > 0:
+                return float(rate)
+        if not self.completion_tokens or self.first_token_s is None:
             return None
-        decode_s = self.duration_s - (self.first_token_s or 0.0)
-        return self.completion_tokens / decode_s if decode_s > 0 else None
+        last = self.last_token_s if self.last_token_s is not None else self.duration_s
+        if last is None or self.completion_tokens < 2:
+            return None
+        decode_s = last - self.first_token_s
+        # The first token's arrival starts the clock, so it is not counted.
+        return (self.completion_tokens - 1) / decode_s if decode_s > 0 else None
+
+
+def context_turns(
+    branch: list[Message], attached: Mapping[int, list[StoredAttachment]] | None = None
+) -> list[ChatMessage]:
+    """The turns sent as context: user and assistant strictly alternating, from a user turn.
+
+    The rule (README, "What is sent"): a reply with no text (it failed or was stopped before
+    any arrived) is not sent, and neither is the user message it answered, so one failed turn
+    can never make the next request send two user messages in a row (servers with strict chat
+    templates refuse that) nor grow the context on every retry. Both stay in the history,
+    marked. A partial reply that has text is sent: it is what the user saw. A user message's
+    attachments (``attached``, by message id) go with it as they went the first time.
+    """
+    attached = attached or {}
+    turns: list[ChatMessage] = []
+    for message in branch:
+        if message.role == "user":
+            if turns and turns[-1].role == "user":
+                turns.pop()  # it got no reply with text
+            if message.id in attached:
+                turns.append(_with_attachments(message, attached[message.id]))
+            else:
+                turns.append(ChatMessage("user", message.content))
+        elif message.role == "assistant" and message.content and turns and (
+            turns[-1].role == "user"
+        ):
+            turns.append(ChatMessage("assistant", message.content))
+    return turns
 
 
 def _with_attachments(message: Message, items: list[StoredAttachment]) -> ChatMessage:
@@ -102,6 +158,7 @@ class ChatSession:
         options: Mapping[str, Any] | None = None,
         conversation: Conversation | None = None,
         system_prompt: str | None = None,
+        route: Mapping[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -111,6 +168,11 @@ class ChatSession:
         self.conversation = conversation
         self._new_system_prompt = system_prompt
         self.last_outcome: ReplyOutcome | None = None
+        # Where replies come from (chatterm.continuation.route_of), remembered by the
+        # conversation so a continuation goes back there; None records nothing.
+        self.route: dict[str, Any] | None = dict(route) if route is not None else None
+        # Set when the end of the last reply could not be saved (disk full, ...).
+        self.save_error: StoreError | None = None
         if conversation is not None and system_prompt is not None:
             store.update_conversation_settings(conversation.id, system_prompt=system_prompt)
             self.conversation = store.get_conversation(conversation.id)
@@ -124,12 +186,15 @@ class ChatSession:
         backend_name: str,
         model: str | None,
         options: Mapping[str, Any] | None = None,
+        route: Mapping[str, Any] | None = None,
     ) -> None:
         self.backend = backend
         self.backend_name = backend_name
         self.model = model
         if options is not None:
             self.options = dict(options)
+        if route is not None:
+            self.route = dict(route)
 
     @property
     def system_prompt(self) -> str | None:
@@ -196,16 +261,15 @@ class ChatSession:
         if self.system_prompt:
             chat.append(ChatMessage("system", self.system_prompt))
         attached = self.store.attachments_for(m.id for m in branch if m.role == "user")
-        for message in branch:
-            if message.id in attached:
-                chat.append(_with_attachments(message, attached[message.id]))
-            elif message.role in ("user", "assistant") and (message.content or message.role == "user"):
-                chat.append(ChatMessage(message.role, message.content))  # type: ignore[arg-type]
+        chat.extend(context_turns(branch, attached))
         return ChatRequest(chat, model=self.model, options=dict(self.options))
 
     async def _reply_to(self, user: Message) -> AsyncIterator[StreamEvent]:
         assert self.conversation is not None
         request = self.build_request(user)
+        if self.route is not None and not self.conversation.route:
+            # Remember where this conversation goes even if its first reply fails.
+            self.store.set_route(self.conversation.id, {**self.route, "model": self.model})
         reply = self.store.add_message(
             self.conversation.id,
             "assistant",
@@ -220,18 +284,20 @@ class ChatSession:
             message_id=reply.id, model=self.model, backend=self.backend_name
         )
         self.last_outcome = outcome
-        pieces: list[str] = []
+        pieces = outcome.pieces
         thoughts: list[str] = []
+        flusher = _Flusher(self.store, reply.id, pieces, thoughts)
         started = time.monotonic()
-        next_flush = started + FLUSH_INTERVAL_S
+        timer = asyncio.create_task(flusher.run())
         try:
             events = self.backend.stream(request)
             try:
                 async for event in events:
                     if type(event) is TextDelta:
                         pieces.append(event.text)
+                        outcome.last_token_s = time.monotonic() - started
                         if outcome.first_token_s is None:
-                            outcome.first_token_s = time.monotonic() - started
+                            outcome.first_token_s = outcome.last_token_s
                     elif type(event) is ReasoningDelta:
                         thoughts.append(event.text)
                         if outcome.first_token_s is None:
@@ -248,13 +314,9 @@ class ChatSession:
                         resolved = event.values.get("model")
                         if isinstance(resolved, str):
                             outcome.model = resolved
+                    if flusher.error is not None:
+                        raise flusher.error
                     yield event
-                    now = time.monotonic()
-                    if now >= next_flush:
-                        next_flush = now + FLUSH_INTERVAL_S
-                        self.store.update_message(
-                            reply.id, content="".join(pieces), reasoning="".join(thoughts)
-                        )
             finally:
                 # Closing the stream is what stops the backend's work (HTTP, decoding thread).
                 aclose = getattr(events, "aclose", None)
@@ -265,24 +327,35 @@ class ChatSession:
             outcome.status = ERROR
             outcome.error = exc.message
             raise
+        except StoreError as exc:
+            outcome.status = ERROR
+            outcome.error = exc.message
+            raise
         except Exception as exc:
-            # A bug or a local failure (e.g. the database): keep what arrived, say what broke.
+            # A bug or a local failure: keep what arrived, say what broke.
             outcome.status = ERROR
             outcome.error = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:300]
             raise
         except BaseException:
-            # Cancelled (Esc, Ctrl-C) or the consumer stopped reading: keep what arrived.
+            # Cancelled (Esc, Ctrl-C, SIGTERM, SIGHUP) or the consumer stopped reading.
             outcome.status = INTERRUPTED
             outcome.error = "interrupted"
             raise
         finally:
-            outcome.text = "".join(pieces)
+            timer.cancel()
             outcome.reasoning = "".join(thoughts)
             outcome.duration_s = time.monotonic() - started
+            self._finish(reply.id, outcome, flusher)
+
+    def _finish(self, reply_id: int, outcome: ReplyOutcome, flusher: _Flusher) -> None:
+        """Write the rest of the reply and its outcome: the pieces are joined and the reply
+        indexed here, once. Should the disk refuse even this, the row stays ``streaming`` with
+        what was flushed, and the next chatterm to open the history marks it interrupted."""
+        assert self.conversation is not None
+        try:
+            flusher.finish()
             self.store.update_message(
-                reply.id,
-                content=outcome.text,
-                reasoning=outcome.reasoning,
+                reply_id,
                 status=outcome.status,
                 error=outcome.error,
                 model=outcome.model,
@@ -292,4 +365,82 @@ class ChatSession:
                 first_token_s=outcome.first_token_s,
                 duration_s=outcome.duration_s,
             )
-            self.refresh()
+            if self.route is not None and (outcome.has_text or outcome.status == COMPLETE):
+                self.store.set_route(
+                    self.conversation.id, {**self.route, "model": outcome.model or self.model}
+                )
+        except StoreError as exc:
+            self.save_error = exc
+            if outcome.status == COMPLETE:
+                outcome.status = ERROR
+                outcome.error = exc.message
+            return
+        self.refresh()
+
+
+# The most text one piece holds: a fast stream is written in pieces of this size, so one
+# write (and the copy it needs) stays small however far the writer is behind.
+MAX_PIECE_CHARS = 1 << 21
+
+
+class _Flusher:
+    """Cuts what streamed since the last write into the next piece for the history.
+
+    The writer (``PieceWriter``) takes a piece every ``FLUSH_INTERVAL_S``, so what the user has
+    seen reaches the database within a second even while the stream is idle; each write costs
+    the size of the new text, never of the whole reply, and runs off the event loop. A piece
+    ends at a whitespace where it can, so search (which indexes pieces) never sees a word cut
+    in two. A storage error is raised by the stream at its next event.
+    """
+
+    __slots__ = ("_carry", "_pieces", "_text_done", "_thought_done", "_thoughts", "writer")
+
+    def __init__(
+        self, store: HistoryStore, message_id: int, pieces: list[str], thoughts: list[str]
+    ) -> None:
+        self._pieces = pieces
+        self._thoughts = thoughts
+        self._text_done = 0
+        self._thought_done = 0
+        self._carry = ""  # text after the last whitespace, held for the next piece
+        self.writer: PieceWriter = store.piece_writer(message_id, self.take, FLUSH_INTERVAL_S)
+
+    @property
+    def error(self) -> StoreError | None:
+        return self.writer.error
+
+    def take(self, final: bool) -> tuple[str, str] | None:
+        """The next piece: up to MAX_PIECE_CHARS of new text (None: nothing new)."""
+        pieces, start = self._pieces, self._text_done
+        end, size = start, len(self._carry)
+        available = len(pieces)
+        while end < available and size < MAX_PIECE_CHARS:
+            size += len(pieces[end])
+            end += 1
+        thought_end = len(self._thoughts)
+        idle = end == start and thought_end == self._thought_done
+        if idle and not self._carry:
+            return None
+        text = self._carry + "".join(pieces[start:end])
+        self._carry = ""
+        # Hold back a word cut here, unless the stream has gone quiet (then what was shown is
+        # written whole, however it ends).
+        if not final and not idle:
+            cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t"))
+            if 0 <= cut < len(text) - 1 and len(text) - cut < 4096:
+                text, self._carry = text[: cut + 1], text[cut + 1 :]
+        thoughts = "".join(self._thoughts[self._thought_done : thought_end])
+        self._text_done, self._thought_done = end, thought_end
+        return text, thoughts
+
+    def finish(self) -> None:
+        """Write the rest and wait until all is written (raises a storage error)."""
+        self.writer.finish()
+
+    async def run(self) -> None:
+        """The timer for an unthreaded writer (``:memory:``); a threaded one keeps its own."""
+        if self.writer.threaded:
+            return
+        while self.writer.error is None:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            self.writer.poll()

@@ -262,6 +262,9 @@ class Choice:
     profile: str | None
     system_prompt: str | None
     chosen_by_default: bool = False
+    # Why this backend: "flag", "profile", "environment" or "default" (see explain_choice).
+    source: str = "default"
+    source_detail: str = ""
 
 
 def resolve(
@@ -279,6 +282,10 @@ def resolve(
     """Combine flags (the keyword arguments), environment and file into one backend choice."""
     env = os.environ if env is None else env
     profile_name = profile or env.get("CHATTERM_PROFILE") or config.default_profile
+    profile_from = (
+        "-p/--profile" if profile else
+        "$CHATTERM_PROFILE" if env.get("CHATTERM_PROFILE") else "default_profile in the config"
+    )
     chosen = Profile(name="(none)")
     if profile_name:
         if profile_name not in config.profiles:
@@ -298,6 +305,17 @@ def resolve(
     env_key = env.get(key_env) if key_env else None
     by_default = False
     name = backend or chosen.backend
+    if backend:
+        source, detail = "flag", "--backend"
+    elif chosen.backend:
+        source, detail = "profile", f"profile {profile_name} ({profile_from})"
+    elif base_url:
+        source, detail = "flag", "--base-url"
+    elif env.get("OPENAI_BASE_URL") or env.get(DEFAULT_KEY_ENV):
+        variable = "OPENAI_BASE_URL" if env.get("OPENAI_BASE_URL") else DEFAULT_KEY_ENV
+        source, detail = "environment", f"${variable}"
+    else:
+        source, detail = "default", "nothing configured"
     if name is None:
         if base_url or env.get("OPENAI_BASE_URL") or env.get(DEFAULT_KEY_ENV):
             name = "openai"
@@ -325,7 +343,48 @@ def resolve(
         profile=profile_name,
         system_prompt=system_prompt if system_prompt is not None else chosen.system_prompt,
         chosen_by_default=by_default,
+        source=source,
+        source_detail=detail,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Which backend and model will answer, and why, in words a newcomer can act on."""
+
+    backend: str
+    model: str
+    base_url: str | None
+    source: str  # flag, profile, environment or default
+    reason: str
+
+
+def explain_choice(choice: Choice) -> Explanation:
+    """What ``choice`` means for the user: for the welcome panel and ``chatterm doctor``.
+
+    The model named is the one that will really answer: the local backend's default model when
+    none is set, and for a server without ``-m`` the first one it lists.
+    """
+    model = choice.backend_config.model
+    if model is None and choice.backend == "local":
+        try:
+            from chatterm_local.loader import DEFAULT_MODEL  # cheap: no torch behind it
+
+            model = DEFAULT_MODEL
+        except ImportError:
+            model = None
+    if model is None:
+        model = "the first model the server lists" if choice.backend == "openai" else "its default"
+    reason = {
+        "flag": f"chosen by the {choice.source_detail} flag",
+        "profile": f"from {choice.source_detail}",
+        "environment": f"because {choice.source_detail} is set",
+        "default": "the default: no flag, profile or OPENAI_* variable is set",
+    }.get(choice.source, choice.source_detail)
+    base_url = choice.backend_config.base_url
+    if base_url is None and choice.backend == "openai":
+        base_url = "https://api.openai.com/v1"
+    return Explanation(choice.backend, model, base_url, choice.source, reason)
 
 
 def _may_get_default_key(profile_base_url: str | None) -> bool:

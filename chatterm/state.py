@@ -62,3 +62,14 @@ def save_state(updates: Mapping[str, Any], path: Path | None = None) -> bool:
     except (OSError, TypeError, ValueError):
         return False
     return True
+
+
+def first_time(kind: str, key: str, path: Path | None = None, keep: int = 200) -> bool:
+    """Whether ``key`` is new under ``kind``, remembering it: for notices said once, not on
+    every call (the last ``keep`` keys are kept). Unusable state means "new"."""
+    seen = load_state(path).get(kind)
+    known = [k for k in seen if isinstance(k, str)] if isinstance(seen, list) else []
+    if key in known:
+        return False
+    save_state({kind: [*known, key][-keep:]}, path)
+    return True

@@ -9,21 +9,33 @@ Why it is shaped this way:
 * Messages form a tree (``parent_id``) so editing a message branches instead of overwriting;
   a conversation remembers its active leaf. Reading one conversation touches only its rows
   (indexed by ``conversation_id``), never the whole history.
-* API keys never reach this module: messages record backend, model and options only.
+* A streaming reply is written as appended pieces (``message_pieces``), each indexed for search
+  (``pieces_fts``) as it is written, so one flush costs the size of what is new, never of the
+  whole reply, and ending a reply rewrites nothing. Readers join a reply's pieces.
+* Every streaming row records its writer (pid, process start time, boot id). Any chatterm that
+  opens the history marks the rows of writers that are gone (kill -9, OOM, power loss) as
+  interrupted, and never touches the rows of live ones (a reused pid has another start time).
+* Storage faults (disk full, I/O error, read-only files, a damaged page) become one line that
+  names the file and what to do; a read-only history still opens for reading.
+* API keys never reach this module: messages record backend, model and options only, and a
+  conversation's route (backend, profile, base URL without user info, model) never a key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 _MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1
@@ -72,7 +84,35 @@ _MIGRATIONS: tuple[str, ...] = (
         INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
     END;
     """,
-    # 1 -> 2: attachments (files and images sent with a message), stored once by content hash,
+    # 1 -> 2: a streamed reply is stored as the pieces it was flushed in, each indexed for
+    # search once, as it is written (nothing is rewritten or re-indexed when the reply grows
+    # or ends; search looks up each word on its own, so the index needs no positions:
+    # detail='column' halves its cost); writers are recorded so dead ones can be found;
+    # conversations remember where they were answered.
+    """
+    CREATE TABLE message_pieces (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        content TEXT NOT NULL DEFAULT '',
+        reasoning TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX message_pieces_by_message ON message_pieces(message_id, id);
+    CREATE VIRTUAL TABLE pieces_fts USING fts5(
+        content, content='message_pieces', content_rowid='id', tokenize='unicode61',
+        detail='column'
+    );
+    CREATE TRIGGER message_pieces_ai AFTER INSERT ON message_pieces BEGIN
+        INSERT INTO pieces_fts(rowid, content) VALUES (new.id, new.content);
+    END;
+    CREATE TRIGGER message_pieces_ad AFTER DELETE ON message_pieces BEGIN
+        INSERT INTO pieces_fts(pieces_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    END;
+    ALTER TABLE messages ADD COLUMN pieces INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN writer TEXT;
+    ALTER TABLE conversations ADD COLUMN route TEXT;
+    CREATE INDEX messages_streaming ON messages(id) WHERE status = 'streaming';
+    """,
+    # 2 -> 3: attachments (files and images sent with a message), stored once by content hash,
     # and the template a conversation was started from.
     """
     CREATE TABLE attachments (
@@ -96,6 +136,7 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+# The schema version is the number of migrations: adding one is appending one entry above.
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 # Message status values.
@@ -103,6 +144,16 @@ COMPLETE = "complete"
 STREAMING = "streaming"
 INTERRUPTED = "interrupted"
 ERROR = "error"
+
+# What a reply whose process died is marked with, for `sessions show` and the TUI.
+ORPHANED = "the process ended before the reply finished"
+
+# A streamed reply up to this many characters is joined into its row when it ends; a bigger
+# one stays in its pieces (joining it would cost its whole size once more, at the end).
+FOLD_LIMIT = 1 << 20
+
+# The keys a conversation's route may hold: where it was answered, never a secret.
+ROUTE_KEYS = ("backend", "profile", "base_url", "model")
 
 
 class StoreError(Exception):
@@ -123,6 +174,8 @@ class Conversation:
     active_leaf_id: int | None
     created_at: float
     updated_at: float
+    # Where the last reply came from (see ROUTE_KEYS), so a continuation goes back there.
+    route: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,22 +225,18 @@ class StoredAttachment:
         return self.data.decode("utf-8", "replace")
 
 
-_CONV_COLS = "id, title, system_prompt, options, active_leaf_id, created_at, updated_at"
+_CONV_COLS = "id, title, system_prompt, options, active_leaf_id, created_at, updated_at, route"
 _MSG_COLS = (
     "id, conversation_id, parent_id, role, content, reasoning, status, error, backend, model,"
     " options, prompt_tokens, completion_tokens, finish_reason, first_token_s, duration_s,"
-    " created_at"
+    " created_at, pieces"
 )
-
-
 def _conversation(row: tuple[Any, ...]) -> Conversation:
-    return Conversation(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
-
-
-def _message(row: tuple[Any, ...]) -> Message:
-    values = list(row)
-    values[10] = json.loads(values[10])
-    return Message(*values)
+    route = json.loads(row[7]) if row[7] else None
+    return Conversation(
+        row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6],
+        route if isinstance(route, dict) else None,
+    )
 
 
 def title_from_prompt(prompt: str, limit: int = 60) -> str:
@@ -253,26 +302,155 @@ def _refuse_foreign(db: sqlite3.Connection, path: Path) -> None:
         )
 
 
-class HistoryStore:
-    """All reads and writes of the history database. Not shared across threads."""
+# --- writers -------------------------------------------------------------------------------
+# A streaming row names its writer as "pid:start:boot". The start time (clock ticks after boot,
+# field 22 of /proc/<pid>/stat) tells a reused pid from the original, and the boot id tells a
+# pid from before a reboot (power loss) from one after it.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of a process from /proc, or None where there is no such entry."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = data.rpartition(")")[2].split()
+    if len(fields) < 20:
+        return None
+    return fields[0], fields[19]
+
+
+_BOOT_ID: str | None = None
+
+
+def _boot_id() -> str:
+    global _BOOT_ID
+    if _BOOT_ID is None:
         try:
-            private = str(path) != ":memory:"
-            if private:
-                _create_private_file(path)
-            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-            self._db.execute("PRAGMA busy_timeout = 30000")
-            if private:  # before anything writes: WAL, migrations
-                _refuse_foreign(self._db, path)
-                _tighten(path)
-            self._enable_wal()
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute("PRAGMA foreign_keys = ON")
+            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+                _BOOT_ID = handle.read().strip()
+        except OSError:
+            _BOOT_ID = ""
+    return _BOOT_ID
+
+
+def writer_token(pid: int | None = None) -> str:
+    """How a streaming row names the process writing it."""
+    pid = os.getpid() if pid is None else pid
+    stat = _proc_stat(pid)
+    return f"{pid}:{stat[1] if stat else ''}:{_boot_id()}"
+
+
+def writer_alive(token: str | None) -> bool:
+    """Whether the process a streaming row names is still running (and is the same process)."""
+    if not token:
+        return False  # written before writers were recorded: no process can still own it
+    pid_text, _, rest = token.partition(":")
+    start, _, boot = rest.partition(":")
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if boot and _boot_id() and boot != _boot_id():
+        return False
+    stat = _proc_stat(pid)
+    if stat is not None:
+        state, started = stat
+        return state not in ("Z", "X") and (not start or started == start)
+    if start and os.path.isdir("/proc/self"):
+        return False  # /proc works here and has no such process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _permission_problem(exc: BaseException) -> bool:
+    """An error that a read-only file or folder causes (and that read-only access avoids)."""
+    if isinstance(exc, PermissionError):
+        return True
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc).lower()
+    return (
+        name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM"))
+        or "readonly" in text
+        or "unable to open" in text
+    )
+
+
+class HistoryStore:
+    """All reads and writes of the history database. Not shared across threads.
+
+    ``readonly`` opens for reading only; a history that cannot be written (read-only file or
+    folder) is also opened that way, and then :attr:`readonly` is True and writes fail with a
+    one-line :class:`StoreError`.
+    """
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self.readonly = readonly
+        memory = str(path) == ":memory:"
+        try:
+            if readonly:
+                self._db = self._connect_readonly()
+            else:
+                try:
+                    if not memory:
+                        _create_private_file(path)
+                    self._db = self._connect_writable()
+                except (sqlite3.OperationalError, PermissionError) as exc:
+                    if memory or not _permission_problem(exc) or not path.exists():
+                        raise
+                    self._db = self._connect_readonly()
+                    self.readonly = True
             self._migrate()
+            if not self.readonly:
+                self.repair_orphans()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open history database {path}: {exc}") from exc
+            raise self._explain(exc, "open") from exc
+        except OSError as exc:
+            raise StoreError(
+                f"cannot open history database {path}: {exc.strerror or exc}; "
+                "check that its folder exists and is writable"
+            ) from exc
+
+    def _connect_writable(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self._db = db
+        try:
+            db.execute("PRAGMA busy_timeout = 30000")
+            if str(self.path) != ":memory:":  # before anything writes: WAL, migrations
+                _refuse_foreign(db, self.path)
+                _tighten(self.path)
+            self._enable_wal()
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """Read-only access; in a read-only folder the WAL index cannot be created, so the file
+        is then read as immutable (nobody can write there either)."""
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+        for suffix in ("", "&immutable=1"):
+            db = sqlite3.connect(uri + suffix, uri=True, timeout=30.0, isolation_level=None)
+            try:
+                db.execute("PRAGMA busy_timeout = 30000")
+                db.execute("PRAGMA user_version").fetchone()
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                _refuse_foreign(db, self.path)
+                return db
+            except sqlite3.OperationalError:
+                db.close()
+                if suffix:
+                    raise
+        raise AssertionError("unreachable")
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -307,6 +485,15 @@ class HistoryStore:
                 f"history database {self.path} was written by a newer chatterm (schema "
                 f"{version}, this one knows {SCHEMA_VERSION}); upgrade chatterm to use it"
             )
+        if version < SCHEMA_VERSION and self.readonly:
+            if version == 0 and not self._db.execute(
+                "SELECT count(*) FROM sqlite_master"
+            ).fetchone()[0]:
+                raise StoreError(f"no history yet at {self.path}, and it cannot be created there")
+            raise StoreError(
+                f"history database {self.path} needs an upgrade but is read-only: make it and "
+                "its folder writable once"
+            )
         while version < SCHEMA_VERSION:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -318,16 +505,86 @@ class HistoryStore:
                     self._db.execute(f"PRAGMA user_version = {version + 1}")
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
 
+    def _rollback(self) -> None:
+        """Undo the open transaction, if SQLite has not already (it does on a full disk)."""
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+
+    def _explain(self, exc: sqlite3.Error, doing: str) -> StoreError:
+        """One line naming the file, what went wrong and what to do about it."""
+        name = str(getattr(exc, "sqlite_errorname", "") or "")
+        text = " ".join(str(exc).split())
+        lower = text.lower()
+        path = self.path
+        if name.startswith("SQLITE_FULL") or "disk is full" in lower:
+            reason = "the disk is full; free some space (or use -n to ask without saving)"
+        elif name.startswith("SQLITE_READONLY") or "readonly" in lower:
+            reason = (
+                "it is read-only; make it and its folder writable (or use -n to ask "
+                "without saving)"
+            )
+        elif name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or (
+            "malformed" in lower or "not a database" in lower
+        ):
+            reason = (
+                f"the file is damaged ({text}); recover what it holds with "
+                f"`sqlite3 {path} .recover > recovered.sql` (see sqlite3 history.db .recover)"
+            )
+        elif name.startswith("SQLITE_IOERR") or "i/o error" in lower:
+            detail = "" if lower == "disk i/o error" else f" ({text})"
+            reason = (
+                f"disk I/O error{detail}; check the disk and its free space, then retry (or "
+                "use -n to ask without saving)"
+            )
+        elif name.startswith("SQLITE_CANTOPEN") or "unable to open" in lower:
+            reason = "the file cannot be opened; check that it and its folder are accessible"
+        elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in lower:
+            reason = "another chatterm process held it locked too long; retry"
+        else:
+            reason = text
+        return StoreError(f"cannot {doing} history database {path}: {reason}")
+
     def _write(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
         """One statement in its own short write transaction."""
+        self._check_writable()
         try:
             return self._db.execute(sql, tuple(params))
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot write history database {self.path}: {exc}") from exc
+            self._rollback()
+            raise self._explain(exc, "write") from exc
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        try:
+            return self._db.execute(sql, tuple(params)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._explain(exc, "read") from exc
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise StoreError(
+                f"cannot write history database {self.path}: it is read-only; make it and its "
+                "folder writable (or use -n to ask without saving)"
+            )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A short ``BEGIN IMMEDIATE`` transaction; storage errors become one-line errors."""
+        self._check_writable()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise self._explain(exc, "write") from exc
 
     # --- conversations -------------------------------------------------------------------
 
@@ -348,14 +605,13 @@ class HistoryStore:
 
     def get_conversation(self, conv_id: str) -> Conversation | None:
         """Look up by full id or by a unique prefix (users type short ids)."""
-        row = self._db.execute(
-            f"SELECT {_CONV_COLS} FROM conversations WHERE id = ?", (conv_id,)
-        ).fetchone()
+        rows = self._read(f"SELECT {_CONV_COLS} FROM conversations WHERE id = ?", (conv_id,))
+        row = rows[0] if rows else None
         if row is None and conv_id:
-            rows = self._db.execute(
+            rows = self._read(
                 f"SELECT {_CONV_COLS} FROM conversations WHERE id >= ? AND id < ? LIMIT 2",
                 (conv_id, conv_id + "\U0010ffff"),
-            ).fetchall()
+            )
             if len(rows) > 1:
                 raise StoreError(
                     f"conversation id {conv_id!r} is ambiguous; give more of it", exit_code=2
@@ -364,20 +620,20 @@ class HistoryStore:
         return _conversation(row) if row else None
 
     def latest_conversation(self) -> Conversation | None:
-        row = self._db.execute(
+        rows = self._read(
             f"SELECT {_CONV_COLS} FROM conversations ORDER BY updated_at DESC LIMIT 1"
-        ).fetchone()
-        return _conversation(row) if row else None
+        )
+        return _conversation(rows[0]) if rows else None
 
     def list_conversations(self, limit: int = 50, offset: int = 0) -> list[Conversation]:
-        rows = self._db.execute(
+        rows = self._read(
             f"SELECT {_CONV_COLS} FROM conversations ORDER BY updated_at DESC LIMIT ? OFFSET ?",
             (limit, offset),
-        ).fetchall()
+        )
         return [_conversation(r) for r in rows]
 
     def count_conversations(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM conversations").fetchone()[0])
+        return int(self._read("SELECT count(*) FROM conversations")[0][0])
 
     def rename_conversation(self, conv_id: str, title: str) -> None:
         self._write("UPDATE conversations SET title = ? WHERE id = ?", (title, conv_id))
@@ -400,21 +656,26 @@ class HistoryStore:
                 (json.dumps(dict(options)), conv_id),
             )
 
+    def set_route(self, conv_id: str, route: Mapping[str, Any]) -> None:
+        """Remember where the conversation was last answered (only the keys in ROUTE_KEYS)."""
+        kept = {k: route.get(k) for k in ROUTE_KEYS if route.get(k) is not None}
+        self._write(
+            "UPDATE conversations SET route = ? WHERE id = ?", (json.dumps(kept), conv_id)
+        )
+
     def set_active_leaf(self, conv_id: str, message_id: int | None) -> None:
         self._write(
             "UPDATE conversations SET active_leaf_id = ? WHERE id = ?", (message_id, conv_id)
         )
 
     def delete_conversation(self, conv_id: str) -> bool:
-        self._write("BEGIN IMMEDIATE")
-        try:
-            self._db.execute("DELETE FROM messages WHERE conversation_id = ?", (conv_id,))
-            cur = self._db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
-            self._delete_unused_attachments()
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        with self._transaction() as db:
+            db.execute("DELETE FROM messages WHERE conversation_id = ?", (conv_id,))
+            cur = db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
+            db.execute(  # attachments no other conversation uses go with it
+                "DELETE FROM attachments WHERE sha256 NOT IN"
+                " (SELECT DISTINCT sha256 FROM message_attachments)"
+            )
         return cur.rowcount > 0
 
     # --- messages ------------------------------------------------------------------------
@@ -430,32 +691,55 @@ class HistoryStore:
         backend: str | None = None,
         model: str | None = None,
         options: Mapping[str, Any] | None = None,
+        writer: str | None = None,
     ) -> Message:
-        """Append a message as a child of ``parent_id`` and make it the active leaf."""
+        """Append a message as a child of ``parent_id`` and make it the active leaf.
+
+        A ``streaming`` message records its writer (this process unless ``writer`` says
+        otherwise), so that it can be marked interrupted should the process die.
+        """
         now = time.time()
-        self._write("BEGIN IMMEDIATE")
-        try:
-            cur = self._db.execute(
+        if status == STREAMING and writer is None:
+            writer = writer_token()
+        with self._transaction() as db:
+            cur = db.execute(
                 "INSERT INTO messages (conversation_id, parent_id, role, content, status,"
-                " backend, model, options, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " backend, model, options, created_at, writer)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     conv_id, parent_id, role, content, status, backend, model,
-                    json.dumps(dict(options or {})), now,
+                    json.dumps(dict(options or {})), now, writer,
                 ),
             )
             message_id = int(cur.lastrowid or 0)
-            self._db.execute(
+            db.execute(
                 "UPDATE conversations SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
                 (message_id, now, conv_id),
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return Message(
             message_id, conv_id, parent_id, role, content, "", status, None, backend, model,
             dict(options or {}), None, None, None, None, None, now,
         )
+
+    def append_pieces(self, message_id: int, content: str, reasoning: str = "") -> None:
+        """Add what streamed since the last flush to a reply, and index it for search.
+
+        The cost is that of the new text only; the reply's text is the join of its pieces.
+        """
+        if not content and not reasoning:
+            return
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO message_pieces (message_id, content, reasoning) VALUES (?, ?, ?)",
+                (message_id, content, reasoning),
+            )
+            db.execute("UPDATE messages SET pieces = pieces + 1 WHERE id = ?", (message_id,))
+
+    def piece_writer(
+        self, message_id: int, source: PieceSource, interval: float
+    ) -> PieceWriter:
+        """What writes a streaming reply (see :class:`PieceWriter`)."""
+        return PieceWriter(self, message_id, source, interval)
 
     def update_message(
         self,
@@ -471,8 +755,14 @@ class HistoryStore:
         finish_reason: str | None = None,
         first_token_s: float | None = None,
         duration_s: float | None = None,
-    ) -> None:
-        """Record streaming progress or the outcome of a reply; None leaves a field as is."""
+        only_if_streaming: bool = False,
+    ) -> bool:
+        """Record the outcome of a reply; None leaves a field as is.
+
+        ``content`` (or ``reasoning``) given replaces the text, pieces included.
+        ``only_if_streaming`` changes nothing unless the row is still streaming. Returns
+        whether a row was changed.
+        """
         fields = {
             "content": content, "reasoning": reasoning, "status": status, "error": error,
             "model": model, "prompt_tokens": prompt_tokens,
@@ -480,26 +770,98 @@ class HistoryStore:
             "first_token_s": first_token_s, "duration_s": duration_s,
         }
         sets = {k: v for k, v in fields.items() if v is not None}
+        replace = content is not None or reasoning is not None
         if not sets:
-            return
-        assignments = ", ".join(f"{k} = ?" for k in sets)
-        self._write(
-            f"UPDATE messages SET {assignments} WHERE id = ?", (*sets.values(), message_id)
+            return False
+        assignments = [f"{k} = ?" for k in sets]
+        finishing = status is not None and status != STREAMING
+        if finishing and not replace and self._pieces_size(message_id) <= FOLD_LIMIT:
+            # A reply of ordinary size ends up whole in its row, as every other message is
+            # (cheap: at most FOLD_LIMIT characters); a big one stays in its pieces.
+            replace = True
+        if replace:
+            # The pieces hold both texts: keep the one not replaced by folding it in.
+            for column, given in (("content", content), ("reasoning", reasoning)):
+                if given is None:
+                    assignments.append(
+                        f"{column} = {column} || coalesce((SELECT group_concat({column}, '')"
+                        f" FROM (SELECT {column} FROM message_pieces WHERE message_id = "
+                        "messages.id ORDER BY id)), '')"
+                    )
+            assignments.append("pieces = 0")
+        where = " AND status = 'streaming'" if only_if_streaming else ""
+        with self._transaction() as db:
+            cur = db.execute(
+                f"UPDATE messages SET {', '.join(assignments)} WHERE id = ?{where}",
+                (*sets.values(), message_id),
+            )
+            changed = cur.rowcount > 0
+            if changed and replace:
+                db.execute("DELETE FROM message_pieces WHERE message_id = ?", (message_id,))
+        return changed
+
+    def _pieces_size(self, message_id: int) -> int:
+        rows = self._read(
+            "SELECT coalesce(sum(length(content)) + sum(length(reasoning)), 0)"
+            " FROM message_pieces WHERE message_id = ?",
+            (message_id,),
         )
+        return int(rows[0][0]) if rows else 0
+
+    def repair_orphans(self) -> list[int]:
+        """Mark replies whose writing process is gone as interrupted; return their ids.
+
+        Rows of live writers (this process or another chatterm) are left alone. Best effort:
+        a history that cannot be written right now is repaired by a later run.
+        """
+        try:
+            rows = self._read("SELECT id, writer FROM messages WHERE status = 'streaming'")
+        except StoreError:
+            return []
+        repaired: list[int] = []
+        for message_id, writer in rows:
+            if writer_alive(writer):
+                continue
+            try:
+                if self.update_message(
+                    message_id, status=INTERRUPTED, error=ORPHANED, only_if_streaming=True
+                ):
+                    repaired.append(message_id)
+            except StoreError:
+                break
+        return repaired
+
+    def _load(self, rows: list[tuple[Any, ...]]) -> list[Message]:
+        """Messages from rows; a streamed reply's text is the join of its pieces."""
+        messages = []
+        for row in rows:
+            values = list(row)
+            pieces = values.pop()
+            values[10] = json.loads(values[10])
+            if pieces:
+                found = self._read(
+                    "SELECT content, reasoning FROM message_pieces WHERE message_id = ?"
+                    " ORDER BY id",
+                    (values[0],),
+                )
+                if found:
+                    values[4] += "".join(p[0] for p in found)
+                    values[5] += "".join(p[1] for p in found)
+            messages.append(Message(*values))
+        return messages
 
     def get_message(self, message_id: int) -> Message | None:
-        row = self._db.execute(
-            f"SELECT {_MSG_COLS} FROM messages WHERE id = ?", (message_id,)
-        ).fetchone()
-        return _message(row) if row else None
+        rows = self._read(f"SELECT {_MSG_COLS} FROM messages WHERE id = ?", (message_id,))
+        return self._load(rows)[0] if rows else None
 
     def all_messages(self, conv_id: str) -> list[Message]:
         """Every message of a conversation, all branches, oldest first."""
-        rows = self._db.execute(
-            f"SELECT {_MSG_COLS} FROM messages WHERE conversation_id = ? ORDER BY id",
-            (conv_id,),
-        ).fetchall()
-        return [_message(r) for r in rows]
+        return self._load(
+            self._read(
+                f"SELECT {_MSG_COLS} FROM messages WHERE conversation_id = ? ORDER BY id",
+                (conv_id,),
+            )
+        )
 
     def branch(self, conv_id: str, leaf_id: int | None = None) -> list[Message]:
         """The messages from the root to ``leaf_id`` (default: the active leaf), in order."""
@@ -520,10 +882,12 @@ class HistoryStore:
         return path
 
     def children(self, message_id: int) -> list[Message]:
-        rows = self._db.execute(
-            f"SELECT {_MSG_COLS} FROM messages WHERE parent_id = ? ORDER BY id", (message_id,)
-        ).fetchall()
-        return [_message(r) for r in rows]
+        return self._load(
+            self._read(
+                f"SELECT {_MSG_COLS} FROM messages WHERE parent_id = ? ORDER BY id",
+                (message_id,),
+            )
+        )
 
     # --- attachments ---------------------------------------------------------------------
 
@@ -537,25 +901,20 @@ class HistoryStore:
         if not rows:
             return
         now = time.time()
-        self._write("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             for position, item in enumerate(rows):
                 data = bytes(item.data)
                 digest = hashlib.sha256(data).hexdigest()
-                self._db.execute(
+                db.execute(
                     "INSERT OR IGNORE INTO attachments (sha256, kind, mime, size, data, created_at)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (digest, item.kind, item.mime, len(data), data, now),
                 )
-                self._db.execute(
+                db.execute(
                     "INSERT INTO message_attachments (message_id, position, sha256, name)"
                     " VALUES (?, ?, ?, ?)",
                     (message_id, position, digest, item.name),
                 )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     def attachments_for(self, message_ids: Iterable[int]) -> dict[int, list[StoredAttachment]]:
         """The attachments of each given message that has any, in the order they were sent."""
@@ -564,12 +923,12 @@ class HistoryStore:
         for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
             batch = ids[start : start + 500]
             marks = ", ".join("?" * len(batch))
-            rows = self._db.execute(
+            rows = self._read(
                 "SELECT ma.message_id, ma.name, a.kind, a.mime, a.sha256, a.size, a.data"
                 " FROM message_attachments ma JOIN attachments a ON a.sha256 = ma.sha256"
                 f" WHERE ma.message_id IN ({marks}) ORDER BY ma.message_id, ma.position",
                 batch,
-            ).fetchall()
+            )
             for row in rows:
                 found.setdefault(row[0], []).append(
                     StoredAttachment(row[1], row[2], row[3], row[4], row[5], bytes(row[6]))
@@ -577,13 +936,7 @@ class HistoryStore:
         return found
 
     def attachment_count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM attachments").fetchone()[0])
-
-    def _delete_unused_attachments(self) -> None:
-        self._db.execute(
-            "DELETE FROM attachments WHERE sha256 NOT IN"
-            " (SELECT DISTINCT sha256 FROM message_attachments)"
-        )
+        return int(self._read("SELECT count(*) FROM attachments")[0][0])
 
     # --- templates -----------------------------------------------------------------------
 
@@ -592,10 +945,8 @@ class HistoryStore:
         self._write("UPDATE conversations SET template = ? WHERE id = ?", (template, conv_id))
 
     def template_of(self, conv_id: str) -> str | None:
-        row = self._db.execute(
-            "SELECT template FROM conversations WHERE id = ?", (conv_id,)
-        ).fetchone()
-        return row[0] if row else None
+        rows = self._read("SELECT template FROM conversations WHERE id = ?", (conv_id,))
+        return rows[0][0] if rows else None
 
     # --- search --------------------------------------------------------------------------
 
@@ -604,22 +955,23 @@ class HistoryStore:
         query = _fts_query(text)
         if not query:
             return []
-        rows = self._db.execute(
+        rows = self._read(
             "SELECT m.conversation_id, c.title, m.id, m.role,"
             " snippet(messages_fts, 0, '', '', '…', 12), m.created_at"
             " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
             " JOIN conversations c ON c.id = m.conversation_id"
             " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
             (query, limit),
-        ).fetchall()
+        )
         hits = [SearchHit(*row) for row in rows]
         if len(hits) < limit:
-            hits += self._search_attachment_names(text, limit - len(hits))
+            hits += self._piece_hits(text.split(), limit - len(hits))
+        if len(hits) < limit:
+            hits += self._attachment_hits(text.split(), limit - len(hits))
         return hits
 
-    def _search_attachment_names(self, text: str, limit: int) -> list[SearchHit]:
+    def _attachment_hits(self, words: list[str], limit: int) -> list[SearchHit]:
         """Messages whose attached file names contain every word (case-insensitive)."""
-        words = text.split()
         if not words:
             return []
         where = " AND ".join("ma.name LIKE ? ESCAPE '\\'" for _ in words)
@@ -627,14 +979,133 @@ class HistoryStore:
             "%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             for w in words
         ]
-        rows = self._db.execute(
+        rows = self._read(
             "SELECT m.conversation_id, c.title, m.id, m.role, 'attached: ' || ma.name,"
             " m.created_at FROM message_attachments ma JOIN messages m ON m.id = ma.message_id"
             f" JOIN conversations c ON c.id = m.conversation_id WHERE {where}"
             " ORDER BY m.created_at DESC LIMIT ?",
             (*params, limit),
-        ).fetchall()
+        )
         return [SearchHit(*row) for row in rows]
+
+    def _piece_hits(self, words: list[str], limit: int) -> list[SearchHit]:
+        """Streamed replies, whose text is in pieces: each word must appear in some piece of
+        the same reply (a flush never cuts a word, see chatterm.chat)."""
+        found: set[int] | None = None
+        for word in words:
+            query = _fts_query(word)
+            if not query:
+                continue
+            ids = {
+                row[0]
+                for row in self._read(
+                    "SELECT DISTINCT p.message_id FROM pieces_fts"
+                    " JOIN message_pieces p ON p.id = pieces_fts.rowid WHERE pieces_fts MATCH ?",
+                    (query,),
+                )
+            }
+            found = ids if found is None else found & ids
+            if not found:
+                return []
+        hits: list[SearchHit] = []
+        first = _fts_query(words[0]) if words else ""
+        for message_id in sorted(found or (), reverse=True)[:limit]:
+            rows = self._read(
+                "SELECT m.conversation_id, c.title, m.id, m.role,"
+                " snippet(pieces_fts, 0, '', '', '…', 12), m.created_at"
+                " FROM pieces_fts JOIN message_pieces p ON p.id = pieces_fts.rowid"
+                " JOIN messages m ON m.id = p.message_id"
+                " JOIN conversations c ON c.id = m.conversation_id"
+                " WHERE pieces_fts MATCH ? AND p.message_id = ? LIMIT 1",
+                (first, message_id),
+            )
+            hits += [SearchHit(*row) for row in rows]
+        return hits
+
+
+PieceSource = Callable[[bool], tuple[str, str] | None]
+
+
+class PieceWriter:
+    """Writes a streaming reply's pieces, in order, taking them from ``source`` as they come.
+
+    ``source(final)`` returns the next (text, reasoning) piece to write, or None when there is
+    nothing new. For a file, a thread with its own connection pulls every ``interval`` seconds
+    (and at the end): SQLite releases the GIL while it writes and indexes, so a fast stream is
+    not held up by its own history, and only one piece is in flight at a time. For
+    ``:memory:`` the caller runs :meth:`poll` on its own timer. :meth:`finish` writes the rest
+    and raises the storage error, if a write failed (nothing after it is written).
+    """
+
+    def __init__(
+        self, store: HistoryStore, message_id: int, source: PieceSource, interval: float
+    ) -> None:
+        self._store = store
+        self._message_id = message_id
+        self._source = source
+        self._interval = interval
+        self.error: StoreError | None = None
+        self.threaded = str(store.path) != ":memory:"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if self.threaded:
+            self._thread = threading.Thread(
+                target=self._run, name="chatterm-history-writer", daemon=True
+            )
+            self._thread.start()
+
+    def poll(self, final: bool = False) -> None:
+        """Write what is new (the unthreaded case: on the caller's timer)."""
+        if self.error is not None:
+            return
+        try:
+            self._drain(self._store, final)
+        except StoreError as exc:
+            self.error = exc
+
+    def finish(self) -> None:
+        """Write the rest, stop, and raise the first storage error if there was one."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        else:
+            self.poll(final=True)
+        if self.error is not None:
+            raise self.error
+
+    def _drain(self, store: HistoryStore, final: bool) -> None:
+        while True:
+            piece = self._source(final)
+            if piece is None:
+                return
+            store.append_pieces(self._message_id, *piece)
+
+    def _run(self) -> None:
+        writer: HistoryStore | None = None
+        try:
+            while True:
+                stopping = self._stop.wait(self._interval)
+                if self.error is None:
+                    if writer is None:
+                        writer = HistoryStore.__new__(HistoryStore)
+                        writer.path = self._store.path
+                        writer.readonly = self._store.readonly
+                        writer._db = writer._connect_writable()
+                    self._drain(writer, stopping)
+                if stopping:
+                    return
+        except StoreError as exc:
+            self.error = exc
+        except sqlite3.Error as exc:
+            self.error = self._store._explain(exc, "write")
+        except BaseException as exc:  # never die silently: the reply would look saved
+            self.error = StoreError(f"cannot write history database {self._store.path}: {exc}")
+        finally:
+            if writer is not None:
+                writer.close()
+            if self.error is not None:
+                self._stop.wait()  # keep the error for finish(); write nothing more
 
 
 def _fts_query(text: str) -> str:

@@ -9,10 +9,13 @@ a blank line.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import dataclasses
+from typing import TYPE_CHECKING
 
-from chatterm.config import Choice, Config, ConfigError, Template, resolve
+from chatterm.config import Config, ConfigError, Template
+
+if TYPE_CHECKING:
+    from chatterm.cli.options import CommonOptions
 
 INPUT = "{input}"
 
@@ -25,30 +28,16 @@ def get_template(config: Config, name: str) -> Template:
     return template
 
 
-def resolve_with_template(
-    config: Config,
-    template: Template | None,
-    *,
-    profile: str | None,
-    backend: str | None,
-    model: str | None,
-    base_url: str | None,
-    options: Mapping[str, Any],
-    system_prompt: str | None,
-    debug: bool,
-) -> Choice:
-    """:func:`chatterm.config.resolve` with the template's settings under the flags."""
+def apply_template(common: CommonOptions, template: Template | None) -> CommonOptions:
+    """The flags with the template's settings filled in where the flags left them unset."""
     if template is None:
-        template = Template(name="(none)")
-    return resolve(
-        config,
-        profile=profile or template.profile,
-        backend=backend,
-        model=model or template.model,
-        base_url=base_url,
-        options={**template.options, **options},
-        system_prompt=system_prompt if system_prompt is not None else template.system_prompt,
-        debug=debug,
+        return common
+    return dataclasses.replace(
+        common,
+        profile=common.profile or template.profile,
+        model=common.model or template.model,
+        system=common.system if common.system is not None else template.system_prompt,
+        template_options=dict(template.options),
     )
 
 

@@ -28,6 +28,15 @@ requests apart (``echo@test_options`` behaves like ``echo``). Scenarios:
   ``Retry-After: RA``, default 0, ``none`` for no header; then one success; the cycle repeats
   per model name).
 
+* history and endings (issue 8): ``strict`` (400 "Conversation roles must alternate" unless the
+  messages alternate user/assistant after an optional system message and end with a user one,
+  as Mistral- and Gemma-style chat templates demand; else ``echo``), ``idle:S`` (the partial
+  text, then no byte for S seconds, then the finish), ``wait:S`` (200 and headers, then no byte
+  for S seconds, then ``echo``), ``headers-then-cut`` (200, then the connection dropped before
+  any text), ``content-number`` / ``content-list`` / ``content-nan`` / ``deep-nesting`` (the
+  partial text, then a malformed event), ``llama-timings`` (``echo`` plus llama.cpp's
+  ``timings`` on the last chunk), ``big:MB:KB`` (MB megabytes of text in KB-kilobyte pieces,
+  pre-built, for benchmarks).
 * hostile (terminal safety, see ``HOSTILE_PAYLOADS``): ``hostile`` (a reply carrying every
   control sequence, cut so an ESC ends one chunk and the rest of its sequence starts the next),
   ``hostile-reasoning`` (the same as reasoning, a pause, then as the answer),
@@ -313,10 +322,76 @@ def _fast_chunks(model: str, n: int, markdown: bool, usage_json: str | None) -> 
     return tuple(writes)
 
 
+LLAMA_TIMINGS = {"prompt_n": 5, "predicted_n": 7, "predicted_per_second": 42.5}
+ALTERNATE_ERROR = "Conversation roles must alternate user/assistant/user/assistant/..."
+
+
+def alternates(messages: list[Any]) -> bool:
+    """What strict chat templates accept: [system], user, assistant, user, ..., user."""
+    roles = [m.get("role") for m in messages if isinstance(m, dict)]
+    if roles[:1] == ["system"]:
+        roles = roles[1:]
+    expected = ["user" if i % 2 == 0 else "assistant" for i in range(len(roles))]
+    return bool(roles) and roles == expected and roles[-1] == "user"
+
+
+@functools.lru_cache(maxsize=2)
+def _big_writes(model: str, megabytes: int, kilobytes: int) -> tuple[bytes, ...]:
+    """``big:MB:KB``: one SSE event per piece, each piece KB kilobytes of words."""
+    piece = ("lorem ipsum dolor sit amet " * (kilobytes * 1024 // 27 + 1))[: kilobytes * 1024]
+    count = megabytes * 1024 // kilobytes
+    event = _chunk(model, {"content": piece})
+    return (_chunk(model, {"role": "assistant", "content": ""}), *([event] * count),
+            _chunk(model, {}, "stop"), DONE)
+
+
+def big_text(megabytes: int, kilobytes: int) -> int:
+    """How many characters ``big:MB:KB`` streams."""
+    return (megabytes * 1024 // kilobytes) * kilobytes * 1024
+
+
+def _history_scenario(model: str, body: dict[str, Any]) -> _Reply | None:
+    """The scenarios of issue 8 (see the module docstring); None: not one of them."""
+    name, args = _parse(model)
+    std = functools.partial(_standard, model, body)
+    echo = split_text(last_user_message(body))
+    if name == "strict":
+        if not alternates(body.get("messages") or []):
+            return _error_reply(400, {"error": {"message": ALTERNATE_ERROR, "code": 400}})
+        return _Reply(std(echo))
+    if name == "idle":
+        start = std(split_text(PARTIAL), usage=False)
+        return _Reply([*start[:-2], float(args[0]), *start[-2:]])
+    if name == "wait":
+        return _Reply([float(args[0]), *std(echo)])
+    if name == "headers-then-cut":
+        return _Reply([ABORT])
+    malformed = {
+        "content-number": b'data: {"choices": [{"delta": {"content": 42}}]}\n\n',
+        "content-list": b'data: {"choices": [{"delta": {"content": ["a", "b"]}}]}\n\n',
+        "content-nan": b'data: {"choices": [{"delta": {"content": NaN}}]}\n\n',
+        "deep-nesting": b"data: " + b"[" * 100_000 + b"]" * 100_000 + b"\n\n",
+    }
+    if name in malformed:
+        start = std(split_text(PARTIAL), usage=False)[:-2]
+        return _Reply([*start, malformed[name]])
+    if name == "llama-timings":
+        writes = std(echo, usage=False, done=False)
+        finish = json.loads(writes[-1][6:])
+        finish["timings"] = LLAMA_TIMINGS
+        return _Reply([*writes[:-1], _sse(finish), DONE])
+    if name == "big":
+        return _Reply(list(_big_writes(model, int(args[0]), int(args[1]))))
+    return None
+
+
 def _stream_reply(model: str, body: dict[str, Any]) -> _Reply:
     name, args = _parse(model)
     echo = split_text(last_user_message(body))
     std = functools.partial(_standard, model, body)
+    special = _history_scenario(model, body)
+    if special is not None:
+        return special
     if name == "chunks":
         n, markdown = int(args[0]), args[1:2] == ["markdown"]
         usage = None
@@ -464,7 +539,7 @@ def _completion(model: str, body: dict[str, Any]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": scenario_text(model, body)}
     if name.startswith("reasoning"):
         message["reasoning_content"] = REASONING
-    return {
+    reply = {
         "id": "chatcmpl-test",
         "object": "chat.completion",
         "created": 1700000000,
@@ -472,6 +547,9 @@ def _completion(model: str, body: dict[str, Any]) -> dict[str, Any]:
         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
         "usage": _usage(body, len(split_text(message["content"]))),
     }
+    if name == "llama-timings":
+        reply["timings"] = LLAMA_TIMINGS
+    return reply
 
 
 def _error_reply(
@@ -583,6 +661,8 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 if body.get("stream"):
                     reply = _stream_reply(model, body)
+                elif _parse(model)[0] == "strict" and not alternates(body["messages"]):
+                    reply = _error_reply(400, {"error": {"message": ALTERNATE_ERROR}})
                 else:
                     reply = _error_reply(200, _completion(model, body))
             except (ValueError, IndexError):

@@ -123,3 +123,80 @@ def test_switching_backend_records_the_new_model(tmp_path: Path) -> None:
     asyncio.run(drain(chat.send("q2")))
     replies = [m for m in chat.messages() if m.role == "assistant"]
     assert [(m.backend, m.model) for m in replies] == [("scripted", "m1"), ("other", "m2")]
+
+
+# --- issue 8: what is sent, what is flushed ---------------------------------------------------
+
+
+class IdleBackend(Backend):
+    """Sends one piece, then nothing until told: a stream gone idle."""
+
+    name = "idle"
+
+    def __init__(self) -> None:
+        super().__init__(BackendConfig(model="idle-1"))
+        self.release = asyncio.Event()
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        yield TextDelta("seen by the user")
+        await self.release.wait()
+        yield TextDelta(" and the rest")
+        yield Finish("stop")
+
+
+def test_an_idle_stream_is_flushed_on_a_timer(tmp_path: Path) -> None:
+    backend = IdleBackend()
+    chat = session(tmp_path, backend)
+    other = HistoryStore(tmp_path / "h.db")  # another reader, as another process would be
+
+    async def run() -> None:
+        task = asyncio.create_task(drain(chat.send("hi")))
+        for _ in range(400):  # poll for the state, however slow the machine is
+            await asyncio.sleep(0.05)
+            reply = other.branch(chat.conversation.id)[-1] if chat.conversation else None
+            if reply is not None and reply.content == "seen by the user":
+                break
+        assert reply is not None and (reply.content, reply.status) == (
+            "seen by the user", "streaming",
+        )
+        backend.release.set()
+        assert await task == "seen by the user and the rest"
+
+    asyncio.run(run())
+    reply = other.branch(chat.conversation.id)[-1]  # type: ignore[union-attr]
+    assert (reply.content, reply.status) == ("seen by the user and the rest", "complete")
+
+
+def test_failed_turns_are_not_sent_and_requests_alternate(tmp_path: Path) -> None:
+    from chatterm.chat import context_turns
+
+    chat = session(tmp_path, ScriptedBackend(["ok"]), system_prompt="sys")
+    asyncio.run(drain(chat.send("one")))
+    failing = ScriptedBackend(["x"], fail_after=0)
+    chat.switch_backend(failing, backend_name="scripted", model="m1")
+    for prompt in ("two", "three"):
+        with pytest.raises(ServerError):
+            asyncio.run(drain(chat.send(prompt)))
+    good = ScriptedBackend(["fine"])
+    chat.switch_backend(good, backend_name="scripted", model="m1")
+    asyncio.run(drain(chat.send("four")))
+    assert [(m.role, m.content) for m in good.requests[-1].messages] == [
+        ("system", "sys"), ("user", "one"), ("assistant", "ok"), ("user", "four"),
+    ]
+    # Every request ever sent alternated and ended with the new prompt.
+    for request in [*failing.requests, *good.requests]:
+        turns = [m.role for m in request.messages if m.role != "system"]
+        assert turns == ["user", "assistant"] * (len(turns) // 2) + ["user"]
+    stored = [(m.role, m.status) for m in chat.messages()]
+    assert stored.count(("assistant", "error")) == 2  # the failures stay visible, marked
+    assert context_turns([]) == []
+
+
+def test_the_route_is_remembered_after_a_reply(tmp_path: Path) -> None:
+    route = {"backend": "scripted", "base_url": "http://127.0.0.1:9/v1", "api_key": "sk-x"}
+    chat = session(tmp_path, ScriptedBackend(["a"]), route=route)
+    asyncio.run(drain(chat.send("q")))
+    assert chat.conversation is not None
+    assert chat.conversation.route == {
+        "backend": "scripted", "base_url": "http://127.0.0.1:9/v1", "model": "m1",
+    }  # never a key

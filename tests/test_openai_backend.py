@@ -510,7 +510,8 @@ def test_list_models_and_context_length() -> None:
         backend = make_backend(server.base_url)
 
         async def check() -> None:
-            assert await backend.list_models() == ["alpha", "mid", "zeta"]
+            # In the server's order (issue 8): "the first model listed" is the first shown.
+            assert await backend.list_models() == ["zeta", "alpha", "mid"]
             assert await backend.context_length("mid") == 4096
             assert await backend.context_length("unknown") is None
             await backend.aclose()

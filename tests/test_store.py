@@ -140,3 +140,113 @@ def test_concurrent_writer_processes_lose_nothing(tmp_path: Path) -> None:
         for conv in store.list_conversations(limit=100):
             assert [m.content.endswith("final") for m in store.branch(conv.id)] == [True] * 5
     assert os.path.exists(path)
+
+
+# --- issue 8/9: pieces, writers, migrations ---------------------------------------------------
+
+
+def test_version_1_history_migrates_and_its_stuck_rows_are_repaired(tmp_path: Path) -> None:
+    from chatterm.store import _MIGRATIONS, ORPHANED, _split_sql
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in _split_sql(_MIGRATIONS[0]):
+        db.execute(statement)
+    db.execute("PRAGMA user_version = 1")
+    db.execute("INSERT INTO conversations VALUES ('c1', 'old', NULL, '{}', NULL, 1, 1)")
+    db.execute(
+        "INSERT INTO messages (id, conversation_id, role, content, status, created_at)"
+        " VALUES (1, 'c1', 'user', 'ancient wombat', 'complete', 1),"
+        " (2, 'c1', 'assistant', 'stuck wombat reply', 'streaming', 2)"
+    )
+    db.close()
+    with HistoryStore(path) as store:
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        got = store.get_message(2)
+        assert got is not None
+        assert (got.content, got.status, got.error) == ("stuck wombat reply", INTERRUPTED, ORPHANED)
+        # Indexed exactly once each: no stale entry from the old triggers.
+        assert sorted(h.message_id for h in store.search("wombat")) == [1, 2]
+        assert [h.message_id for h in store.search("stuck")] == [2]
+        assert store.get_conversation("c1").route is None  # type: ignore[union-attr]
+
+
+def test_streamed_reply_is_written_and_indexed_piece_by_piece(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import chatterm.store
+
+    monkeypatch.setattr(chatterm.store, "FOLD_LIMIT", 1000)  # this reply counts as big
+    with HistoryStore(tmp_path / "h.db") as store:
+        conv = store.create_conversation("t")
+        reply = store.add_message(conv.id, "assistant", "", status="streaming")
+        executed: list[str] = []
+        store._db.set_trace_callback(executed.append)
+        for n in range(50):
+            store.append_pieces(reply.id, f"okapi{n} " * 20, "thinking ")
+        store._db.set_trace_callback(None)
+        # Each flush writes only its own piece: the statement does not grow with the reply.
+        inserts = {sql for sql in executed if sql.startswith("INSERT INTO message_pieces")}
+        sizes = [len(sql) for sql in inserts]
+        assert len(inserts) == 50 and max(sizes) - min(sizes) < 40
+        assert not any("SET content" in sql or "group_concat" in sql for sql in executed)
+        # Readers see the streamed text, and search finds it while it streams.
+        got = store.get_message(reply.id)
+        assert got is not None and got.content.startswith("okapi0 ") and "okapi49" in got.content
+        assert got.reasoning == "thinking " * 50
+        assert store.branch(conv.id)[-1].content == got.content
+        assert [h.message_id for h in store.search("okapi49")] == [reply.id]
+        assert [h.message_id for h in store.search("okapi3 okapi48")] == [reply.id]  # 2 pieces
+        assert store.search("okapi49 absent") == []
+        # Ending a big reply rewrites nothing.
+        executed.clear()
+        store._db.set_trace_callback(executed.append)
+        store.update_message(reply.id, status="complete", completion_tokens=50)
+        store._db.set_trace_callback(None)
+        writes = ("INSERT INTO message_pieces", "DELETE FROM message_pieces")
+        assert not any("SET content" in sql or sql.startswith(writes) for sql in executed)
+        done = store.get_message(reply.id)
+        assert done is not None and done.content == got.content and done.status == "complete"
+        # Deleting the conversation takes the pieces and their index entries with it.
+        assert store.delete_conversation(conv.id)
+        assert store._db.execute("SELECT count(*) FROM message_pieces").fetchone()[0] == 0
+        assert store.search("okapi49") == []
+        fts = "SELECT count(*) FROM pieces_fts WHERE pieces_fts MATCH 'okapi49'"
+        assert store._db.execute(fts).fetchone()[0] == 0
+
+
+def test_an_ordinary_reply_ends_up_whole_in_its_row(tmp_path: Path) -> None:
+    with HistoryStore(tmp_path / "h.db") as store:
+        conv = store.create_conversation("t")
+        reply = store.add_message(conv.id, "assistant", "", status="streaming")
+        store.append_pieces(reply.id, "first quokka ", "hmm ")
+        store.append_pieces(reply.id, "second quokka", "ok")
+        store.update_message(reply.id, status="complete")
+        row = store._db.execute(
+            "SELECT content, reasoning, pieces FROM messages WHERE id = ?", (reply.id,)
+        ).fetchone()
+        assert row == ("first quokka second quokka", "hmm ok", 0)
+        assert store._db.execute("SELECT count(*) FROM message_pieces").fetchone()[0] == 0
+        assert [h.message_id for h in store.search("second quokka")] == [reply.id]
+
+
+def test_read_only_store_reads_and_refuses_writes_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    with HistoryStore(path) as store:
+        conv = store.create_conversation("readable")
+    with HistoryStore(path, readonly=True) as store:
+        assert store.readonly and store.get_conversation(conv.id) is not None
+        with pytest.raises(StoreError, match=r"read-only.*-n"):
+            store.create_conversation("nope")
+
+
+def test_failed_write_leaves_no_open_transaction(tmp_path: Path) -> None:
+    """A write that fails (here: a constraint) rolls back, and the next write works; no
+    'cannot rollback - no transaction is active' however SQLite ended the transaction."""
+    with HistoryStore(tmp_path / "h.db") as store:
+        conv = store.create_conversation("t")
+        with pytest.raises(StoreError):
+            store.add_message("no-such-conversation", "user", "x")
+        assert not store._db.in_transaction
+        store.add_message(conv.id, "user", "fine")
+        assert [m.content for m in store.branch(conv.id)] == ["fine"]

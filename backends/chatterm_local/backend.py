@@ -74,6 +74,15 @@ class LocalBackend(Backend):
     def default_model(self) -> str | None:
         return self.config.model or DEFAULT_MODEL
 
+    async def prepare(self, model: str | None, options: Mapping[str, Any]) -> None:
+        """Load (or download) the model now, so a failure comes before the prompt is saved."""
+        from chatterm_local.loader import get_model
+
+        await _in_daemon_thread(
+            get_model, model or self.default_model or DEFAULT_MODEL,
+            options.get("device"), options.get("dtype"),
+        )
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         from chatterm_local.generation import DONE, GenerationParams, run_generation
         from chatterm_local.loader import get_model

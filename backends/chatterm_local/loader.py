@@ -31,6 +31,7 @@ from chatterm_local.devices import (
     pick_device,
     pick_dtype,
 )
+from chatterm_local.hub import Source, hub_source
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 INSTALL_HINT = "pip install 'chatterm[local]'"
@@ -185,6 +186,9 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
 def get_model(model_id: str, device: str | None, dtype: str | None) -> LoadedModel:
     """The loaded model for this id/device/dtype, loading it on first use. Blocking."""
     require_dependencies()
+    # Where it comes from is settled before torch is imported: an unreachable hub or a wrong
+    # folder is then reported at once rather than after seconds of imports.
+    where = model_source(model_id) if loaded_model(model_id) is None else None
     chosen_device = pick_device(device)
     chosen_dtype = pick_dtype(chosen_device, dtype)
     key = (model_id, chosen_device, chosen_dtype)
@@ -194,7 +198,7 @@ def get_model(model_id: str, device: str | None, dtype: str | None) -> LoadedMod
         with _REGISTRY_LOCK:
             loaded = _REGISTRY.get(key)
         if loaded is None:
-            loaded = _load(model_id, chosen_device, chosen_dtype)
+            loaded = _load(model_id, where or model_source(model_id), chosen_device, chosen_dtype)
             with _REGISTRY_LOCK:
                 _REGISTRY[key] = loaded
     return loaded
@@ -217,12 +221,12 @@ def unload_all() -> None:
     free_device_memory()
 
 
-def _load(model_id: str, device: str, dtype: str) -> LoadedModel:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def model_source(model_id: str) -> Source:
+    """Where ``model_id`` loads from: a folder, or the hub (probed first, see :mod:`.hub`).
 
-    from chatterm_local.prompt import supports_system_role
-
+    Cheap and torch-free, so a missing folder or an unreachable hub is reported in a second,
+    before anything heavy is imported.
+    """
     if _looks_like_path(model_id):
         folder = Path(model_id).expanduser()
         if not folder.is_dir():
@@ -230,10 +234,30 @@ def _load(model_id: str, device: str, dtype: str) -> LoadedModel:
                 f"model folder {model_id} does not exist; pick an existing folder with -m PATH, "
                 "give a Hugging Face model id, or point at a server with --base-url"
             )
-        source = str(folder)
-    else:
-        source = model_id
-    offline = _offline()
+        return Source(str(folder), local_files_only=_offline())
+    return hub_source(model_id)
+
+
+def _load(model_id: str, where: Source, device: str, dtype: str) -> LoadedModel:
+    source = where.name
+    offline = where.local_files_only
+    if where.hub:
+        from chatterm_local.download import fetch_snapshot
+
+        # The files first (progress shown, cancellable), then transformers reads the folder.
+        try:
+            source = fetch_snapshot(model_id, local_files_only=offline)
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise load_error(model_id, exc) from exc
+        offline = True
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from chatterm_local.prompt import supports_system_role
+
     vision = _is_image_text_source(source, offline)
     processor: Any = None
     try:

@@ -30,6 +30,7 @@ from chatterm.backend import (
     Metadata,
     Notice,
     OptionError,
+    OptionSpec,
     ReasoningDelta,
     ServerError,
     StreamEvent,
@@ -57,14 +58,33 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 ERROR_BODY_LIMIT = 64 * 1024
 JSON_BODY_LIMIT = 32 * 1024 * 1024
 _SHAPE_ERRORS = (AttributeError, TypeError, IndexError, KeyError)
+DEFAULT_CONNECT_TIMEOUT = 10.0
+# Slow local servers (a big model on a CPU) can take minutes before the first token.
+DEFAULT_IDLE_TIMEOUT = 300.0
+# Options that shape the connection, not the request: never sent to the server.
+_TRANSPORT_OPTIONS = frozenset({"connect_timeout", "idle_timeout"})
+OPTIONS: dict[str, OptionSpec] = {
+    **COMMON_OPTIONS,
+    "connect_timeout": OptionSpec(
+        "connect_timeout", float,
+        f"seconds to wait for the server to accept the connection (default "
+        f"{DEFAULT_CONNECT_TIMEOUT:g})", 0.001, None,
+    ),
+    "idle_timeout": OptionSpec(
+        "idle_timeout", float,
+        f"seconds without a byte from the server before giving up (default "
+        f"{DEFAULT_IDLE_TIMEOUT:g})", 0.001, None,
+    ),
+}
 
 
 class _Reply:
     """What one attempt's stream has shown so far; read after the stream ends or fails."""
 
-    __slots__ = ("done", "finish", "got_output", "usage")
+    __slots__ = ("connected", "done", "finish", "got_output", "usage")
 
     def __init__(self) -> None:
+        self.connected = False  # the server answered 200 and the body began
         self.done = False  # "[DONE]" arrived
         self.finish: Any = None  # the finish_reason, once one arrived
         self.got_output = False  # some text or reasoning was yielded
@@ -74,20 +94,23 @@ class _Reply:
 class OpenAIBackend(Backend):
     """Chat with any server that speaks ``POST /chat/completions`` with ``stream: true``.
 
-    ``config.extra`` may hold ``timeout`` (read timeout, s), ``connect_timeout`` (s),
-    ``retry_delay`` (first 5xx backoff, s) and ``stream`` (False: ask for one whole reply).
+    ``config.extra`` may hold ``timeout`` or ``idle_timeout`` (no byte for that long, s),
+    ``connect_timeout`` (s), ``retry_delay`` (first 5xx backoff, s) and ``stream`` (False: ask
+    for one whole reply). The timeouts can also be set per profile or per call as options
+    (``-o idle_timeout 600``); those are never sent to the server.
     """
 
     name = "openai"
-    options = COMMON_OPTIONS
+    options = OPTIONS
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self.base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         extra = config.extra
+        idle = seconds_option(extra, "idle_timeout", DEFAULT_IDLE_TIMEOUT)
         timeout = httpx.Timeout(
-            connect=seconds_option(extra, "connect_timeout", 10.0),
-            read=seconds_option(extra, "timeout", 300.0),
+            connect=seconds_option(extra, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+            read=seconds_option(extra, "timeout", idle),
             write=30.0,
             pool=30.0,
         )
@@ -109,10 +132,12 @@ class OpenAIBackend(Backend):
         model = request.model or self.config.model
         if not model:
             model = await self._first_model()
-            yield Notice(f"no model given; using {model}, the first model {self._url} lists")
+            if _first_time_for(self._url, model):
+                yield Notice(f"no model given; using {model}, the first model {self._url} lists")
         url = self.base_url + "/chat/completions"
         client = self._client_for_loop()
-        fail = self._fail
+        timeout = self._timeout_for(request)
+        fail = self._fail.with_timeout(timeout)
         rate_retries = server_retries = 0
         while True:
             body = self._request_body(model, request)
@@ -120,9 +145,10 @@ class OpenAIBackend(Backend):
             retry: Retry | None = None
             try:
                 async with client.stream(
-                    "POST", url, json=body, headers=self._request_headers()
+                    "POST", url, json=body, headers=self._request_headers(), timeout=timeout
                 ) as response:
                     status = response.status_code
+                    reply.connected = status < 300
                     if status >= 300:
                         retry = await self._failure(response, model, rate_retries, server_retries)
                         if status == 429:
@@ -130,15 +156,15 @@ class OpenAIBackend(Backend):
                         elif status >= 500:
                             server_retries += 1
                     elif "text/event-stream" in response.headers.get("content-type", ""):
-                        async for event in self._read_events(response, reply):
+                        async for event in self._read_events(response, reply, fail):
                             yield event
                     else:
-                        for event in await self._whole_reply(response):
+                        for event in await self._whole_reply(response, fail):
                             yield event
                         return
             except httpx.HTTPError as exc:
                 if reply.finish is None:
-                    raise fail.transport(exc, reply.got_output) from None
+                    raise fail.transport(exc, reply.got_output, reply.connected) from None
                 # Otherwise the reply was complete and only the goodbye went wrong.
             except httpx.InvalidURL as exc:
                 raise fail.invalid_url(exc) from None
@@ -149,21 +175,20 @@ class OpenAIBackend(Backend):
             if retry.wait > 0:
                 await asyncio.sleep(retry.wait)
         if reply.finish is None and not reply.done:
-            raise fail.cut()
+            raise fail.cut(got_output=reply.got_output)
         if reply.usage:
             yield usage_of(reply.usage)
         if reply.finish is not None:
             yield Finish(str(reply.finish))
 
     async def _read_events(
-        self, response: httpx.Response, reply: _Reply
+        self, response: httpx.Response, reply: _Reply, fail: Failures
     ) -> AsyncIterator[StreamEvent]:
         """The hot loop: network reads -> SSE events -> one ``json.loads`` each -> our events.
 
         State goes into ``reply`` as it changes, so the caller knows, even after a transport
         error, whether text arrived (a cut) and whether the reply had finished (a normal end).
         """
-        fail = self._fail
         decoder = SSEDecoder()
         feed = decoder.feed
         loads = json.loads
@@ -187,6 +212,8 @@ class OpenAIBackend(Backend):
                     chunk = loads(data)
                 except ValueError:
                     raise fail.bad_event(data, "an event that is not JSON") from None
+                except RecursionError:
+                    raise fail.bad_event(data, "an event nested too deeply to read") from None
                 try:
                     # ``in`` tests, not ``.get`` calls, where the key is usually absent.
                     if ("error" in chunk or "message" in chunk) and (
@@ -205,28 +232,35 @@ class OpenAIBackend(Backend):
                                 # Newer vLLM sends both fields with the same text: use one.
                                 text = delta.get("reasoning_content") or delta.get("reasoning")
                                 if text:
+                                    if type(text) is not str:
+                                        raise fail.bad_event(data, _NOT_TEXT)
                                     reply.got_output = True
                                     yield ReasoningDelta(text)
                             text = delta.get("content")
                             if text:
+                                if type(text) is not str:
+                                    raise fail.bad_event(data, _NOT_TEXT)
                                 reply.got_output = True
                                 yield TextDelta(text)
                         if choice.get("finish_reason"):
                             reply.finish = choice["finish_reason"]
                     if chunk.get("usage"):
                         reply.usage = chunk["usage"]
+                    if "timings" in chunk and isinstance(chunk["timings"], dict):
+                        # llama.cpp's own speed figures (predicted_per_second, ...).
+                        yield Metadata({"timings": chunk["timings"]})
                 except _SHAPE_ERRORS:
                     raise fail.bad_event(data, "an event of an unexpected shape") from None
             if decoder.error is not None:  # llama.cpp's "error:" field
                 raise fail.error_field(decoder.error)
 
-    async def _whole_reply(self, response: httpx.Response) -> list[StreamEvent]:
+    async def _whole_reply(self, response: httpx.Response, fail: Failures) -> list[StreamEvent]:
         """A single ``chat.completion`` JSON: asked for (``stream: false``) or sent anyway."""
         content_type = response.headers.get("content-type", "")
-        raw = await read_body(response, JSON_BODY_LIMIT)
+        raw = await read_body(response, JSON_BODY_LIMIT, raise_errors=True)
         if "json" not in content_type:
-            detail = self._fail.body_detail(raw[:ERROR_BODY_LIMIT], content_type)
-            raise self._fail.error(
+            detail = fail.body_detail(raw[:ERROR_BODY_LIMIT], content_type)
+            raise fail.error(
                 ServerError,
                 f"the server at {self._url} answered with {content_type or 'no content type'} "
                 f"instead of an event stream" + (f": {detail}" if detail else ""),
@@ -234,10 +268,10 @@ class OpenAIBackend(Backend):
         try:
             reply = json.loads(raw)
             if reply.get("error") is not None or reply.get("object") == "error":
-                raise self._fail.stream_error(message_from_json(reply))
+                raise fail.stream_error(message_from_json(reply))
             return completion_events(reply)
-        except (ValueError, *_SHAPE_ERRORS):
-            raise self._fail.error(
+        except (ValueError, RecursionError, *_SHAPE_ERRORS):
+            raise fail.error(
                 ServerError, f"the server at {self._url} sent a reply that could not be read"
             ) from None
 
@@ -266,7 +300,8 @@ class OpenAIBackend(Backend):
     # --- models ---------------------------------------------------------------------------
 
     async def list_models(self) -> list[str]:
-        return sorted({str(entry["id"]) for entry in await self._model_entries()})
+        """In the server's order, so "the first model the server lists" is the first shown."""
+        return list(dict.fromkeys(str(entry["id"]) for entry in await self._model_entries()))
 
     async def context_length(self, model: str | None) -> int | None:
         """What ``/models`` says about the context window, where the server says anything."""
@@ -302,7 +337,7 @@ class OpenAIBackend(Backend):
             raise self._fail.invalid_url(exc) from None
         try:
             entries = model_entries(json.loads(raw))
-        except (ValueError, *_SHAPE_ERRORS):
+        except (ValueError, RecursionError, *_SHAPE_ERRORS):
             raise self._fail.error(
                 ServerError, f"the server at {self._url} sent a model list that could not be read"
             ) from None
@@ -352,6 +387,22 @@ class OpenAIBackend(Backend):
             self._client_loop = loop
         return self._client
 
+    def _timeout_for(self, request: ChatRequest) -> httpx.Timeout:
+        """This call's timeouts: ``-o connect_timeout`` / ``-o idle_timeout`` over the
+        backend's."""
+        options = request.options
+        connect = options.get("connect_timeout")
+        idle = options.get("idle_timeout")
+        if connect is None and idle is None:
+            return self._timeout
+        base = self._timeout
+        return httpx.Timeout(
+            connect=float(connect) if connect is not None else base.connect,
+            read=float(idle) if idle is not None else base.read,
+            write=base.write,
+            pool=base.pool,
+        )
+
     def _request_headers(self) -> dict[str, str]:
         if self._streaming:
             return {**self._headers, "Accept": "text/event-stream"}
@@ -367,6 +418,17 @@ class OpenAIBackend(Backend):
         if self._streaming and self._send_stream_options:
             body["stream_options"] = {"include_usage": True}
         for key, value in request.options.items():
-            if value is not None:
+            if value is not None and key not in _TRANSPORT_OPTIONS:
                 body[key] = value
         return body
+
+
+_NOT_TEXT = "an event whose text is not a string"
+
+
+def _first_time_for(url: str, model: str) -> bool:
+    """Whether the "no model given; using X" notice is new for this server and model: said
+    once, not on every call (remembered in the state file; best effort)."""
+    from chatterm.state import first_time
+
+    return first_time("default_model_notices", f"{url} {model}")

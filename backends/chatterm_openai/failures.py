@@ -61,6 +61,11 @@ class Failures:
         self._timeout = timeout
         self._retry_delay = retry_delay
 
+    def with_timeout(self, timeout: httpx.Timeout) -> Failures:
+        """The same, for a call made with other timeouts (``-o idle_timeout``)."""
+        if timeout is self._timeout:
+            return self
+        return Failures(self.base_url, self._api_key, timeout, self._retry_delay)
     def mask(self, text: str) -> str:
         """``text`` with the API key (in every form) and URL user info masked.
 
@@ -90,15 +95,31 @@ class Failures:
             ServerError, f"the server at {self.url} sent {what}: {one_line(self.mask(data), 80)!r}"
         )
 
-    def cut(self, reason: str | None = None) -> BackendError:
-        message = f"the server at {self.url} closed the stream before the reply finished"
+    def cut(self, reason: str | None = None, *, got_output: bool = True) -> BackendError:
+        if got_output:
+            message = f"the server at {self.url} closed the stream before the reply finished"
+        else:
+            message = (
+                f"the server at {self.url} accepted the request, but the stream ended before "
+                "any text arrived"
+            )
         return self.error(StreamCut, f"{message} ({reason})" if reason else message)
 
-    def transport(self, exc: httpx.HTTPError, after_output: bool) -> BackendError:
-        """Connection refused, DNS, timeouts, protocol errors: a cut once text has arrived."""
+    def transport(
+        self, exc: httpx.HTTPError, after_output: bool, connected: bool = False
+    ) -> BackendError:
+        """Connection refused, DNS, timeouts, protocol errors: a cut once the server had
+        answered (with or without text), a connection failure before that."""
         reason = transport_reason(exc, self._timeout, self.mask)
-        if after_output:
-            return self.cut(reason)
+        if isinstance(exc, httpx.ReadTimeout) and not after_output:
+            return self.error(
+                ConnectionFailed if not connected else StreamCut,
+                f"connected to {self.url}, but no data for "
+                f"{format_seconds(self._timeout.read or 0)} (read timeout; raise it with "
+                "-o idle_timeout SECONDS)",
+            )
+        if after_output or connected:
+            return self.cut(reason, got_output=after_output)
         return self.error(ConnectionFailed, f"cannot connect to {self.url}: {reason}")
 
     def invalid_url(self, exc: Exception) -> BackendError:
@@ -184,9 +205,15 @@ def transport_reason(
     ``mask`` is applied before the text is cut: a URL's password cut in half is not masked.
     """
     if isinstance(exc, httpx.ConnectTimeout):
-        return f"no answer within {format_seconds(timeout.connect or 0)} (connect timeout)"
+        return (
+            f"no answer within {format_seconds(timeout.connect or 0)} (connect timeout; "
+            "raise it with -o connect_timeout SECONDS)"
+        )
     if isinstance(exc, httpx.ReadTimeout):
-        return f"the server sent nothing for {format_seconds(timeout.read or 0)} (read timeout)"
+        return (
+            f"connected, but no data for {format_seconds(timeout.read or 0)} (read timeout; "
+            "raise it with -o idle_timeout SECONDS)"
+        )
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
     if isinstance(exc, httpx.UnsupportedProtocol):

@@ -62,12 +62,18 @@ def completion_events(reply: Mapping[str, Any]) -> list[StreamEvent]:
     choice = (reply.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     reasoning = message.get("reasoning_content") or message.get("reasoning")
+    content = message.get("content")
+    for text in (reasoning, content):
+        if text and not isinstance(text, str):
+            raise TypeError("reply text is not a string")
     if reasoning:
-        events.append(ReasoningDelta(str(reasoning)))
-    if message.get("content"):
-        events.append(TextDelta(str(message["content"])))
+        events.append(ReasoningDelta(reasoning))
+    if content:
+        events.append(TextDelta(content))
     if reply.get("usage"):
         events.append(usage_of(reply["usage"]))
+    if isinstance(reply.get("timings"), dict):  # llama.cpp's own speed figures
+        events.append(Metadata({"timings": reply["timings"]}))
     if choice.get("finish_reason"):
         events.append(Finish(str(choice["finish_reason"])))
     return events

@@ -74,8 +74,9 @@ async def drain(next_read: Callable[[], Awaitable[bytes]]) -> None:
         pass
 
 
-async def read_body(response: httpx.Response, limit: int) -> bytes:
-    """At most ``limit`` bytes of the body; a transport error mid-body just ends it."""
+async def read_body(response: httpx.Response, limit: int, raise_errors: bool = False) -> bytes:
+    """At most ``limit`` bytes of the body; a transport error mid-body just ends it, unless
+    ``raise_errors`` (the body is the reply itself, and a timeout must be said as one)."""
     buf = bytearray()
     try:
         async for chunk in response.aiter_bytes():
@@ -83,5 +84,6 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
             if len(buf) >= limit:
                 break
     except httpx.HTTPError:
-        pass
+        if raise_errors:
+            raise
     return bytes(buf[:limit])

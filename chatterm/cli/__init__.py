@@ -21,7 +21,7 @@ app = typer.Typer(
     name="chatterm",
     help="Chat with language models in your terminal: a TUI, one-shot `ask`, stdin pipes.\n\n"
     "With no command: opens the TUI on a terminal; asks with stdin when stdin is piped.",
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -151,6 +151,19 @@ def backends() -> None:
         typer.echo(name)
 
 
+@app.command()
+def doctor(
+    profile: opt.ProfileName = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the server.")
+    ] = 5.0,
+) -> None:
+    """Check config, history, backends, devices, server and model cache (for bug reports)."""
+    from chatterm.cli.doctor import run_doctor
+
+    raise typer.Exit(run_doctor(profile, timeout))
+
+
 @config_app.command("path")
 def config_path() -> None:
     """Print where the config file is (or would be)."""
@@ -198,6 +211,10 @@ def _stdin_is_terminal() -> bool:
 
 def main() -> None:
     """Entry point: runs the app and turns failures into one line and an exit code."""
+    from chatterm import endings
+
+    # SIGINT, SIGTERM and SIGHUP end chatterm the same way at any instant (see endings).
+    endings.install()
     debug = "--debug" in sys.argv[1:] or bool(os.environ.get("CHATTERM_DEBUG"))
     # Start-up allocates many long-lived objects (modules, classes) and the collector would scan
     # them again and again: off while importing, then see start_collecting() (~15 ms saved).

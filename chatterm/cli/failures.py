@@ -1,12 +1,14 @@
 """Turning any failure into one line on stderr and the documented exit code.
 
-Exit codes: 0 success, 1 backend or server error, 2 usage or config error, 130 interrupted.
+Exit codes: 0 success, 1 backend or server error, 2 usage or config error, 130 interrupted
+(SIGINT), 141 broken pipe, 143 terminated (SIGTERM), 129 hung up (SIGHUP).
 Every line goes through the sanitiser, even when stderr is a pipe: an error may quote a
 server's body or a file name, and diagnostics are read by people.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
 
@@ -22,9 +24,12 @@ class Failure(Exception):
 
 def report_failure(exc: BaseException, debug: bool) -> int:
     """Print ``exc`` for a user and return the exit code. Tracebacks only with --debug."""
-    if isinstance(exc, KeyboardInterrupt):
-        print("chatterm: interrupted", file=sys.stderr)
-        return 130
+    from chatterm.endings import Ended
+
+    if isinstance(exc, KeyboardInterrupt | Ended):
+        with contextlib.suppress(OSError, ValueError):
+            print(f"chatterm: {getattr(exc, 'message', 'interrupted')}", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, Ended) else 130
     if isinstance(exc, BrokenPipeError):
         _silence_stdout()
         return 141

@@ -14,7 +14,7 @@ import sys
 import typer
 
 from chatterm.cli.options import CommonOptions
-from chatterm.config import DEFAULT_KEY_ENV, load_config, resolve
+from chatterm.config import DEFAULT_KEY_ENV, Choice, load_config, resolve
 from chatterm.sanitize import safe_inline, safe_json
 from chatterm.secrets_mask import display_url
 
@@ -39,11 +39,19 @@ def list_models(common: CommonOptions, json_out: bool) -> int:
     if json_out:
         lines = [safe_json(names) if terminal else json.dumps(names)]
     else:
+        # In the server's order: "the first model the server lists" is the first line here.
         lines = [safe_inline(name) if terminal else name for name in names]
     # Not typer.echo, which strips some escape sequences into a pipe: ids there stay exact.
     sys.stdout.write("".join(line + "\n" for line in lines))
     sys.stdout.flush()
+    if not names and not json_out:
+        print(f"chatterm: {safe_inline(_where(choice))} lists no models", file=sys.stderr)
     return 0
+
+
+def _where(choice: Choice) -> str:
+    url = display_url(choice.backend_config.base_url) if choice.backend_config.base_url else None
+    return f"the server at {url}" if url else f"backend {choice.backend}"
 
 
 def show_config(profile: str | None) -> int:

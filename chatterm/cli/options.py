@@ -8,26 +8,40 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from chatterm.cli.completion import complete_backend, complete_conversation, complete_profile
+
 if TYPE_CHECKING:
     from chatterm.config import Choice, Config
+    from chatterm.store import Conversation
 
 Model = Annotated[str | None, typer.Option("--model", "-m", help="Model id or local folder.")]
 BackendName = Annotated[
-    str | None, typer.Option("--backend", help="Backend name (openai, local, or a plugin).")
+    str | None,
+    typer.Option(
+        "--backend", help="Backend name (openai, local, or a plugin).",
+        autocompletion=complete_backend,
+    ),
 ]
 BaseUrl = Annotated[
     str | None,
     typer.Option("--base-url", help="OpenAI-compatible server URL, e.g. http://localhost:8000/v1."),
 ]
 ProfileName = Annotated[
-    str | None, typer.Option("--profile", "-p", help="Profile from the config file.")
+    str | None,
+    typer.Option(
+        "--profile", "-p", help="Profile from the config file.", autocompletion=complete_profile
+    ),
 ]
 System = Annotated[str | None, typer.Option("--system", "-s", help="System prompt.")]
 Continue = Annotated[
     bool, typer.Option("--continue", "-c", help="Continue the most recent conversation.")
 ]
 Session = Annotated[
-    str | None, typer.Option("--session", help="Continue the conversation with this id.")
+    str | None,
+    typer.Option(
+        "--session", help="Continue the conversation with this id.",
+        autocompletion=complete_conversation,
+    ),
 ]
 Options = Annotated[
     list[str] | None,
@@ -79,6 +93,8 @@ class CommonOptions:
     temperature: float | None = None
     max_tokens: int | None = None
     debug: bool = False
+    # A template's options (chatterm.templates): under the flags' -o, over the profile's.
+    template_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def pick(cls, flags: Mapping[str, Any]) -> CommonOptions:
@@ -103,16 +119,38 @@ class CommonOptions:
             debug=self.debug,
         )
 
+    def resolve_for(self, config: Config, conversation: Conversation | None) -> Choice:
+        """The backend for continuing ``conversation``: where it was last answered, unless
+        the flags name another profile, backend or server (see chatterm.continuation)."""
+        if conversation is None:
+            return self.resolve(config)
+        from chatterm.continuation import choice_for_conversation
+
+        return choice_for_conversation(
+            config,
+            conversation,
+            profile=self.profile,
+            backend=self.backend,
+            model=self.model,
+            base_url=self.base_url,
+            options=self.raw_options(),
+            system_prompt=self.system,
+            debug=self.debug,
+        )
+
     def raw_options(self) -> dict[str, Any]:
         """Options as given on the command line; `stop` may repeat and becomes a list."""
-        raw: dict[str, Any] = {}
+        raw: dict[str, Any] = dict(self.template_options)
+        flag_stops: list[str] = []
         for item in self.option:
             key, _, value = item.partition("=")
             name = key.replace("-", "_")
             if name == "stop":
-                raw.setdefault("stop", []).append(value)
+                flag_stops.append(value)
             else:
                 raw[name] = value
+        if flag_stops:  # -o stop replaces a template's stop list, like any other flag
+            raw["stop"] = flag_stops
         if self.temperature is not None:
             raw["temperature"] = self.temperature
         if self.max_tokens is not None:

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from chatterm.cli.completion import complete_conversation
 from chatterm.cli.failures import Failure
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -77,7 +78,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("show")
     def show(
-        conversation_id: Annotated[str, typer.Argument(metavar="ID")],
+        conversation_id: Annotated[str, typer.Argument(metavar="ID", autocompletion=complete_conversation)],
         json_out: JsonFlag = False,
     ) -> None:
         """Print a conversation (its active branch)."""
@@ -121,7 +122,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("export")
     def export(
-        conversation_id: Annotated[str, typer.Argument(metavar="ID")],
+        conversation_id: Annotated[str, typer.Argument(metavar="ID", autocompletion=complete_conversation)],
         fmt: Annotated[str, typer.Option("--format", "-f", help="md or json")] = "md",
         output: Annotated[
             str | None, typer.Option("--output", help="File to write (default stdout).")
@@ -146,7 +147,7 @@ def register(app: typer.Typer) -> None:
             _echo_document(text, is_json=fmt == "json")
 
     @app.command("rm")
-    def rm(conversation_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    def rm(conversation_id: Annotated[str, typer.Argument(metavar="ID", autocompletion=complete_conversation)]) -> None:
         """Delete a conversation and all its messages."""
         with _store() as store:
             conv = _get(store, conversation_id)

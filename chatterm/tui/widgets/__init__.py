@@ -1,1 +1,1 @@
-"""Reusable TUI widgets."""
+"""Self-contained TUI widgets: each owns its state and posts messages upward."""

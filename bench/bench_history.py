@@ -1,0 +1,158 @@
+"""A big reply streamed into the history: `chatterm ask` against a bare httpx client, same run.
+
+    python bench/bench_history.py           # prints a table, writes bench/out/history.json
+    BENCH_MB=20 BENCH_REPEATS=3 python bench/bench_history.py
+
+The suite's loopback server (tests/openai_server.py, scenario ``big:MB:KB``) sends MB megabytes
+of text as one SSE event per KB-kilobyte piece, as fast as the socket takes them. Timed as whole
+processes writing to /dev/null, interleaved: (a) a bare httpx loop that parses the SSE and
+writes the text (with the same TLS set-up as chatterm: no CA bundle for an http:// URL) and
+(b) `chatterm ask` with the history on (every piece flushed while streaming, joined and
+indexed for search once at the end). Peak RSS is the child's own (``wait4``), compared with the
+reply's size. Targets (issue 9): time ratio <= 1.3, peak RSS <= 3x the reply.
+After each chatterm run the script checks that the stored reply is complete and whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from openai_server import OpenAIServer, big_text  # noqa: E402
+
+BARE_LOOP = r"""
+import json, ssl, sys, httpx
+url, model = sys.argv[1], sys.argv[2]
+out = sys.stdout
+body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "go"}]}
+# The same TLS set-up as chatterm for an http:// URL: no CA bundle loaded.
+client = httpx.Client(timeout=60, verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+with client.stream("POST", url + "/chat/completions", json=body) as response:
+    buffer = b""
+    for raw in response.iter_bytes():
+        buffer += raw
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                break
+            chunk = json.loads(data)
+            for choice in chunk.get("choices") or ():
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    out.write(text)
+                    out.flush()
+"""
+
+
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """(seconds, peak RSS in bytes) of one whole process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd} failed: {err[-500:]}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def check_history(home: str, expected: int) -> None:
+    db = sqlite3.connect(Path(home) / "chatterm" / "history.db")
+    try:
+        message_id, status = db.execute(
+            "SELECT id, status FROM messages WHERE role = 'assistant' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        (length,) = db.execute(
+            "SELECT sum(length(content)) FROM message_pieces WHERE message_id = ?", (message_id,)
+        ).fetchone()
+    finally:
+        db.close()
+    if (length, status) != (expected, "complete"):
+        raise SystemExit(f"history holds {length} of {expected} chars, {status}")
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main() -> None:
+    repeats = int(os.environ.get("BENCH_REPEATS", "5"))
+    megabytes = int(os.environ.get("BENCH_MB", "100"))
+    kilobytes = int(os.environ.get("BENCH_KB", "64"))
+    model = f"big:{megabytes}:{kilobytes}"
+    expected = big_text(megabytes, kilobytes)
+    bare_s: list[float] = []
+    ask_s: list[float] = []
+    bare_rss: list[float] = []
+    ask_rss: list[float] = []
+    with OpenAIServer() as server:
+        for _ in range(repeats):
+            home = tempfile.mkdtemp(prefix="chatterm-bench-history-")
+            env = dict(
+                os.environ, XDG_DATA_HOME=home, XDG_CONFIG_HOME=home, XDG_STATE_HOME=home,
+                OPENAI_BASE_URL=server.base_url, NO_PROXY="127.0.0.1",
+                # This checkout's chatterm and backends, whatever is installed.
+                PYTHONPATH=os.pathsep.join(
+                    str(ROOT / part) for part in ("", "backends", "themes")
+                ),
+            )
+            seconds, rss = run([sys.executable, "-c", BARE_LOOP, server.base_url, model], env)
+            bare_s.append(seconds)
+            bare_rss.append(rss)
+            seconds, rss = run(
+                [sys.executable, "-m", "chatterm", "ask", "-m", model, "go"], env
+            )
+            check_history(home, expected)
+            ask_s.append(seconds)
+            ask_rss.append(rss)
+    ratios = [a / b for a, b in zip(ask_s, bare_s, strict=True)]
+    result = {
+        "python": sys.version.split()[0],
+        "repeats": repeats,
+        "reply_bytes": expected,
+        "piece_bytes": kilobytes * 1024,
+        "bare_httpx_s": spread(bare_s),
+        "chatterm_s": spread(ask_s),
+        "ratio": spread(ratios),
+        "bare_peak_rss_mb": spread([r / 2**20 for r in bare_rss]),
+        "chatterm_peak_rss_mb": spread([r / 2**20 for r in ask_rss]),
+        "chatterm_rss_over_reply": spread([r / expected for r in ask_rss]),
+    }
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "history.json").write_text(json.dumps(result, indent=2))
+
+    def cell(d: dict[str, float], fmt: str) -> str:
+        return f"{d['median']:{fmt}} ({d['min']:{fmt}}–{d['max']:{fmt}})"
+
+    print(f"{megabytes} MB reply in {kilobytes} KB pieces, history on; median (min–max) of "
+          f"{repeats} interleaved runs")
+    print("| measure | bare httpx | chatterm ask | target |")
+    print("|---|---:|---:|---:|")
+    print(f"| time (s) | {cell(result['bare_httpx_s'], '.2f')} | "
+          f"{cell(result['chatterm_s'], '.2f')} | |")
+    print(f"| ratio | | **{cell(result['ratio'], '.2f')}×** | ≤ 1.3× |")
+    print(f"| peak RSS (MB) | {cell(result['bare_peak_rss_mb'], '.0f')} | "
+          f"{cell(result['chatterm_peak_rss_mb'], '.0f')} | |")
+    print(f"| peak RSS / reply | | **{cell(result['chatterm_rss_over_reply'], '.2f')}×** | "
+          f"≤ 3× |")
+
+
+if __name__ == "__main__":
+    main()
