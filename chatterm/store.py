@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import sqlite3
 import threading
@@ -991,6 +992,9 @@ class HistoryStore:
     def _piece_hits(self, words: list[str], limit: int) -> list[SearchHit]:
         """Streamed replies, whose text is in pieces: each word must appear in some piece of
         the same reply (a flush never cuts a word, see chatterm.chat)."""
+        # A word such as app.py or shared_notes is several index tokens, i.e. a phrase, which
+        # a detail='column' index refuses: look its tokens up one by one instead.
+        words = [token for word in words for token in re.findall(r"[^\W_]+", word)]
         found: set[int] | None = None
         for word in words:
             query = _fts_query(word)

@@ -463,3 +463,14 @@ def test_stdin_goes_to_one_attachment_only(env) -> None:  # type: ignore[no-unty
     result = run_cli("ask", "-f", "-", "-a", "-", "q", input="x", env=env)
     assert result.returncode == 2
     assert "stdin can be attached only once" in result.stderr
+
+
+def test_search_for_a_dotted_or_underscored_word_is_no_storage_error(tmp_path: Path) -> None:
+    """Streamed replies are indexed in pieces (detail='column'), where app.py is a phrase."""
+    from chatterm.store import HistoryStore
+
+    with HistoryStore(tmp_path / "h.db") as store:
+        conv = store.create_conversation("t")
+        store.add_message(conv.id, "user", "look at app.py and shared_notes")
+        assert [h.role for h in store.search("app.py")] == ["user"]
+        assert [h.role for h in store.search("shared_notes")] == ["user"]
