@@ -35,7 +35,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chatterm.snippets import Snippet, SnippetMaker
 from urllib.parse import quote
 
 _MIGRATIONS: tuple[str, ...] = (
@@ -208,6 +211,9 @@ class SearchHit:
     role: str
     snippet: str
     created_at: float
+    # Where the query's words are in ``snippet``: (start, end) character offsets, for UIs to
+    # highlight (the snippet is untrusted text: sanitise each piece before showing it).
+    matches: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -952,19 +958,35 @@ class HistoryStore:
     # --- search --------------------------------------------------------------------------
 
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
-        """Full-text search over message content; each word must appear (prefix match)."""
+        """Full-text search over message content; each word must appear (prefix match).
+
+        FTS5 finds and ranks the hits; each hit's snippet is made from a bounded window of its
+        text (:mod:`chatterm.snippets`), so the time does not grow with the size of a message
+        or the number of its matches, and no message is read whole.
+        """
         query = _fts_query(text)
         if not query:
             return []
         rows = self._read(
-            "SELECT m.conversation_id, c.title, m.id, m.role,"
-            " snippet(messages_fts, 0, '', '', '…', 12), m.created_at"
+            "SELECT m.id, m.conversation_id, c.title, m.role, m.created_at"
             " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
             " JOIN conversations c ON c.id = m.conversation_id"
             " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
             (query, limit),
         )
-        hits = [SearchHit(*row) for row in rows]
+        from chatterm.snippets import SnippetMaker
+
+        maker = SnippetMaker(self._db, "messages", "content", "unicode61")
+        snippets = self._snippets(maker, [row[0] for row in rows], text.split())
+        hits = []
+        for message_id, conv_id, title, role, created_at in rows:
+            snip = snippets.get(message_id)
+            hits.append(
+                SearchHit(
+                    conv_id, title, message_id, role, snip.text if snip else "", created_at,
+                    snip.matches if snip else (),
+                )
+            )
         if len(hits) < limit:
             hits += self._piece_hits(text.split(), limit - len(hits))
         if len(hits) < limit:
@@ -1011,20 +1033,46 @@ class HistoryStore:
             found = ids if found is None else found & ids
             if not found:
                 return []
+        # The first piece of each reply that holds any of the words, and a snippet made from a
+        # bounded window of it (FTS5's snippet() over a whole piece took tens of seconds).
+        from chatterm.snippets import SnippetMaker, any_word_query
+
         hits: list[SearchHit] = []
-        first = _fts_query(words[0]) if words else ""
+        firsts: dict[int, int] = {}
         for message_id in sorted(found or (), reverse=True)[:limit]:
             rows = self._read(
-                "SELECT m.conversation_id, c.title, m.id, m.role,"
-                " snippet(pieces_fts, 0, '', '', '…', 12), m.created_at"
-                " FROM pieces_fts JOIN message_pieces p ON p.id = pieces_fts.rowid"
-                " JOIN messages m ON m.id = p.message_id"
-                " JOIN conversations c ON c.id = m.conversation_id"
-                " WHERE pieces_fts MATCH ? AND p.message_id = ? LIMIT 1",
-                (first, message_id),
+                "SELECT min(p.id) FROM pieces_fts JOIN message_pieces p ON p.id = pieces_fts.rowid"
+                " WHERE pieces_fts MATCH ? AND p.message_id = ?",
+                (any_word_query(words), message_id),
             )
-            hits += [SearchHit(*row) for row in rows]
+            if rows and rows[0][0] is not None:
+                firsts[message_id] = int(rows[0][0])
+        maker = SnippetMaker(self._db, "message_pieces", "content", "unicode61")
+        snippets = self._snippets(maker, list(firsts.values()), words)
+        for message_id, piece_id in firsts.items():
+            rows = self._read(
+                "SELECT m.conversation_id, c.title, m.role, m.created_at FROM messages m"
+                " JOIN conversations c ON c.id = m.conversation_id WHERE m.id = ?",
+                (message_id,),
+            )
+            snip = snippets.get(piece_id)
+            for conv_id, title, role, created_at in rows:
+                hits.append(
+                    SearchHit(
+                        conv_id, title, message_id, role, snip.text if snip else "", created_at,
+                        snip.matches if snip else (),
+                    )
+                )
         return hits
+
+    def _snippets(
+        self, maker: SnippetMaker, rowids: list[int], words: list[str]
+    ) -> dict[int, Snippet]:
+        """Snippets for hits; a storage fault is one line, as for every read."""
+        try:
+            return maker.make(rowids, words)
+        except sqlite3.DatabaseError as exc:
+            raise self._explain(exc, "read") from exc
 
 
 PieceSource = Callable[[bool], tuple[str, str] | None]

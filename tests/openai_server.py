@@ -15,6 +15,8 @@ requests apart (``echo@test_options`` behaves like ``echo``). Scenarios:
 * ``chunks:N`` / ``chunks:N:markdown``: N content chunks (a few chars each, or a markdown
   document with headings, lists, a table and code fences split across chunks), written as fast
   as the socket takes them. ``slow:N:MS``: N chunks ``MS`` milliseconds apart.
+  ``bigline:N``: one content chunk of N characters of words, i.e. one SSE line of about N
+  bytes, written in 64 KiB pieces (the size of a single-line reply must not cost quadratic time).
 * quirks: ``no-done``, ``ping``, ``choices-null``, ``choices-empty``, ``reasoning_content``,
   ``reasoning``, ``reasoning-both``, ``crlf``, ``u2028``, ``split-utf8``, ``multiline-data``,
   ``id-then-comments``, ``no-trailing-blank``, ``burst``, ``reject-stream-options``,
@@ -148,6 +150,13 @@ def markdown_document(min_chars: int) -> str:
     return "# Report\n\n" + "".join(sections)
 
 
+@functools.lru_cache(maxsize=2)
+def bigline_text(n: int) -> str:
+    """The reply of ``bigline:N``: N characters of words, no line break."""
+    unit = " ".join(WORDS) + " "
+    return (unit * (n // len(unit) + 1))[:n]
+
+
 @functools.lru_cache(maxsize=16)
 def chunk_pieces(n: int, markdown: bool = False) -> tuple[str, ...]:
     """The N content pieces of ``chunks:N`` (``markdown``: of ``chunks:N:markdown``)."""
@@ -186,6 +195,8 @@ def scenario_text(model: str, body: dict[str, Any] | None = None) -> str:
         return "".join(chunk_pieces(int(args[0]), args[1:2] == ["markdown"]))
     if name == "slow":
         return "".join(f"tok{i} " for i in range(int(args[0])))
+    if name == "bigline":
+        return bigline_text(int(args[0]))
     if name.startswith("reasoning"):
         return ANSWER
     if name in ("hostile", "hostile-reasoning"):
@@ -209,10 +220,11 @@ class RecordedRequest:
     body: Any = None
     client: tuple[str, int] | None = None  # the client's address: same port = reused connection
     disconnected: bool = False  # the client went away before the reply was fully written
+    received_at: float = 0.0  # time.monotonic() when the request was read (gaps between retries)
 
     def __getitem__(self, key: str) -> Any:
         """``request["body"]``, ``request["headers"]``: the same fields, dict-style."""
-        if key not in ("method", "path", "headers", "body", "client", "disconnected"):
+        if key not in ("method", "path", "headers", "body", "client", "disconnected", "received_at"):
             raise KeyError(key)
         return getattr(self, key)
 
@@ -407,6 +419,9 @@ def _stream_reply(model: str, body: dict[str, Any]) -> _Reply:
                 }
             )
         return _Reply(list(_fast_chunks(model, n, markdown, usage)))
+    if name == "bigline":
+        body_bytes = b"".join(std([bigline_text(int(args[0]))]))
+        return _Reply([body_bytes[i : i + 65536] for i in range(0, len(body_bytes), 65536)])
     if name == "slow":
         n, delay = int(args[0]), int(args[1]) / 1000
         writes: list[Any] = []
@@ -702,6 +717,7 @@ class _Handler(BaseHTTPRequestHandler):
             {k.lower(): v for k, v in self.headers.items()},
             body,
             (self.client_address[0], self.client_address[1]),
+            received_at=time.monotonic(),
         )
         self.server.owner.requests.append(record)
         return record

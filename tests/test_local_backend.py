@@ -7,13 +7,11 @@ cancel, multi-byte safety, context trimming, cache reuse and error messages.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -377,14 +375,13 @@ def test_cancel_mid_stream_stops_the_thread_promptly(models: dict) -> None:
             deltas += isinstance(event, TextDelta)
             if deltas == 3:
                 break
-        started = time.perf_counter()
-        await stream.aclose()  # type: ignore[attr-defined]
-        return deltas, time.perf_counter() - started
+        # A hang guard, not a speed check: closing must not wait for 100,000 tokens.
+        await asyncio.wait_for(stream.aclose(), 120)  # type: ignore[attr-defined]
+        return deltas
 
-    deltas, closing = asyncio.run(go())
+    deltas = asyncio.run(go())
     assert deltas == 3
-    assert closing < 2.0
-    assert not generation_threads()
+    assert not generation_threads()  # the decoding thread stopped with the close
     # The model's lock was released: the next turn runs normally.
     events = run(models["base"], [user("again")], max_tokens=3, **GREEDY)
     assert events[-1] == Finish("length")
@@ -414,28 +411,32 @@ def test_task_cancellation_stops_generation(models: dict) -> None:
 def test_event_loop_keeps_running_during_generation(models: dict) -> None:
     run(models["base"], [user("warm up")], max_tokens=2)  # load outside the measurement
 
-    async def go() -> tuple[int, float]:
-        stamps: list[float] = []
+    async def go() -> list[str]:
+        order: list[str] = []  # "tick" and "delta", in the order the event loop saw them
         done = False
 
         async def ticker() -> None:
             while not done:
-                stamps.append(time.perf_counter())
+                order.append("tick")
                 await asyncio.sleep(0.005)
 
         task = asyncio.create_task(ticker())
         backend = LocalBackend(BackendConfig(model=str(models["base"])))
         options = backend.validate_options({"max_tokens": 300, "min_tokens": 300, **GREEDY})
-        async for _ in backend.stream(ChatRequest([user("tick")], options=options)):
-            pass
+        async for event in backend.stream(ChatRequest([user("tick")], options=options)):
+            if isinstance(event, TextDelta):
+                order.append("delta")
         done = True
         await task
-        gaps = [b - a for a, b in itertools.pairwise(stamps)]
-        return len(stamps), max(gaps)
+        return order
 
-    ticks, worst_gap = asyncio.run(go())
-    assert ticks >= 10
-    assert worst_gap < 0.25
+    order = asyncio.run(go())
+    first, last = order.index("delta"), len(order) - 1 - order[::-1].index("delta")
+    # Generation runs off the loop: the ticker keeps running between the reply's tokens (a
+    # model run on the loop itself would let no tick in until the reply ended).
+    ticks_while_streaming = order[first:last].count("tick")
+    assert order.count("delta") >= 10
+    assert ticks_while_streaming >= 3, order
 
 
 def test_two_streams_on_one_model_take_turns(models: dict) -> None:

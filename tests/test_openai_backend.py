@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import subprocess
 import sys
@@ -454,15 +455,16 @@ def test_429_then_ok(openai_server: OpenAIServer) -> None:
 
 
 def test_429_honours_retry_after(openai_server: OpenAIServer) -> None:
-    start = time.monotonic()
     events = ok(openai_server, "http:429-then-ok:2:1@wait")
-    elapsed = time.monotonic() - start
     notices = [e.message for e in events if isinstance(e, Notice)]
     assert [n.split("; ")[1] for n in notices] == [
         "retrying in 1s (attempt 1/3)",
         "retrying in 1s (attempt 2/3)",
     ]
-    assert 1.9 <= elapsed < 10
+    # The server saw each retry at least Retry-After (1 s) after the refusal before it.
+    arrivals = [r.received_at for r in openai_server.requests_for("http:429-then-ok:2:1@wait")]
+    assert len(arrivals) == 3
+    assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(arrivals))
     assert text_of(events) == PROMPT
 
 
@@ -534,7 +536,9 @@ def test_list_models_404_hint(openai_server: OpenAIServer) -> None:
 # --- cancellation -------------------------------------------------------------------------
 
 
-def _wait_for_disconnect(server: OpenAIServer, model: str, seconds: float = 3.0) -> bool:
+def _wait_for_disconnect(server: OpenAIServer, model: str, seconds: float = 60.0) -> bool:
+    """Whether the server saw the client go away before the reply was fully written (the
+    slow scenarios below take 20 s to write, so a disconnect means the client stopped it)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if any(r.disconnected for r in server.requests_for(model)):
@@ -556,16 +560,13 @@ def test_closing_the_stream_closes_the_connection(openai_server: OpenAIServer) -
                 seen.append(event.text)
                 if len(seen) == 3:
                     break
-        start = time.monotonic()
         await stream.aclose()
         await backend.aclose()
-        return seen, time.monotonic() - start
+        return seen
 
-    begun = time.monotonic()
-    seen, close_time = asyncio.run(take_three())
+    seen = asyncio.run(take_three())
     assert seen == ["tok0 ", "tok1 ", "tok2 "]
-    assert close_time < 1.0 and time.monotonic() - begun < 2.0
-    assert _wait_for_disconnect(openai_server, model)
+    assert _wait_for_disconnect(openai_server, model)  # closed, not read to its end
 
 
 def test_cancelling_the_task_stops_the_stream(openai_server: OpenAIServer) -> None:
@@ -577,19 +578,20 @@ def test_cancelling_the_task_stops_the_stream(openai_server: OpenAIServer) -> No
         async for event in backend.stream(ChatRequest([ChatMessage("user", "x")], model=model)):
             seen.append(event)
 
-    async def main() -> float:
+    async def main() -> None:
         task = asyncio.create_task(consume())
-        await asyncio.sleep(0.2)
-        start = time.monotonic()
+        for _ in range(6000):  # up to a minute for the first delta
+            if any(isinstance(e, TextDelta) for e in seen):
+                break
+            await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         await backend.aclose()
-        return time.monotonic() - start
 
-    assert asyncio.run(main()) < 1.0
+    asyncio.run(main())
     assert any(isinstance(e, TextDelta) for e in seen)
-    assert _wait_for_disconnect(openai_server, model)
+    assert _wait_for_disconnect(openai_server, model)  # cancelled, not read to its end
 
 
 # --- hygiene ------------------------------------------------------------------------------

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 from chatterm_openai.sse import SSEDecoder
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def decode(*reads: bytes) -> tuple[list[str], str | None]:
@@ -108,3 +111,109 @@ def test_nothing_is_decoded_after_an_error_field() -> None:
 def test_event_without_data_is_not_dispatched() -> None:
     # httpx-sse turns this into an event with empty data, and json.loads("") then fails.
     assert decode(b"id: 7\n\nevent: ping\n\nretry: 10\n\n") == ([], None)
+
+
+# --- Any stream, cut anywhere: the decoder against a plain reading of the SSE standard ---------
+
+_LINE_ENDS = (b"\n", b"\r\n", b"\r")
+_NO_NEWLINES = st.text(
+    alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12
+)
+
+
+def reference(body: bytes) -> tuple[list[str], str | None]:
+    """The standard's algorithm over the whole body at once: the oracle for the decoder."""
+    if body.startswith(b"\xef\xbb\xbf"):
+        body = body[3:]
+    events: list[str] = []
+    data: list[bytes] = []
+    errors: list[bytes] = []
+    for line in [*re.split(rb"\r\n|\r|\n", body), b""]:  # the end of the body dispatches too
+        if not line:
+            if errors:
+                return events, b"\n".join(errors).decode("utf-8", "replace")
+            if data:
+                events.append(b"\n".join(data).decode("utf-8", "replace"))
+            data = []
+            continue
+        if line.startswith(b":"):
+            continue
+        name, _, value = line.partition(b":")
+        value = value[1:] if value.startswith(b" ") else value
+        if name == b"data":
+            data.append(value)
+        elif name == b"error":
+            errors.append(value)
+    return events, None
+
+
+@st.composite
+def event_streams(draw: st.DrawFn) -> bytes:
+    """Events of data lines (one or several), comments, ignored fields, blank-line runs, any
+    line end (LF, CRLF, lone CR), optionally a BOM, a final event without its blank line or
+    an ``error:`` field."""
+    field_line = st.one_of(
+        _NO_NEWLINES.map(lambda t: b"data: " + t.encode()),
+        _NO_NEWLINES.map(lambda t: b"data:" + t.encode()),
+        st.just(b"data"),
+        _NO_NEWLINES.map(lambda t: b":" + t.encode()),  # comment
+        st.sampled_from([b"id: 7", b"event: message", b"retry: 10", b"foo: bar", b"id"]),
+        st.sampled_from([b'data: {"choices": [{"delta": {"content": "\xe2\x80\xa8x"}}]}']),
+    )
+    out = bytearray(b"\xef\xbb\xbf" if draw(st.booleans()) else b"")
+    for _ in range(draw(st.integers(0, 6))):
+        for line in draw(st.lists(field_line, min_size=1, max_size=4)):
+            out += line + draw(st.sampled_from(_LINE_ENDS))
+        for _ in range(draw(st.integers(1, 2))):  # the blank line(s) ending the event
+            out += draw(st.sampled_from(_LINE_ENDS))
+    if draw(st.booleans()):
+        out += b"error: " + draw(_NO_NEWLINES).encode() + b"\n\ndata: after\n\n"
+    if draw(st.booleans()):
+        out += b"data: unterminated" + draw(st.sampled_from([b"", *_LINE_ENDS]))
+    return bytes(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=event_streams(), data=st.data())
+def test_any_stream_cut_anywhere_decodes_as_the_standard_says(
+    body: bytes, data: st.DataObject
+) -> None:
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=12)))
+    reads = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+    assert decode(*reads) == reference(body)
+
+
+@settings(max_examples=50, deadline=None)
+@given(body=event_streams())
+def test_any_stream_byte_by_byte(body: bytes) -> None:
+    assert decode(*(body[i : i + 1] for i in range(len(body)))) == reference(body)
+
+
+def test_cr_at_the_end_of_a_read_and_lf_at_the_start_of_the_next_are_one_line_end() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\r") == []
+    assert decoder.feed(b"\ndata: b\r") == []  # one line end, so no blank line yet
+    assert decoder.feed(b"\r") == ["a\nb"]  # a second CR is a blank line
+    assert decoder.close() == []
+
+
+def test_lone_cr_ends_lines_as_the_standard_says() -> None:
+    assert decode(b"data: a\rdata: b\r\rdata: c\r\r") == (["a\nb", "c"], None)
+
+
+def test_a_huge_line_over_many_reads_is_whole_and_exact() -> None:
+    text = "".join(f"{i:07d}é" for i in range(150_000))  # 1.35 MB, multi-byte characters
+    body = f'data: {{"t": "{text}"}}\n\ndata: [DONE]\n\n'.encode()
+    reads = [body[i : i + 997] for i in range(0, len(body), 997)]  # cuts inside characters too
+    assert decode(*reads) == ([f'{{"t": "{text}"}}', "[DONE]"], None)
+
+
+def test_pending_line_is_kept_as_pieces_not_rejoined_per_read() -> None:
+    # Behaviour behind the linear cost: while a line is unfinished the decoder holds each read
+    # as it came (one piece per read) and joins them once, when the line end arrives.
+    decoder = SSEDecoder()
+    for _ in range(1000):
+        assert decoder.feed(b"x" * 100) == []
+    assert len(decoder._pieces) == 1000 and all(len(p) == 100 for p in decoder._pieces)
+    assert decoder.feed(b"\n\n") == []  # "x..." is a field line, ignored: no data
+    assert decoder._pieces == []

@@ -6,8 +6,10 @@ carry those unescaped; ``httpx-sse`` turns comments after an ``id:`` line into e
 drops llama.cpp's ``error:`` field and discards a last event that lacks the trailing blank line.
 The rules needed here fit in one screen:
 
-* lines end at ``b"\\n"`` only (a byte that never occurs inside a UTF-8 sequence, so a
-  multi-byte character split across reads is safe); one trailing ``b"\\r"`` is stripped;
+* lines end at ``b"\\r\\n"``, ``b"\\n"`` or a lone ``b"\\r"``, as the SSE standard says (neither
+  byte ever occurs inside a UTF-8 sequence, so a multi-byte character split across reads is
+  safe); a ``b"\\r"`` at the end of one read and a ``b"\\n"`` at the start of the next are one
+  line end;
 * lines starting with ``:`` are comments (keep-alives) and are skipped;
 * ``data:`` lines of one event are joined with ``\\n``; a blank line dispatches the event, and an
   event with no ``data:`` (and no ``error:``) is not dispatched at all;
@@ -20,6 +22,11 @@ The decoder is synchronous and push-based (:meth:`SSEDecoder.feed` per network r
 the ``data`` of each finished event as a ``str``), so the backend's hot loop drives it without
 another async-generator layer or an object per event, and tests can feed it bytes split at
 every position.
+
+Cost is linear in the size of the body however it is cut into reads: the unfinished last line
+is kept as a list of pieces, only each new read is searched for a line end, and the pieces are
+joined once, when the line ends. (Re-joining a growing buffer on every read made a 50 MB
+single-line event cost minutes instead of a second.)
 """
 
 from __future__ import annotations
@@ -36,40 +43,59 @@ class SSEDecoder:
     field's text (lines joined with ``\n``) and the decoder ignores all further input.
     """
 
-    __slots__ = ("_data", "_errors", "_pending", "_started", "error")
+    __slots__ = ("_after_cr", "_data", "_errors", "_head", "_pieces", "error")
 
     def __init__(self) -> None:
         self.error: str | None = None
-        self._pending = b""  # the unfinished last line of the previous read
+        self._pieces: list[bytes] = []  # the unfinished last line, as the reads brought it
         self._data: list[bytes] = []  # data lines of the event being built
         self._errors: list[bytes] = []  # error lines of the event being built
-        self._started = False  # whether a leading BOM has been checked for
+        self._head: bytes | None = b""  # the first bytes, until a leading BOM is ruled out
+        self._after_cr = False  # the last read ended in "\r": a "\n" next is the same line end
 
     def feed(self, chunk: bytes) -> list[str]:
         """Take one read of the body; return the data of the events it completed.
 
         Fast path for what nearly every server sends: no ``\r`` in the read, and events made
         of one ``data: `` line ended by a blank line. Those are cut out with ``split`` in C;
-        anything else (CRLF, comments, several fields) goes through the line rules.
+        anything else (CR line ends, comments, several fields) goes through the line rules.
         """
-        if self._pending:
-            chunk = self._pending + chunk
-            self._pending = b""
-        if not self._started:
+        events: list[str] = []
+        if self.error is not None or not chunk:
+            return events
+        if self._head is not None:
+            chunk = self._head + chunk
             if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
-                self._pending = chunk  # too short to tell whether it is a BOM yet
-                return []
-            self._started = True
+                self._head = chunk  # too short to tell whether it is a BOM yet
+                return events
+            self._head = None
             if chunk.startswith(_BOM):
                 chunk = chunk[len(_BOM) :]
-        events: list[str] = []
-        if self.error is not None:
-            return events
+        if self._after_cr:
+            self._after_cr = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
         if b"\r" in chunk:
-            lines = chunk.split(b"\n")
-            self._pending = lines.pop()
-            self._take(lines, events)
-            return events
+            self._after_cr = chunk[-1:] == b"\r"
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if self._pieces:
+            # Finish the pending line with this read's bytes up to its first line end; only
+            # this read is searched, and the pieces are joined once.
+            end = chunk.find(b"\n")
+            if end < 0:
+                if chunk:
+                    self._pieces.append(chunk)
+                return events
+            pieces, self._pieces = self._pieces, []
+            pieces.append(chunk[:end])
+            if pieces[0][:6] == b"data: ":  # the usual long line: drop the prefix before joining
+                pieces[0] = pieces[0][6:]
+                self._data.append(b"".join(pieces))
+            else:
+                self._take((b"".join(pieces),), events)
+                if self.error is not None:
+                    return events
+            chunk = chunk[end + 1 :]
         blocks = chunk.split(b"\n\n")
         tail = blocks.pop()
         if blocks:
@@ -89,27 +115,29 @@ class SSEDecoder:
                         return events
         if b"\n" in tail:
             lines = tail.split(b"\n")
-            self._pending = lines.pop()
+            tail = lines.pop()
             self._take(lines, events)
-        else:
-            self._pending = tail
+        if tail and self.error is None:
+            self._pieces.append(tail)
         return events
 
     def close(self) -> list[str]:
         """End of body: finish the last line and dispatch the last event if it has content."""
-        pending, self._pending = self._pending, b""
-        if not self._started and pending.startswith(_BOM):
-            pending = pending[len(_BOM) :]
-        self._started = True
-        events = self.feed(pending + b"\n") if pending else []
+        events: list[str] = []
+        if self._head:  # a body of one or two bytes that began like a BOM
+            head, self._head = self._head, None
+            self._pieces = [head]
+        self._head = None
+        if self._pieces and self.error is None:
+            line = b"".join(self._pieces)
+            self._take((line,), events)
+        self._pieces = []
         self._end_event(events)
         return events
 
-    def _take(self, lines: list[bytes], events: list[str]) -> None:
+    def _take(self, lines: list[bytes] | tuple[bytes, ...], events: list[str]) -> None:
         """The line rules, for complete lines; data of dispatched events goes to ``events``."""
         for line in lines:
-            if line[-1:] == b"\r":
-                line = line[:-1]
             if not line:
                 self._end_event(events)
                 if self.error is not None:

@@ -16,6 +16,7 @@ import typer
 
 from chatterm.cli import options as opt
 from chatterm.cli.failures import Failure, report_failure
+from chatterm.cli.fastpath import run_ask_fast
 
 app = typer.Typer(
     name="chatterm",
@@ -220,7 +221,12 @@ def main() -> None:
     # them again and again: off while importing, then see start_collecting() (~15 ms saved).
     gc.disable()
     try:
-        app(args=opt.normalise_option_args(sys.argv[1:]), prog_name="chatterm")
+        args = opt.normalise_option_args(sys.argv[1:])
+        # A plain `ask` command line skips click's parameter processing (see fastpath).
+        code = run_ask_fast(app, args)
+        if code is not None:
+            sys.exit(code)
+        app(args=args, prog_name="chatterm")
     except SystemExit:
         raise
     except BaseException as exc:  # the error boundary: no traceback without --debug

@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
                 {
                     "conversation_id": h.conversation_id, "title": h.conversation_title,
                     "message_id": h.message_id, "role": h.role, "snippet": h.snippet,
-                    "created_at": h.created_at,
+                    "matches": [list(span) for span in h.matches], "created_at": h.created_at,
                 }
                 for h in hits
             ]

@@ -112,6 +112,9 @@ class ReplyActions(ChattermBase):
         status.set_reply(state=self._opening_state())
         try:
             session = await self.ready_session()
+            # Load the model before the prompt is stored: a model that cannot be loaded then
+            # leaves no empty conversation behind (the prompt stays in the box).
+            await session.backend.prepare(session.model, session.options)
             if kind == "send":
                 events = session.send(text)
             elif kind == "regenerate":
@@ -125,6 +128,9 @@ class ReplyActions(ChattermBase):
             return
         except asyncio.CancelledError:  # Esc while the backend was still loading
             status.set_reply(state="stopped")
+            from chatterm import download_progress
+
+            download_progress.cancel()  # a download for it stops too (what arrived is kept)
             raise
         if kind == "send":
             self.prompt_input.remember(text)

@@ -1,0 +1,139 @@
+"""The `ask` fast path reads a command line exactly as typer does, or hands it to typer.
+
+Each command line is run twice in-process with ``run_ask`` replaced by a recorder: once through
+typer (the full click parsing) and once through chatterm.cli.fastpath. Where the fast path
+accepts a line, both must call ``run_ask`` with the same options, output settings and prompt.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_run import modules_loaded_by
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatterm.cli import app
+from chatterm.cli.fastpath import run_ask_fast
+from chatterm.cli.options import normalise_option_args
+
+# The module, not the `ask` command function that shadows it on the package.
+ask_module = importlib.import_module("chatterm.cli.ask")
+
+
+def through_typer(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ...] | None:
+    """What typer calls run_ask with for ``chatterm ARGV`` (None: typer refused the line)."""
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(ask_module, "run_ask", lambda *a, **k: calls.append((a, k)) or 0)
+    try:
+        app(args=normalise_option_args(argv), prog_name="chatterm", standalone_mode=False)
+    except Exception:  # a usage error: typer's own message in real use
+        return None
+    return calls[0] if calls else None
+
+
+def through_fast_path(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ...] | None:
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(ask_module, "run_ask", lambda *a, **k: calls.append((a, k)) or 7)
+    code = run_ask_fast(app, normalise_option_args(argv))
+    if code is None:
+        assert not calls
+        return None
+    assert code == 7  # run_ask's exit code is what main() exits with
+    return calls[0]
+
+
+PLAIN = [
+    ["ask", "hello"],
+    ["ask", "-m", "gpt-4o", "what", "is", "2+2"],
+    ["ask", "--model=gpt-4o", "-s", "be brief", "--raw", "hi"],
+    ["ask", "-rn", "-mqwen", "hi"],
+    ["ask", "-o", "temperature", "0.2", "-o", "stop=X", "-o", "stop", "Y", "hi"],
+    ["ask", "--temperature", "0.5", "--max-tokens", "20", "--json", "-u", "hi"],
+    ["ask", "hi", "--no-stream", "there"],  # options between prompt words
+    ["ask", "--", "-not-an-option", "--help"],
+    ["ask", "-c", "--session", "abc123", "--base-url", "http://localhost:8000/v1", "again"],
+    ["ask", "--backend", "local", "-p", "work", "--debug"],
+    ["ask"],
+    ["ask", "-m", "a", "-m", "b", "last model wins"],
+    ["ask", "--temperature", "-0.5", "x"],
+    ["ask", "-s", "-looks like an option-", "x"],
+]
+
+
+@pytest.mark.parametrize("argv", PLAIN, ids=" ".join)
+def test_plain_command_lines_take_the_fast_path_with_typers_result(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = through_fast_path(argv, monkeypatch)
+    assert fast is not None, "a plain ask command line must not need typer"
+    assert fast == through_typer(argv, monkeypatch)
+
+
+DEFERRED = [
+    ["ask", "--help"],
+    ["ask", "-h"],
+    ["ask", "hi", "-h"],
+    ["ask", "--no-such-option", "hi"],
+    ["ask", "-m"],  # a missing value
+    ["ask", "--temperature", "warm"],
+    ["ask", "--max-tokens", "1_000"],
+    ["ask", "--raw=yes"],
+    ["ask", "-Z"],
+    ["models"],
+    ["-m", "x", "ask", "hi"],
+    [],
+]
+
+
+@pytest.mark.parametrize("argv", DEFERRED, ids=" ".join)
+def test_anything_else_is_left_to_typer(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert through_fast_path(argv, monkeypatch) is None
+
+
+TOKENS = st.sampled_from(
+    [
+        "-m", "--model", "-s", "--system", "-o", "--option", "--temperature", "--max-tokens",
+        "-r", "-n", "-u", "-c", "-rn", "-nu", "-rm", "--raw", "--json", "--no-stream",
+        "--no-log", "--usage", "--debug", "--continue", "--session", "--base-url", "--backend",
+        "-p", "--profile", "--", "-", "-h", "--help", "--bogus", "-x", "0.5", "-1", "12", "1e3",
+        "nan", "k=v", "stop", "word", "two words", "--model=m", "-mm", "-o=k=v", "=", "",
+        "--temperature=0.7", "--max-tokens=3", "--raw=1", "é",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rest=st.lists(TOKENS, max_size=8))
+def test_any_command_line_gives_typers_result_or_goes_to_typer(rest: list[str]) -> None:
+    argv = ["ask", *rest]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fast = through_fast_path(argv, monkeypatch)
+        if fast is not None:
+            assert fast == through_typer(argv, monkeypatch), argv
+
+
+def test_declarations_the_fast_path_cannot_read_send_everything_to_typer() -> None:
+    import typer
+
+    odd = typer.Typer()
+
+    @odd.command()
+    def ask(where: Path = Path(".")) -> None:  # typer converts paths; the fast path does not
+        raise AssertionError("not called")
+
+    assert run_ask_fast(odd, ["ask"]) is None
+    assert run_ask_fast(odd, ["ask", "x"]) is None
+
+
+def test_ask_imports_neither_pydantic_nor_click_processing(openai_server: Any) -> None:
+    """Whatever typer is installed (0.29+ validates parameters through pydantic)."""
+    env = {"OPENAI_BASE_URL": openai_server.base_url}
+    code, loaded, _ = modules_loaded_by(["ask", "-m", "echo", "-n", "hi"], ["pydantic"], env)
+    assert code == 0
+    assert loaded == []
