@@ -43,7 +43,7 @@ from typing import Any
 
 from chatterm import paths
 from chatterm.backend import BackendConfig
-from chatterm.secrets_mask import is_openai_host, key_problem
+from chatterm.secrets_mask import display_url, is_openai_host, key_problem
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
@@ -384,7 +384,9 @@ def explain_choice(choice: Choice) -> Explanation:
     base_url = choice.backend_config.base_url
     if base_url is None and choice.backend == "openai":
         base_url = "https://api.openai.com/v1"
-    return Explanation(choice.backend, model, base_url, choice.source, reason)
+    # Shown to the user (welcome panel, doctor): a password in the URL's user info is masked.
+    shown_url = display_url(base_url) if base_url else None
+    return Explanation(choice.backend, model, shown_url, choice.source, reason)
 
 
 def _may_get_default_key(profile_base_url: str | None) -> bool:

@@ -94,6 +94,23 @@ def test_unreachable_server_fails() -> None:
     assert "(optional)" not in line
 
 
+def test_url_user_info_is_masked_in_every_line(openai_server) -> None:  # type: ignore[no-untyped-def]
+    """A doctor report is pasted into bug reports: a password in a profile's URL never shows."""
+    host = openai_server.base_url.split("://", 1)[1]
+    _config(
+        'default_profile = "pw"\n'
+        "[profiles.pw]\n"
+        'backend = "openai"\n'
+        f'base_url = "http://bob:hunter22secret@{host}"\n'
+        'model = "echo@doctor-pw"\n'
+    )
+    result = run_cli("doctor")
+    out = result.stdout + result.stderr
+    assert "hunter22secret" not in out and "bob:" not in out, out
+    assert f"http://***@{host}" in _lines(result.stdout, "✓ profile pw:")[0]
+    assert f"http://***@{host}" in _lines(result.stdout, "✓ server:")[0]
+
+
 def test_read_only_history_fails(openai_server) -> None:  # type: ignore[no-untyped-def]
     env = {"OPENAI_BASE_URL": openai_server.base_url}
     assert run_cli("ask", "-m", "echo@doctor-ro", "keep me", env=env).returncode == 0

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ from chatterm import endings
 from chatterm.backend import Backend, BackendError, Metadata, Notice, ReasoningDelta, TextDelta
 from chatterm.chat import ChatSession, ReplyOutcome, memory_store
 from chatterm.cli import start_collecting
-from chatterm.cli.failures import Failure, for_stderr
+from chatterm.cli.failures import Failure, for_stderr, silence_stdout
 from chatterm.cli.inputs import compose_prompt, read_piped_stdin
 from chatterm.cli.options import AskOutput, CommonOptions
 from chatterm.cli.render import ReplySink, choose_sink
@@ -65,7 +64,7 @@ def run_ask(common: CommonOptions, output: AskOutput, prompt: str | None) -> int
     try:
         return _run_ask(common, output, prompt, run)
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()
         return BROKEN_PIPE
     except endings.Ended as exc:
         _say(exc.message)
@@ -438,16 +437,7 @@ def _close_quietly(sink: ReplySink) -> None:
     try:
         sink.close()
     except BrokenPipeError:
-        _silence_stdout()
-    except (OSError, ValueError):
-        pass
-
-
-def _silence_stdout() -> None:
-    """After the reader of a pipe went away, stop Python from complaining at exit."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        silence_stdout()
     except (OSError, ValueError):
         pass
 

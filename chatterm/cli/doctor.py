@@ -32,7 +32,7 @@ from typing import Any
 
 from chatterm.config import DEFAULT_KEY_ENV, Choice, Config, ConfigError, load_config, resolve
 from chatterm.sanitize import safe_inline
-from chatterm.secrets_mask import mask_secrets, url_secrets
+from chatterm.secrets_mask import display_url, mask_secrets, url_secrets
 
 OK_MARK, FAIL_MARK = "✓", "✗"
 # Where the terminal cannot show the marks (a latin-1 locale), plain ASCII stand-ins.
@@ -164,7 +164,7 @@ def describe_choice(config: Config, choice: Choice) -> str:
         parts.append(f"model {safe_inline(settings.model or DEFAULT_MODEL)}")
     else:
         parts.append(f"model {safe_inline(settings.model or '(first the server lists)')}")
-        parts.append(f"server {safe_inline(settings.base_url or 'https://api.openai.com/v1')}")
+        parts.append(f"server {_shown_url(settings.base_url)}")
         chosen = config.profiles.get(choice.profile or "")
         key_env = (chosen.api_key_env if chosen else None) or DEFAULT_KEY_ENV
         if settings.api_key:
@@ -331,7 +331,7 @@ def server_check(choice: Choice, timeout: float) -> Check:
         choice.backend_config,
         extra={**choice.backend_config.extra, "connect_timeout": timeout, "timeout": timeout},
     )
-    shown = safe_inline(settings.base_url or "https://api.openai.com/v1")
+    shown = _shown_url(settings.base_url)
     label = "server"
 
     async def fetch() -> list[str]:
@@ -350,6 +350,12 @@ def server_check(choice: Choice, timeout: float) -> Check:
     listed = ", ".join(safe_inline(n) for n in names[:10]) or "no models"
     more = f" and {len(names) - 10} more" if len(names) > 10 else ""
     return Check(True, label, f"{shown} reachable; /models lists {listed}{more}")
+
+
+def _shown_url(url: str | None) -> str:
+    """A server URL as the report shows it: user info masked (a report is pasted into bug
+    reports), controls made visible."""
+    return safe_inline(display_url(url or "https://api.openai.com/v1"))
 
 
 def hub_is_asked(choice: Choice | None) -> bool:
