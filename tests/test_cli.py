@@ -83,6 +83,18 @@ def test_invalid_utf8_and_large_stdin(openai_server, server_env) -> None:
     assert len(last_request(openai_server)["messages"][-1]["content"]) == len(big) - 1 + 7
 
 
+def test_a_prompt_argument_that_is_not_utf8_is_one_line(server_env) -> None:
+    """``chatterm ask $'\\x9b'`` (a raw byte, not U+009B) used to end in an internal error."""
+    import os
+
+    result = run_cli("ask", "-m", "echo", "hi " + os.fsdecode(b"\x9b"), env=server_env)
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr)
+    assert "not UTF-8" in result.stderr and "internal error" not in result.stderr
+    listed = run_cli("sessions", "list", "--json")
+    assert json.loads(listed.stdout or "[]") == []
+
+
 def test_json_output(server_env) -> None:
     result = run_cli("ask", "-m", "echo", "--json", "ping pong", env=server_env)
     assert result.returncode == 0, result.stderr
