@@ -181,3 +181,10 @@ def test_unreachable_hub_with_the_model_cached_passes(tiny_model_dir: Path) -> N
     assert result.returncode == 0, result.stdout
     assert _lines(result.stdout, "✗ Hugging Face Hub:")[0].endswith("(optional)")
     assert "in the Hugging Face cache" in _lines(result.stdout, "✓ local model chatterm-test/tiny:")[0]
+
+
+def test_url_passwords_and_echoed_keys_are_masked(openai_server) -> None:  # type: ignore[no-untyped-def]
+    url = openai_server.base_url.replace("http://", "http://me:hunter2hunter2@")
+    result = run_cli("doctor", env={"OPENAI_BASE_URL": url, "OPENAI_API_KEY": SECRET})
+    assert "hunter2hunter2" not in result.stdout and SECRET not in result.stdout
+    assert "http://***@127.0.0.1" in _lines(result.stdout, "✓ server:")[0]

@@ -87,7 +87,11 @@ def register(app: typer.Typer) -> None:
         with _store() as store:
             conv = _get(store, conversation_id)
             messages = store.branch(conv.id)
-        text = to_json(conv, messages) if json_out else to_markdown(conv, messages)
+            attached = store.attachments_for(m.id for m in messages)
+        if json_out:
+            text = to_json(conv, messages, attached)
+        else:
+            text = to_markdown(conv, messages, attached)
         _echo_document(text, is_json=json_out)
 
     @app.command("search")
@@ -132,7 +136,11 @@ def register(app: typer.Typer) -> None:
         with _store() as store:
             conv = _get(store, conversation_id)
             messages = store.branch(conv.id)
-        text = to_json(conv, messages) if fmt == "json" else to_markdown(conv, messages)
+            attached = store.attachments_for(m.id for m in messages)
+        if fmt == "json":
+            text = to_json(conv, messages, attached)
+        else:
+            text = to_markdown(conv, messages, attached)
         if output:
             try:
                 write_private(output, text + "\n")
