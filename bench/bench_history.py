@@ -7,8 +7,9 @@ The suite's loopback server (tests/openai_server.py, scenario ``big:MB:KB``) sen
 of text as one SSE event per KB-kilobyte piece, as fast as the socket takes them. Timed as whole
 processes writing to /dev/null, interleaved: (a) a bare httpx loop that parses the SSE and
 writes the text (with the same TLS set-up as chatterm: no CA bundle for an http:// URL) and
-(b) `chatterm ask` with the history on (every piece flushed while streaming, joined and
-indexed for search once at the end). Peak RSS is the child's own (``wait4``), compared with the
+(b) `chatterm ask` with the history on (what streamed is appended as pieces on a writer thread,
+each indexed for search as it is written) and (c) `chatterm ask -n` (no history: the stream path
+alone). Peak RSS is the child's own (``wait4``), compared with the
 reply's size. Targets (issue 9): time ratio <= 1.3, peak RSS <= 3x the reply.
 After each chatterm run the script checks that the stored reply is complete and whole.
 """
@@ -99,6 +100,7 @@ def main() -> None:
     expected = big_text(megabytes, kilobytes)
     bare_s: list[float] = []
     ask_s: list[float] = []
+    nolog_s: list[float] = []
     bare_rss: list[float] = []
     ask_rss: list[float] = []
     with OpenAIServer() as server:
@@ -121,6 +123,10 @@ def main() -> None:
             check_history(home, expected)
             ask_s.append(seconds)
             ask_rss.append(rss)
+            # The same without the history: what the stream path alone costs.
+            nolog_s.append(
+                run([sys.executable, "-m", "chatterm", "ask", "-n", "-m", model, "go"], env)[0]
+            )
     ratios = [a / b for a, b in zip(ask_s, bare_s, strict=True)]
     result = {
         "python": sys.version.split()[0],
@@ -130,6 +136,8 @@ def main() -> None:
         "bare_httpx_s": spread(bare_s),
         "chatterm_s": spread(ask_s),
         "ratio": spread(ratios),
+        "chatterm_no_log_s": spread(nolog_s),
+        "no_log_ratio": spread([a / b for a, b in zip(nolog_s, bare_s, strict=True)]),
         "bare_peak_rss_mb": spread([r / 2**20 for r in bare_rss]),
         "chatterm_peak_rss_mb": spread([r / 2**20 for r in ask_rss]),
         "chatterm_rss_over_reply": spread([r / expected for r in ask_rss]),
@@ -148,6 +156,8 @@ def main() -> None:
     print(f"| time (s) | {cell(result['bare_httpx_s'], '.2f')} | "
           f"{cell(result['chatterm_s'], '.2f')} | |")
     print(f"| ratio | | **{cell(result['ratio'], '.2f')}×** | ≤ 1.3× |")
+    print(f"| `ask -n` (no history): time (s); ratio | | "
+          f"{cell(result['chatterm_no_log_s'], '.2f')}; {cell(result['no_log_ratio'], '.2f')}× | |")
     print(f"| peak RSS (MB) | {cell(result['bare_peak_rss_mb'], '.0f')} | "
           f"{cell(result['chatterm_peak_rss_mb'], '.0f')} | |")
     print(f"| peak RSS / reply | | **{cell(result['chatterm_rss_over_reply'], '.2f')}×** | "

@@ -9,16 +9,20 @@
    as whole processes writing to a pipe, interleaved: a bare httpx client that buffers
    linearly (a bytearray, searched only in the new bytes; the same TLS set-up as chatterm) and
    `chatterm ask`, with the history on (default) and with ``--no-log``. Peak RSS of each
-   process is reported too. Target: `ask` <= 1.5x the bare client.
+   process is reported too. Target: `ask` <= 1.5x the bare client. Then, in-process, the SSE
+   decoder alone on the same line at a quarter, half and the whole size (it must double).
 2. **Search**: a history of 200 ordinary conversations plus one 40,000-word reply in which
    every word matches the query (``tok0 tok1 ...``, the issue's case), and the same with a
    40,000-word reply of ordinary words; ``HistoryStore.search`` in-process, in ms. Target:
-   <= 20 ms. The reply's size is then doubled twice to show the time does not follow it.
+   <= 20 ms. The reply's size is then doubled twice to show the time does not follow it, and
+   a 1,000,000-word reply is stored in pieces, as a streamed reply over 1 MB stays.
 3. **Export**: a conversation of 2,000 messages (~1 KB each) and one 20 MB reply; `chatterm
    sessions export` to a file (md and json), whole process, against a bare script that reads
    the same rows with sqlite3 and writes their text.
 
-Every figure is the median with the min-max over the runs, never the best run.
+Every figure is the median with the min-max over the runs, never the best run. The
+whole-process parts run first: a child's peak RSS counts what the benchmark process held when
+it started the child, and the in-process parts hold big strings.
 """
 
 from __future__ import annotations
@@ -142,7 +146,44 @@ def bench_sse(env: dict[str, str], repeats: int, mb: int) -> dict[str, Any]:
     }
 
 
-def build_search_history(path: Path, reply: str) -> None:
+def bench_decoder(repeats: int, mb: int) -> dict[str, Any]:
+    """In-process: the SSE decoder plus json.loads on one N-byte line fed in 64 KiB reads, at
+    N/4, N/2 and N (linear: the time doubles with the size), against a bare bytearray loop."""
+    import json as json_module
+
+    from chatterm_openai.sse import SSEDecoder
+
+    rows = []
+    for size in (mb * 250_000, mb * 500_000, mb * 1_000_000):
+        text = ("lorem ipsum " * (size // 12 + 1))[:size]
+        body = b"data: " + json_module.dumps({"choices": [{"delta": {"content": text}}]}).encode()
+        body += b"\n\ndata: [DONE]\n\n"
+        reads = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+        ours, bare = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            decoder = SSEDecoder()
+            events = [e for r in reads for e in decoder.feed(r)] + decoder.close()
+            got = json_module.loads(events[0])["choices"][0]["delta"]["content"]
+            ours.append(time.perf_counter() - start)
+            assert got == text and events[1] == "[DONE]"
+            start = time.perf_counter()
+            buffer = bytearray()
+            lines: list[bytes] = []
+            for r in reads:
+                searched = len(buffer)
+                buffer += r
+                if buffer.find(b"\n", searched) >= 0:
+                    *done, rest = bytes(buffer).split(b"\n")
+                    lines += done
+                    buffer = bytearray(rest)
+            json_module.loads(lines[0][6:])
+            bare.append(time.perf_counter() - start)
+        rows.append({"bytes": len(body), "decoder_s": spread(ours), "bare_s": spread(bare)})
+    return {"rows": rows}
+
+
+def build_search_history(path: Path, reply: str, in_pieces: bool = False) -> None:
     with HistoryStore(path) as store:
         for i in range(200):
             conv = store.create_conversation(f"conversation {i}")
@@ -151,7 +192,17 @@ def build_search_history(path: Path, reply: str) -> None:
                               parent_id=q.id)
         conv = store.create_conversation("the huge one")
         q = store.add_message(conv.id, "user", "go")
-        store.add_message(conv.id, "assistant", reply, parent_id=q.id)
+        if not in_pieces:
+            store.add_message(conv.id, "assistant", reply, parent_id=q.id)
+            return
+        # As a big streamed reply stays: in the pieces it was flushed in (1 MB each here).
+        m = store.add_message(conv.id, "assistant", "", parent_id=q.id, status="streaming")
+        cut = 0
+        while cut < len(reply):
+            end = reply.find(" ", cut + 1_000_000)
+            end = len(reply) if end < 0 else end + 1
+            store.append_pieces(m.id, reply[cut:end])
+            cut = end
 
 
 def time_search(path: Path, query: str, repeats: int) -> dict[str, Any]:
@@ -168,7 +219,7 @@ def time_search(path: Path, query: str, repeats: int) -> dict[str, Any]:
 
 def bench_search(tmp: Path, repeats: int) -> dict[str, Any]:
     words = ("lorem", "ipsum", "dolor", "sit", "amet", "elit", "sed", "tokens", "tempor", "magna")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label, make in (
         ("every word matches (tok0 tok1 ...)", lambda n: " ".join(f"tok{i}" for i in range(n))),
         ("ordinary words, 1 in 10 matches", lambda n: " ".join(words[i % 10] for i in range(n))),
@@ -177,6 +228,11 @@ def bench_search(tmp: Path, repeats: int) -> dict[str, Any]:
             path = tmp / f"search-{len(rows)}.db"
             build_search_history(path, make(n))
             rows.append({"reply": label, "words": n, **time_search(path, "tok", repeats)})
+    n = 1_000_000  # ~6.9 MB: kept in its pieces, as a streamed reply over 1 MB is
+    path = tmp / "search-pieces.db"
+    build_search_history(path, " ".join(f"tok{i}" for i in range(n)), in_pieces=True)
+    rows.append({"reply": "every word matches, kept in pieces", "words": n,
+                 **time_search(path, "tok", repeats)})
     return {"rows": rows}
 
 
@@ -227,11 +283,22 @@ def bench_export(tmp: Path, env: dict[str, str], repeats: int) -> dict[str, Any]
     return results
 
 
+def compile_sources() -> None:
+    """Byte-compile this checkout as ``pip install`` does: with PYTHONDONTWRITEBYTECODE set (as
+    in some sandboxes) every chatterm process would otherwise compile its modules from source,
+    ~50 ms the bare client never pays (its httpx came from pip with .pyc files)."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "chatterm", "backends", "themes", "tests"],
+        cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("sse", "search", "export"))
+    parser.add_argument("--only", choices=("sse", "decoder", "search", "export"))
     parser.add_argument("--mb", type=int, default=50, help="size of the single-line reply")
     args = parser.parse_args()
+    compile_sources()
     repeats = int(os.environ.get("BENCH_REPEATS", "3"))
     tmp = Path(tempfile.mkdtemp(prefix="chatterm-scale-"))
     env = dict(os.environ, XDG_DATA_HOME=str(tmp), XDG_CONFIG_HOME=str(tmp),
@@ -245,13 +312,6 @@ def main() -> None:
         for name in ("bare_httpx", "chatterm_ask", "chatterm_ask_no_log"):
             print(f"| {name} | {fmt(sse[name]['s'])} | {fmt(sse[name]['peak_rss_mb'], 'MB', 0)} |")
         print(f"ratio: {sse['ratio']:.2f}× (history on), {sse['ratio_no_log']:.2f}× (--no-log)")
-    if args.only in (None, "search"):
-        results["search"] = search = bench_search(tmp, max(repeats, 7))
-        print("\nsearch 'tok', in-process, median (min–max) of 5-call means:")
-        print("| reply | words | time | hits |")
-        print("|---|---:|---:|---:|")
-        for row in search["rows"]:
-            print(f"| {row['reply']} | {row['words']:,} | {fmt(row['ms'], 'ms', 1)} | {row['hits']} |")
     if args.only in (None, "export"):
         results["export"] = export = bench_export(tmp, env, repeats)
         print("\nexport of 2,001 messages incl. one 20 MB reply, median (min–max):")
@@ -262,6 +322,20 @@ def main() -> None:
             print(f"| {name} | {fmt(row['s'])} | {fmt(row['peak_rss_mb'], 'MB', 0)} "
                   f"| {row['bytes']:,} |")
         print(f"ratio: md {export['ratio_md']:.2f}×, json {export['ratio_json']:.2f}×")
+    if args.only in (None, "sse", "decoder"):
+        results["decoder"] = decoder = bench_decoder(max(repeats, 5), args.mb)
+        print("\nin-process: SSE decoder + json.loads of one line, 64 KiB reads, median (min–max):")
+        print("| bytes | chatterm_openai.sse | bare bytearray loop |")
+        print("|---:|---:|---:|")
+        for row in decoder["rows"]:
+            print(f"| {row['bytes']:,} | {fmt(row['decoder_s'], 's', 3)} | {fmt(row['bare_s'], 's', 3)} |")
+    if args.only in (None, "search"):
+        results["search"] = search = bench_search(tmp, max(repeats, 7))
+        print("\nsearch 'tok', in-process, median (min–max) of 5-call means:")
+        print("| reply | words | time | hits |")
+        print("|---|---:|---:|---:|")
+        for row in search["rows"]:
+            print(f"| {row['reply']} | {row['words']:,} | {fmt(row['ms'], 'ms', 1)} | {row['hits']} |")
     out_dir = ROOT / "bench" / "out"
     out_dir.mkdir(exist_ok=True)
     (out_dir / "scale.json").write_text(json.dumps(results, indent=2))

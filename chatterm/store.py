@@ -24,8 +24,10 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import secrets
 import sqlite3
 import threading
@@ -33,7 +35,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chatterm.snippets import Snippet, SnippetMaker
 from urllib.parse import quote
 
 _MIGRATIONS: tuple[str, ...] = (
@@ -111,6 +116,28 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE conversations ADD COLUMN route TEXT;
     CREATE INDEX messages_streaming ON messages(id) WHERE status = 'streaming';
     """,
+    # 2 -> 3: attachments (files and images sent with a message), stored once by content hash,
+    # and the template a conversation was started from.
+    """
+    CREATE TABLE attachments (
+        sha256 TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE message_attachments (
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        sha256 TEXT NOT NULL REFERENCES attachments(sha256),
+        name TEXT NOT NULL,
+        PRIMARY KEY (message_id, position)
+    );
+    CREATE INDEX message_attachments_by_hash ON message_attachments(sha256);
+    CREATE INDEX message_attachments_by_name ON message_attachments(name);
+    ALTER TABLE conversations ADD COLUMN template TEXT;
+    """,
 )
 
 # The schema version is the number of migrations: adding one is appending one entry above.
@@ -128,6 +155,9 @@ ORPHANED = "the process ended before the reply finished"
 # A streamed reply up to this many characters is joined into its row when it ends; a bigger
 # one stays in its pieces (joining it would cost its whole size once more, at the end).
 FOLD_LIMIT = 1 << 20
+
+# The page size of a new history (existing ones keep theirs).
+PAGE_SIZE = 16384
 
 # The keys a conversation's route may hold: where it was answered, never a secret.
 ROUTE_KEYS = ("backend", "profile", "base_url", "model")
@@ -196,6 +226,22 @@ class SearchHit:
     # Where the query's words are in ``snippet``: (start, end) character offsets, for UIs to
     # highlight (the snippet is untrusted text: sanitise each piece before showing it).
     matches: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAttachment:
+    """A file or image as kept with a message: the name it was sent under and its bytes."""
+
+    name: str
+    kind: str  # "text" or "image"
+    mime: str
+    sha256: str
+    size: int
+    data: bytes
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
 
 
 _CONV_COLS = "id, title, system_prompt, options, active_leaf_id, created_at, updated_at, route"
@@ -399,6 +445,10 @@ class HistoryStore:
             if str(self.path) != ":memory:":  # before anything writes: WAL, migrations
                 _refuse_foreign(db, self.path)
                 _tighten(self.path)
+                if os.path.getsize(self.path) == 0:
+                    # A new history: 16 KiB pages. Replies are long text; bigger pages mean
+                    # shorter overflow chains, and writing a big reply costs ~25 % less.
+                    db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             self._enable_wal()
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
@@ -645,6 +695,10 @@ class HistoryStore:
         with self._transaction() as db:
             db.execute("DELETE FROM messages WHERE conversation_id = ?", (conv_id,))
             cur = db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
+            db.execute(  # attachments no other conversation uses go with it
+                "DELETE FROM attachments WHERE sha256 NOT IN"
+                " (SELECT DISTINCT sha256 FROM message_attachments)"
+            )
         return cur.rowcount > 0
 
     # --- messages ------------------------------------------------------------------------
@@ -916,6 +970,65 @@ class HistoryStore:
         ).fetchall()
         return [r[0] for r in reversed(rows)]
 
+    # --- attachments ---------------------------------------------------------------------
+
+    def add_attachments(self, message_id: int, items: Iterable[Any]) -> None:
+        """Link files/images (``name``, ``kind``, ``mime``, ``data``) to a message, in order.
+
+        Content is stored once per sha256: the same file sent twice, or in two conversations,
+        is one row, and :meth:`delete_conversation` removes it when nothing uses it any more.
+        """
+        rows = list(items)
+        if not rows:
+            return
+        now = time.time()
+        with self._transaction() as db:
+            for position, item in enumerate(rows):
+                data = bytes(item.data)
+                digest = hashlib.sha256(data).hexdigest()
+                db.execute(
+                    "INSERT OR IGNORE INTO attachments (sha256, kind, mime, size, data, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (digest, item.kind, item.mime, len(data), data, now),
+                )
+                db.execute(
+                    "INSERT INTO message_attachments (message_id, position, sha256, name)"
+                    " VALUES (?, ?, ?, ?)",
+                    (message_id, position, digest, item.name),
+                )
+
+    def attachments_for(self, message_ids: Iterable[int]) -> dict[int, list[StoredAttachment]]:
+        """The attachments of each given message that has any, in the order they were sent."""
+        ids = list(message_ids)
+        found: dict[int, list[StoredAttachment]] = {}
+        for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+            batch = ids[start : start + 500]
+            marks = ", ".join("?" * len(batch))
+            rows = self._read(
+                "SELECT ma.message_id, ma.name, a.kind, a.mime, a.sha256, a.size, a.data"
+                " FROM message_attachments ma JOIN attachments a ON a.sha256 = ma.sha256"
+                f" WHERE ma.message_id IN ({marks}) ORDER BY ma.message_id, ma.position",
+                batch,
+            )
+            for row in rows:
+                found.setdefault(row[0], []).append(
+                    StoredAttachment(row[1], row[2], row[3], row[4], row[5], bytes(row[6]))
+                )
+        return found
+
+    def attachment_count(self) -> int:
+        return int(self._read("SELECT count(*) FROM attachments")[0][0])
+
+    # --- templates -----------------------------------------------------------------------
+
+    def set_template(self, conv_id: str, template: str | None) -> None:
+        """Record which ``[templates.NAME]`` started the conversation."""
+        self._write("UPDATE conversations SET template = ? WHERE id = ?", (template, conv_id))
+
+    def template_of(self, conv_id: str) -> str | None:
+        rows = self._read("SELECT template FROM conversations WHERE id = ?", (conv_id,))
+        return rows[0][0] if rows else None
+
     # --- search --------------------------------------------------------------------------
 
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
@@ -938,7 +1051,7 @@ class HistoryStore:
         from chatterm.snippets import SnippetMaker
 
         maker = SnippetMaker(self._db, "messages", "content", "unicode61")
-        snippets = maker.make([row[0] for row in rows], text.split())
+        snippets = self._snippets(maker, [row[0] for row in rows], text.split())
         hits = []
         for message_id, conv_id, title, role, created_at in rows:
             snip = snippets.get(message_id)
@@ -950,11 +1063,34 @@ class HistoryStore:
             )
         if len(hits) < limit:
             hits += self._piece_hits(text.split(), limit - len(hits))
+        if len(hits) < limit:
+            hits += self._attachment_hits(text.split(), limit - len(hits))
         return hits
+
+    def _attachment_hits(self, words: list[str], limit: int) -> list[SearchHit]:
+        """Messages whose attached file names contain every word (case-insensitive)."""
+        if not words:
+            return []
+        where = " AND ".join("ma.name LIKE ? ESCAPE '\\'" for _ in words)
+        params = [
+            "%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            for w in words
+        ]
+        rows = self._read(
+            "SELECT m.conversation_id, c.title, m.id, m.role, 'attached: ' || ma.name,"
+            " m.created_at FROM message_attachments ma JOIN messages m ON m.id = ma.message_id"
+            f" JOIN conversations c ON c.id = m.conversation_id WHERE {where}"
+            " ORDER BY m.created_at DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [SearchHit(*row) for row in rows]
 
     def _piece_hits(self, words: list[str], limit: int) -> list[SearchHit]:
         """Streamed replies, whose text is in pieces: each word must appear in some piece of
         the same reply (a flush never cuts a word, see chatterm.chat)."""
+        # A word such as app.py or shared_notes is several index tokens, i.e. a phrase, which
+        # a detail='column' index refuses: look its tokens up one by one instead.
+        words = [token for word in words for token in re.findall(r"[^\W_]+", word)]
         found: set[int] | None = None
         for word in words:
             query = _fts_query(word)
@@ -971,20 +1107,46 @@ class HistoryStore:
             found = ids if found is None else found & ids
             if not found:
                 return []
+        # The first piece of each reply that holds any of the words, and a snippet made from a
+        # bounded window of it (FTS5's snippet() over a whole piece took tens of seconds).
+        from chatterm.snippets import SnippetMaker, any_word_query
+
         hits: list[SearchHit] = []
-        first = _fts_query(words[0]) if words else ""
+        firsts: dict[int, int] = {}
         for message_id in sorted(found or (), reverse=True)[:limit]:
             rows = self._read(
-                "SELECT m.conversation_id, c.title, m.id, m.role,"
-                " snippet(pieces_fts, 0, '', '', '…', 12), m.created_at"
-                " FROM pieces_fts JOIN message_pieces p ON p.id = pieces_fts.rowid"
-                " JOIN messages m ON m.id = p.message_id"
-                " JOIN conversations c ON c.id = m.conversation_id"
-                " WHERE pieces_fts MATCH ? AND p.message_id = ? LIMIT 1",
-                (first, message_id),
+                "SELECT min(p.id) FROM pieces_fts JOIN message_pieces p ON p.id = pieces_fts.rowid"
+                " WHERE pieces_fts MATCH ? AND p.message_id = ?",
+                (any_word_query(words), message_id),
             )
-            hits += [SearchHit(*row) for row in rows]
+            if rows and rows[0][0] is not None:
+                firsts[message_id] = int(rows[0][0])
+        maker = SnippetMaker(self._db, "message_pieces", "content", "unicode61")
+        snippets = self._snippets(maker, list(firsts.values()), words)
+        for message_id, piece_id in firsts.items():
+            rows = self._read(
+                "SELECT m.conversation_id, c.title, m.role, m.created_at FROM messages m"
+                " JOIN conversations c ON c.id = m.conversation_id WHERE m.id = ?",
+                (message_id,),
+            )
+            snip = snippets.get(piece_id)
+            for conv_id, title, role, created_at in rows:
+                hits.append(
+                    SearchHit(
+                        conv_id, title, message_id, role, snip.text if snip else "", created_at,
+                        snip.matches if snip else (),
+                    )
+                )
         return hits
+
+    def _snippets(
+        self, maker: SnippetMaker, rowids: list[int], words: list[str]
+    ) -> dict[int, Snippet]:
+        """Snippets for hits; a storage fault is one line, as for every read."""
+        try:
+            return maker.make(rowids, words)
+        except sqlite3.DatabaseError as exc:
+            raise self._explain(exc, "read") from exc
 
 
 PieceSource = Callable[[bool], tuple[str, str] | None]

@@ -128,3 +128,19 @@ def test_completing_imports_nothing_heavy() -> None:
         [], ["httpx", "textual", "torch", "transformers", "huggingface_hub", "rich.markdown"], env
     )
     assert (code, found, out.split()) == (0, [], ["alpha"])
+
+
+@pytest.mark.parametrize(("shell", "script", "rc", "hook"), [
+    ("bash", ".bash_completions/chatterm.sh", ".bashrc", ".bash_completions/chatterm.sh"),
+    ("zsh", ".zfunc/_chatterm", ".zshrc", "fpath+=~/.zfunc"),
+    ("fish", ".config/fish/completions/chatterm.fish", None, None),
+])
+def test_install_completion_writes_the_script_where_the_shell_looks(
+    tmp_path: Path, shell: str, script: str, rc: str | None, hook: str | None
+) -> None:
+    env = {"HOME": str(tmp_path), "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    result = run_cli("--install-completion", shell, env=env)
+    assert result.returncode == 0, result.stderr
+    assert SCRIPT_MARKERS[shell] in (tmp_path / script).read_text()
+    if rc is not None and hook is not None:
+        assert hook in (tmp_path / rc).read_text()

@@ -226,3 +226,14 @@ def test_default_model_notice_is_said_once_per_server_and_model(server_env) -> N
     assert first.returncode == 0 and "no model given; using echo" in first.stderr
     second = run_cli("ask", "still none", env=server_env)
     assert second.returncode == 0 and "no model given" not in second.stderr
+
+
+def test_json_is_printed_when_the_history_cannot_be_written(server_env) -> None:
+    db = Path(os.environ["XDG_DATA_HOME"]) / "chatterm" / "history.db"
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"not a database at all " * 100)
+    result = run_cli("ask", "--json", "-m", "echo", "hi", env=server_env)
+    assert result.returncode == 1
+    assert_one_line_error(result.stderr)
+    data = json.loads(result.stdout)
+    assert data["status"] == "error" and str(db) in data["error"] and data["reply"] == ""

@@ -331,3 +331,22 @@ def test_damaged_page_is_one_line_with_the_recover_hint(server_env) -> None:
         assert "internal error" not in result.stderr, result.stderr
         assert_one_line_error(result.stderr)
         assert ".recover" in result.stderr and str(db_path()) in result.stderr
+
+
+def test_json_is_printed_on_interruption_with_the_partial(server_env) -> None:
+    proc = popen("ask", "--json", "-m", "slow:400:25", "json and stop", env=server_env)
+    def streaming() -> bool:
+        try:
+            return bool(reply_row("json and stop")[0])
+        except (sqlite3.Error, AssertionError):  # not created yet
+            return False
+
+    wait_until(streaming)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    data = json.loads(out)
+    assert data["status"] == "interrupted" and data["error"] == "terminated"
+    assert data["reply"].startswith("tok0 ") and data["conversation_id"] and data["message_id"]
+    content, status, _ = reply_row("json and stop")
+    assert status == "interrupted" and content == data["reply"]

@@ -222,3 +222,25 @@ def test_cli_search_json_gives_the_match_spans() -> None:
     (hit,) = json.loads(proc.stdout)
     assert hit["snippet"] == "a ripe kumquat"
     assert hit["matches"] == [[7, 14]]
+
+
+def test_a_reply_kept_in_pieces_gets_a_bounded_snippet_with_spans(tmp_path: Path) -> None:
+    """Replies streamed in pieces (a big one stays so): FTS5's snippet() over a whole 3 MB
+    piece took over a minute; the snippet comes from a window of the first matching piece."""
+    with HistoryStore(tmp_path / "h.db") as store:
+        conv = store.create_conversation("t")
+        reply = store.add_message(conv.id, "assistant", "", status="streaming")
+        store.append_pieces(reply.id, "lorem ipsum dolor sit amet " * 120_000)  # 3.2 MB, one piece
+        store.append_pieces(reply.id, "and a ripe kumquat at the end")
+        counting = CountingDB(store._db)
+        store._db = cast(sqlite3.Connection, counting)
+        try:
+            (hit,) = store.search("ipsum")
+            (late,) = store.search("kumquat")
+        finally:
+            store._db = counting._db
+    assert hit.message_id == reply.id and late.message_id == reply.id
+    assert marked(hit).startswith("lorem [ipsum] dolor sit amet lorem [ipsum]")
+    assert hit.snippet.endswith("…")
+    assert marked(late) == "and a ripe [kumquat] at the end"
+    assert counting.bytes_read <= 2 * WINDOW

@@ -196,6 +196,8 @@ def test_streamed_reply_is_written_and_indexed_piece_by_piece(
         assert got.reasoning == "thinking " * 50
         assert store.branch(conv.id)[-1].content == got.content
         assert [h.message_id for h in store.search("okapi49")] == [reply.id]
+        (hit,) = store.search("okapi49")
+        assert "okapi49" in hit.snippet and hit.matches
         assert [h.message_id for h in store.search("okapi3 okapi48")] == [reply.id]  # 2 pieces
         assert store.search("okapi49 absent") == []
         # Ending a big reply rewrites nothing.
@@ -250,3 +252,11 @@ def test_failed_write_leaves_no_open_transaction(tmp_path: Path) -> None:
         assert not store._db.in_transaction
         store.add_message(conv.id, "user", "fine")
         assert [m.content for m in store.branch(conv.id)] == ["fine"]
+
+
+def test_a_new_history_uses_big_pages(tmp_path: Path) -> None:
+    from chatterm.store import PAGE_SIZE
+
+    with HistoryStore(tmp_path / "h.db") as store:
+        assert store._db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

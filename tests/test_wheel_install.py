@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -104,9 +105,11 @@ def test_the_wheel_installs_and_runs(tmp_path: Path, openai_server) -> None:  # 
         assert expected in names, expected
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     registered = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "chatterm = chatterm.cli:main" in registered
-    assert "openai = chatterm_openai:OpenAIBackend" in registered
-    assert "local = chatterm_local:LocalBackend" in registered
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {**project["scripts"], **project["entry-points"]["chatterm.backends"]}
+    assert set(declared) == {"chatterm", "openai", "local"}
+    for name, target in declared.items():
+        assert f"{name} = {target}" in registered
 
     venv = _fresh_venv(tmp_path, wheel, _dependency_links(tmp_path))
     outside = tmp_path / "elsewhere"

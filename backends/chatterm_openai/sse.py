@@ -86,12 +86,15 @@ class SSEDecoder:
                 if chunk:
                     self._pieces.append(chunk)
                 return events
-            self._pieces.append(chunk[:end])
-            line = b"".join(self._pieces)
-            self._pieces = []
-            self._take((line,), events)
-            if self.error is not None:
-                return events
+            pieces, self._pieces = self._pieces, []
+            pieces.append(chunk[:end])
+            if pieces[0][:6] == b"data: ":  # the usual long line: drop the prefix before joining
+                pieces[0] = pieces[0][6:]
+                self._data.append(b"".join(pieces))
+            else:
+                self._take((b"".join(pieces),), events)
+                if self.error is not None:
+                    return events
             chunk = chunk[end + 1 :]
         blocks = chunk.split(b"\n\n")
         tail = blocks.pop()

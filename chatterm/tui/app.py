@@ -488,8 +488,11 @@ class ChattermApp(App[int]):
         try:
             await self.controller.run(reply)
         except asyncio.CancelledError:
-            if not reply.stored:
+            if not reply.stored:  # Esc while the backend was still opening or loading
                 self.status_line.set_reply(state="stopped")
+                from chatterm import download_progress
+
+                download_progress.cancel()  # a download for it stops too (what arrived is kept)
             raise
         except Exception as exc:  # one failed reply must never take the app down
             self.status_line.set_reply(state="error")
