@@ -219,7 +219,7 @@ def time_search(path: Path, query: str, repeats: int) -> dict[str, Any]:
 
 def bench_search(tmp: Path, repeats: int) -> dict[str, Any]:
     words = ("lorem", "ipsum", "dolor", "sit", "amet", "elit", "sed", "tokens", "tempor", "magna")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label, make in (
         ("every word matches (tok0 tok1 ...)", lambda n: " ".join(f"tok{i}" for i in range(n))),
         ("ordinary words, 1 in 10 matches", lambda n: " ".join(words[i % 10] for i in range(n))),

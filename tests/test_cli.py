@@ -268,6 +268,16 @@ def test_sessions_commands(server_env, tmp_path: Path) -> None:
     assert run_cli("sessions", "show", conv).returncode == 2
 
 
+def test_export_to_a_path_that_cannot_be_written_is_one_line(server_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert run_cli("ask", "-m", "echo", "keep this", env=server_env).returncode == 0
+    conv = json.loads(run_cli("sessions", "list", "--json").stdout)[0]["id"]
+    for target in (tmp_path / "missing" / "x.md", tmp_path):
+        result = run_cli("sessions", "export", conv, "--output", str(target))
+        assert result.returncode == 2, result.stderr
+        assert_one_line_error(result.stderr)
+        assert f"cannot write {target}" in result.stderr and "internal error" not in result.stderr
+
+
 def test_ask_path_imports_no_heavy_modules(openai_server, server_env) -> None:
     code, found, out = modules_loaded_by(
         ["ask", "-m", "echo", "hi"], ["torch", "transformers", "textual"], server_env

@@ -144,7 +144,10 @@ def register(app: typer.Typer) -> None:
         else:
             text = to_markdown(conv, messages, attached, template)
         if output:
-            write_private(output, text + "\n")
+            try:
+                write_private(output, text + "\n")
+            except OSError as exc:  # a missing folder, a directory, no permission: the user's path
+                raise Failure(f"cannot write {output}: {exc.strerror or exc}") from None
         else:
             _echo_document(text, is_json=fmt == "json")
 
