@@ -113,19 +113,37 @@ def typer_version(env: dict[str, str]) -> str:
     ).stdout.strip()
 
 
-def startup(chatterm: list[str], env: dict[str, str], repeats: int) -> dict[str, Any]:
-    """`--help` and a one-chunk `ask` (the start-up a user feels on every question)."""
-    help_times, ask_times = [], []
+def startup(chatterm: list[str], envs: list[dict[str, str]], repeats: int) -> list[dict[str, Any]]:
+    """`--help`, a one-chunk `ask` and the same with ``-n`` (the start-up a user feels on every
+    question), for each environment (typer version), interleaved so drift hits all alike."""
+    names = ("help_s", "ask_s", "ask_no_log_s")
+    commands = (["--help"], ["ask", "-m", "chunks:1", "go"], ["ask", "-n", "-m", "chunks:1", "go"])
+    times: list[dict[str, list[float]]] = [{n: [] for n in names} for _ in envs]
     for _ in range(repeats):
-        help_times.append(timed([*chatterm, "--help"], env)[0])
-        ask_times.append(timed([*chatterm, "ask", "-m", "chunks:1", "go"], env)[0])
-    return {"typer": typer_version(env), "help_s": spread(help_times), "ask_s": spread(ask_times)}
+        for env, got in zip(envs, times, strict=True):
+            for name, args in zip(names, commands, strict=True):
+                got[name].append(timed([*chatterm, *args], env)[0])
+    return [
+        {"typer": typer_version(env), **{n: spread(got[n]) for n in names}}
+        for env, got in zip(envs, times, strict=True)
+    ]
+
+
+def compile_sources() -> None:
+    """Byte-compile this checkout as ``pip install`` does: with PYTHONDONTWRITEBYTECODE set (as
+    in some sandboxes) every chatterm process would otherwise compile its modules from source,
+    ~50 ms the bare client never pays (its httpx came from pip with .pyc files)."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "chatterm", "backends", "themes", "tests"],
+        cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--typer", metavar="DIR", help="a directory holding another typer")
     args = parser.parse_args()
+    compile_sources()
     repeats = int(os.environ.get("BENCH_REPEATS", "9"))
     home = tempfile.mkdtemp(prefix="chatterm-bench-")
     env = dict(os.environ, XDG_DATA_HOME=home, XDG_CONFIG_HOME=home, XDG_STATE_HOME=home)
@@ -141,10 +159,9 @@ def main() -> None:
         results["bare_httpx_one_chunk_s"] = spread(
             [timed([*bare_ask, "chunks:1"], env)[0] for _ in range(repeats)]
         )
-        results["startup"] = [startup(chatterm, env, repeats)]
-        if args.typer:
-            results["startup"].append(startup(chatterm, with_path(env, args.typer), repeats))
-        rows = []
+        envs = [env, with_path(env, args.typer)] if args.typer else [env]
+        results["startup"] = startup(chatterm, envs, repeats)
+        rows: list[dict[str, Any]] = []
         for chunks in (2000, 20000):
             model = f"chunks:{chunks}"
             bare, ours, ratios = [], [], []
@@ -174,10 +191,11 @@ def main() -> None:
     print(f"{repeats} runs each; median (min–max)")
     print(f"python -c pass: {fmt(results['python_startup_s'])}; "
           f"bare httpx, 1 chunk: {fmt(results['bare_httpx_one_chunk_s'])}")
-    print("| typer | `chatterm --help` | `chatterm ask`, 1 chunk |")
-    print("|---|---:|---:|")
+    print("| typer | `chatterm --help` | `chatterm ask`, 1 chunk | `ask -n` (no history) |")
+    print("|---|---:|---:|---:|")
     for row in results["startup"]:
-        print(f"| {row['typer']} | {fmt(row['help_s'])} | {fmt(row['ask_s'])} |")
+        print(f"| {row['typer']} | {fmt(row['help_s'])} | {fmt(row['ask_s'])} "
+              f"| {fmt(row['ask_no_log_s'])} |")
     print("| chunks | bare httpx loop | chatterm ask | ratio of medians (per-pair min–max) |")
     print("|---:|---:|---:|---:|")
     for row in rows:

@@ -27,9 +27,21 @@ Role = Literal["system", "user", "assistant"]
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image sent with a message: its MIME type (image/png, ...) and its bytes."""
+
+    mime: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
+    """One message. ``images`` is empty for text; a backend that cannot take images raises
+    :class:`OptionError` (one line, nothing sent) when a message it is given has some."""
+
     role: Role
     content: str
+    images: tuple[ImagePart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +289,12 @@ class Backend(abc.ABC):
 
     async def context_length(self, model: str | None) -> int | None:
         return None
+
+    def accepts_images(self, model: str | None) -> bool:
+        """Whether ``model`` takes image parts (``ChatMessage.images``). Asked before anything
+        is stored or sent; False by default, so a text-only backend refuses images clearly
+        instead of dropping them. May block briefly (read a config file), never downloads."""
+        return False
 
     async def aclose(self) -> None:
         """Release connections, threads or models. Called once when the caller is done."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from chatterm.backend import (
     ChatMessage,
     ChatRequest,
     Finish,
+    ImagePart,
     Metadata,
     ReasoningDelta,
     StreamEvent,
@@ -40,6 +41,7 @@ from chatterm.store import (
     HistoryStore,
     Message,
     PieceWriter,
+    StoredAttachment,
     StoreError,
     title_from_prompt,
 )
@@ -99,26 +101,42 @@ class ReplyOutcome:
         return (self.completion_tokens - 1) / decode_s if decode_s > 0 else None
 
 
-def context_turns(branch: list[Message]) -> list[ChatMessage]:
+def context_turns(
+    branch: list[Message], attached: Mapping[int, list[StoredAttachment]] | None = None
+) -> list[ChatMessage]:
     """The turns sent as context: user and assistant strictly alternating, from a user turn.
 
     The rule (README, "What is sent"): a reply with no text (it failed or was stopped before
     any arrived) is not sent, and neither is the user message it answered, so one failed turn
     can never make the next request send two user messages in a row (servers with strict chat
     templates refuse that) nor grow the context on every retry. Both stay in the history,
-    marked. A partial reply that has text is sent: it is what the user saw.
+    marked. A partial reply that has text is sent: it is what the user saw. A user message's
+    attachments (``attached``, by message id) go with it as they went the first time.
     """
+    attached = attached or {}
     turns: list[ChatMessage] = []
     for message in branch:
         if message.role == "user":
             if turns and turns[-1].role == "user":
                 turns.pop()  # it got no reply with text
-            turns.append(ChatMessage("user", message.content))
+            if message.id in attached:
+                turns.append(_with_attachments(message, attached[message.id]))
+            else:
+                turns.append(ChatMessage("user", message.content))
         elif message.role == "assistant" and message.content and turns and (
             turns[-1].role == "user"
         ):
             turns.append(ChatMessage("assistant", message.content))
     return turns
+
+
+def _with_attachments(message: Message, items: list[StoredAttachment]) -> ChatMessage:
+    """A user message with its files laid out in the prompt and its images as parts."""
+    from chatterm.attachments import compose_with_files
+
+    files = [(a.name, a.text) for a in items if a.kind == "text"]
+    images = tuple(ImagePart(a.mime, a.data) for a in items if a.kind == "image")
+    return ChatMessage("user", compose_with_files(message.content, files), images)
 
 
 def memory_store() -> HistoryStore:
@@ -199,11 +217,17 @@ class ChatSession:
 
     # --- sending -------------------------------------------------------------------------
 
-    def send(self, prompt: str) -> AsyncIterator[StreamEvent]:
-        """Store ``prompt`` as the next user message and stream the reply to it."""
+    def send(self, prompt: str, attachments: Sequence[Any] = ()) -> AsyncIterator[StreamEvent]:
+        """Store ``prompt`` (and its attachments) as the next user message and stream the reply.
+
+        ``attachments`` are :class:`chatterm.attachments.Attachment` values, already read and
+        checked; they are stored with the message, so ``-c`` re-sends them as they were.
+        """
         if self.conversation is None:
+            names = ", ".join(a.name for a in attachments)
             self.conversation = self.store.create_conversation(
-                title_from_prompt(prompt), system_prompt=self._new_system_prompt
+                title_from_prompt(prompt if prompt.strip() else names),
+                system_prompt=self._new_system_prompt,
             )
             parent_id = None
         else:
@@ -211,6 +235,8 @@ class ChatSession:
             assert self.conversation is not None
             parent_id = self.conversation.active_leaf_id
         user = self.store.add_message(self.conversation.id, "user", prompt, parent_id=parent_id)
+        if attachments:
+            self.store.add_attachments(user.id, attachments)
         return self._reply_to(user)
 
     def regenerate(self) -> AsyncIterator[StreamEvent]:
@@ -237,7 +263,8 @@ class ChatSession:
         chat: list[ChatMessage] = []
         if self.system_prompt:
             chat.append(ChatMessage("system", self.system_prompt))
-        chat.extend(context_turns(branch))
+        attached = self.store.attachments_for(m.id for m in branch if m.role == "user")
+        chat.extend(context_turns(branch, attached))
         return ChatRequest(chat, model=self.model, options=dict(self.options))
 
     async def _reply_to(self, user: Message) -> AsyncIterator[StreamEvent]:

@@ -18,6 +18,13 @@ Example ``config.toml``::
     model = "Qwen/Qwen2.5-7B-Instruct"
     options = { temperature = 0.2 }
 
+    [templates.review]
+    description = "Review a diff"
+    system_prompt = "You are a careful code reviewer."
+    profile = "local-vllm"
+    options = { temperature = 0.1 }
+    prompt = "Review this change:\n\n{input}"
+
     [tui]
     theme = "chatterm-dusk"
 
@@ -36,7 +43,7 @@ from typing import Any
 
 from chatterm import paths
 from chatterm.backend import BackendConfig
-from chatterm.secrets_mask import is_openai_host, key_problem
+from chatterm.secrets_mask import display_url, is_openai_host, key_problem
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
@@ -64,6 +71,20 @@ class Profile:
 
 
 @dataclass(frozen=True, slots=True)
+class Template:
+    """A saved way of asking (``[templates.NAME]``): system prompt, model or profile, options,
+    and a prompt pattern whose ``{input}`` the prompt arguments and stdin fill."""
+
+    name: str
+    description: str | None = None
+    system_prompt: str | None = None
+    profile: str | None = None
+    model: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     exists: bool = False
@@ -71,6 +92,7 @@ class Config:
     profiles: dict[str, Profile] = field(default_factory=dict)
     tui: dict[str, Any] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
+    templates: dict[str, Template] = field(default_factory=dict)
 
 
 _PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -82,7 +104,15 @@ _PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "system_prompt": str,
     "options": dict,
 }
-_TOP_KEYS = {"default_profile", "profiles", "tui", "keys"}
+_TEMPLATE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "description": str,
+    "system_prompt": str,
+    "profile": str,
+    "model": str,
+    "options": dict,
+    "prompt": str,
+}
+_TOP_KEYS = {"default_profile", "profiles", "tui", "keys", "templates"}
 
 
 def load_config(path: Path | None = None) -> Config:
@@ -152,9 +182,42 @@ def _parse(path: Path, data: dict[str, Any], text: str) -> Config:
         raise fail("[tui] must be a table")
     if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
         raise fail("[keys] must map binding ids to key names (strings)")
+    templates = _parse_templates(data.get("templates", {}), profiles, fail)
     if any(p.api_key for p in profiles.values()):
         _check_private(path)
-    return Config(path, True, default, profiles, dict(tui), dict(keys))
+    return Config(path, True, default, profiles, dict(tui), dict(keys), templates)
+
+
+def _parse_templates(raw: Any, profiles: Mapping[str, Profile], fail: Any) -> dict[str, Template]:
+    """``[templates.NAME]`` tables, checked as strictly as profiles (unknown keys, types, and a
+    profile that must exist), so a typo is reported before anything is sent."""
+    if not isinstance(raw, dict):
+        raise fail("[templates] must be a table")
+    templates: dict[str, Template] = {}
+    for name, body in raw.items():
+        table = f"templates.{name}"
+        if not isinstance(body, dict):
+            raise fail(f"[{table}] must be a table")
+        for key, value in body.items():
+            expected = _TEMPLATE_KEYS.get(key)
+            if expected is None:
+                raise fail(
+                    f"[{table}] has unknown key {key!r} "
+                    f"(known: {', '.join(sorted(_TEMPLATE_KEYS))})",
+                    key, table,
+                )
+            if not isinstance(value, expected):
+                raise fail(f"[{table}] {key} must be a {_type_name(expected)}", key, table)
+        profile = body.get("profile")
+        if profile is not None and profile not in profiles:
+            known = ", ".join(sorted(profiles)) or "none defined"
+            raise fail(
+                f"[{table}] profile {profile!r} is not a profile defined in the file "
+                f"(profiles: {known})",
+                "profile", table,
+            )
+        templates[name] = Template(name=name, **body)
+    return templates
 
 
 def _line_of(text: str, key: str, table: str | None) -> int | None:
@@ -321,7 +384,9 @@ def explain_choice(choice: Choice) -> Explanation:
     base_url = choice.backend_config.base_url
     if base_url is None and choice.backend == "openai":
         base_url = "https://api.openai.com/v1"
-    return Explanation(choice.backend, model, base_url, choice.source, reason)
+    # Shown to the user (welcome panel, doctor): a password in the URL's user info is masked.
+    shown_url = display_url(base_url) if base_url else None
+    return Explanation(choice.backend, model, shown_url, choice.source, reason)
 
 
 def _may_get_default_key(profile_base_url: str | None) -> bool:

@@ -255,6 +255,16 @@ class Download:
                     self._inner.update(count)
                 download._bar_advanced(count)
 
+            def update_transfer(self, n: float | None = 1) -> None:
+                """Network bytes, reported next to ``update`` by the hub (Xet, http_get).
+
+                Having it tells the hub to use this one bar for both, and ``update`` already
+                counts the file's bytes: counting these too would count them twice.
+                """
+
+            def set_transfer_postfix_str(self, *args: Any, **kwargs: Any) -> None:
+                pass
+
             def close(self) -> None:
                 if self._inner is not None:
                     self._inner.close()

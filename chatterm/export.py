@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from chatterm.store import COMPLETE, Conversation, Message
+from chatterm.store import COMPLETE, Conversation, Message, StoredAttachment
+
+# Attachments of each message, by message id (HistoryStore.attachments_for).
+Attached = Mapping[int, Sequence[StoredAttachment]]
 
 
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def message_json(message: Message) -> dict[str, Any]:
-    return {
+def attachment_json(item: StoredAttachment) -> dict[str, Any]:
+    """Text files with their text, images with their bytes (base64); both with the hash."""
+    data: dict[str, Any] = {
+        "name": item.name, "kind": item.kind, "mime": item.mime, "size": item.size,
+        "sha256": item.sha256,
+    }
+    if item.kind == "text":
+        data["text"] = item.text
+    else:
+        data["data_base64"] = base64.b64encode(item.data).decode("ascii")
+    return data
+
+
+def message_json(message: Message, attachments: Sequence[StoredAttachment] = ()) -> dict[str, Any]:
+    data: dict[str, Any] = {
         "id": message.id,
         "parent_id": message.parent_id,
         "role": message.role,
@@ -35,9 +53,15 @@ def message_json(message: Message) -> dict[str, Any]:
         "duration_s": message.duration_s,
         "created_at": message.created_at,
     }
+    if attachments:
+        data["attachments"] = [attachment_json(a) for a in attachments]
+    return data
 
 
-def conversation_json(conversation: Conversation, messages: list[Message]) -> dict[str, Any]:
+def conversation_json(
+    conversation: Conversation, messages: list[Message], attached: Attached | None = None
+) -> dict[str, Any]:
+    attached = attached or {}
     return {
         "id": conversation.id,
         "title": conversation.title,
@@ -45,22 +69,41 @@ def conversation_json(conversation: Conversation, messages: list[Message]) -> di
         "options": conversation.options,
         "created_at": conversation.created_at,
         "updated_at": conversation.updated_at,
-        "messages": [message_json(m) for m in messages],
+        "messages": [message_json(m, attached.get(m.id, ())) for m in messages],
     }
 
 
-def to_json(conversation: Conversation, messages: list[Message]) -> str:
-    return json.dumps(conversation_json(conversation, messages), ensure_ascii=False, indent=2)
+def to_json(
+    conversation: Conversation, messages: list[Message], attached: Attached | None = None
+) -> str:
+    return json.dumps(
+        conversation_json(conversation, messages, attached), ensure_ascii=False, indent=2
+    )
 
 
-def to_markdown(conversation: Conversation, messages: list[Message]) -> str:
+def attachment_markdown(item: StoredAttachment) -> list[str]:
+    """A file as the model saw it (fenced, named); an image as a reference by name and hash."""
+    if item.kind == "text":
+        from chatterm.attachments import render_file
+
+        return [render_file(item.name, item.text), ""]
+    return [f"*Image: {item.name} ({item.mime}, {item.size} bytes, sha256 {item.sha256})*", ""]
+
+
+def to_markdown(
+    conversation: Conversation, messages: list[Message], attached: Attached | None = None
+) -> str:
+    attached = attached or {}
     lines = [f"# {conversation.title}", "", f"*{conversation.id} · {_when(conversation.created_at)}*", ""]
     if conversation.system_prompt:
         lines += ["**System:**", "", conversation.system_prompt, ""]
     for message in messages:
         who = "You" if message.role == "user" else (message.model or message.role)
         note = "" if message.status == COMPLETE else f" ({message.status})"
-        lines += [f"## {who}{note}", "", message.content, ""]
+        lines += [f"## {who}{note}", ""]
+        for item in attached.get(message.id, ()):
+            lines += attachment_markdown(item)
+        lines += [message.content, ""]
     return "\n".join(lines)
 
 

@@ -52,20 +52,21 @@ _JSON_ESCAPES = {c: f"\\u{c:04x}" for c in (0x7F, *_C1, *_BIDI)}
 
 def safe_text(text: str) -> str:
     """``text`` with every control made visible; newlines and tabs kept. For multi-line text."""
-    if text.isprintable():
-        return text
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-    return text.translate(_VISIBLE)
+    return _made_visible(text, _VISIBLE)
 
 
 def safe_inline(text: str) -> str:
     """``text`` for one line (a title, a model id, an error message): no control, no newline."""
+    return _made_visible(text, _VISIBLE_INLINE)
+
+
+def _made_visible(text: str, table: dict[int, str]) -> str:
+    """The rule itself: the fast path, ``\r\n`` folded, then one translate pass."""
     if text.isprintable():
         return text
     if "\r" in text:
         text = text.replace("\r\n", "\n")
-    return text.translate(_VISIBLE_INLINE)
+    return text.translate(table)
 
 
 def is_safe(text: str) -> bool:

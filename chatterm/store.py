@@ -24,8 +24,10 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import secrets
 import sqlite3
 import threading
@@ -114,6 +116,28 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE conversations ADD COLUMN route TEXT;
     CREATE INDEX messages_streaming ON messages(id) WHERE status = 'streaming';
     """,
+    # 2 -> 3: attachments (files and images sent with a message), stored once by content hash,
+    # and the template a conversation was started from.
+    """
+    CREATE TABLE attachments (
+        sha256 TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE message_attachments (
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        sha256 TEXT NOT NULL REFERENCES attachments(sha256),
+        name TEXT NOT NULL,
+        PRIMARY KEY (message_id, position)
+    );
+    CREATE INDEX message_attachments_by_hash ON message_attachments(sha256);
+    CREATE INDEX message_attachments_by_name ON message_attachments(name);
+    ALTER TABLE conversations ADD COLUMN template TEXT;
+    """,
 )
 
 # The schema version is the number of migrations: adding one is appending one entry above.
@@ -193,6 +217,22 @@ class SearchHit:
     # Where the query's words are in ``snippet``: (start, end) character offsets, for UIs to
     # highlight (the snippet is untrusted text: sanitise each piece before showing it).
     matches: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAttachment:
+    """A file or image as kept with a message: the name it was sent under and its bytes."""
+
+    name: str
+    kind: str  # "text" or "image"
+    mime: str
+    sha256: str
+    size: int
+    data: bytes
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
 
 
 _CONV_COLS = "id, title, system_prompt, options, active_leaf_id, created_at, updated_at, route"
@@ -646,6 +686,10 @@ class HistoryStore:
         with self._transaction() as db:
             db.execute("DELETE FROM messages WHERE conversation_id = ?", (conv_id,))
             cur = db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
+            db.execute(  # attachments no other conversation uses go with it
+                "DELETE FROM attachments WHERE sha256 NOT IN"
+                " (SELECT DISTINCT sha256 FROM message_attachments)"
+            )
         return cur.rowcount > 0
 
     # --- messages ------------------------------------------------------------------------
@@ -859,6 +903,65 @@ class HistoryStore:
             )
         )
 
+    # --- attachments ---------------------------------------------------------------------
+
+    def add_attachments(self, message_id: int, items: Iterable[Any]) -> None:
+        """Link files/images (``name``, ``kind``, ``mime``, ``data``) to a message, in order.
+
+        Content is stored once per sha256: the same file sent twice, or in two conversations,
+        is one row, and :meth:`delete_conversation` removes it when nothing uses it any more.
+        """
+        rows = list(items)
+        if not rows:
+            return
+        now = time.time()
+        with self._transaction() as db:
+            for position, item in enumerate(rows):
+                data = bytes(item.data)
+                digest = hashlib.sha256(data).hexdigest()
+                db.execute(
+                    "INSERT OR IGNORE INTO attachments (sha256, kind, mime, size, data, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (digest, item.kind, item.mime, len(data), data, now),
+                )
+                db.execute(
+                    "INSERT INTO message_attachments (message_id, position, sha256, name)"
+                    " VALUES (?, ?, ?, ?)",
+                    (message_id, position, digest, item.name),
+                )
+
+    def attachments_for(self, message_ids: Iterable[int]) -> dict[int, list[StoredAttachment]]:
+        """The attachments of each given message that has any, in the order they were sent."""
+        ids = list(message_ids)
+        found: dict[int, list[StoredAttachment]] = {}
+        for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+            batch = ids[start : start + 500]
+            marks = ", ".join("?" * len(batch))
+            rows = self._read(
+                "SELECT ma.message_id, ma.name, a.kind, a.mime, a.sha256, a.size, a.data"
+                " FROM message_attachments ma JOIN attachments a ON a.sha256 = ma.sha256"
+                f" WHERE ma.message_id IN ({marks}) ORDER BY ma.message_id, ma.position",
+                batch,
+            )
+            for row in rows:
+                found.setdefault(row[0], []).append(
+                    StoredAttachment(row[1], row[2], row[3], row[4], row[5], bytes(row[6]))
+                )
+        return found
+
+    def attachment_count(self) -> int:
+        return int(self._read("SELECT count(*) FROM attachments")[0][0])
+
+    # --- templates -----------------------------------------------------------------------
+
+    def set_template(self, conv_id: str, template: str | None) -> None:
+        """Record which ``[templates.NAME]`` started the conversation."""
+        self._write("UPDATE conversations SET template = ? WHERE id = ?", (template, conv_id))
+
+    def template_of(self, conv_id: str) -> str | None:
+        rows = self._read("SELECT template FROM conversations WHERE id = ?", (conv_id,))
+        return rows[0][0] if rows else None
+
     # --- search --------------------------------------------------------------------------
 
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
@@ -893,11 +996,34 @@ class HistoryStore:
             )
         if len(hits) < limit:
             hits += self._piece_hits(text.split(), limit - len(hits))
+        if len(hits) < limit:
+            hits += self._attachment_hits(text.split(), limit - len(hits))
         return hits
+
+    def _attachment_hits(self, words: list[str], limit: int) -> list[SearchHit]:
+        """Messages whose attached file names contain every word (case-insensitive)."""
+        if not words:
+            return []
+        where = " AND ".join("ma.name LIKE ? ESCAPE '\\'" for _ in words)
+        params = [
+            "%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            for w in words
+        ]
+        rows = self._read(
+            "SELECT m.conversation_id, c.title, m.id, m.role, 'attached: ' || ma.name,"
+            " m.created_at FROM message_attachments ma JOIN messages m ON m.id = ma.message_id"
+            f" JOIN conversations c ON c.id = m.conversation_id WHERE {where}"
+            " ORDER BY m.created_at DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [SearchHit(*row) for row in rows]
 
     def _piece_hits(self, words: list[str], limit: int) -> list[SearchHit]:
         """Streamed replies, whose text is in pieces: each word must appear in some piece of
         the same reply (a flush never cuts a word, see chatterm.chat)."""
+        # A word such as app.py or shared_notes is several index tokens, i.e. a phrase, which
+        # a detail='column' index refuses: look its tokens up one by one instead.
+        words = [token for word in words for token in re.findall(r"[^\W_]+", word)]
         found: set[int] | None = None
         for word in words:
             query = _fts_query(word)

@@ -22,6 +22,7 @@ def run_cli(
     input: bytes | str | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 60,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     data = input.encode() if isinstance(input, str) else input
     proc = subprocess.run(
@@ -31,6 +32,7 @@ def run_cli(
         capture_output=True,
         env=cli_env(env),
         timeout=timeout,
+        cwd=cwd,
     )
     return subprocess.CompletedProcess(
         proc.args,

@@ -167,16 +167,25 @@ def chunk_pieces(n: int, markdown: bool = False) -> tuple[str, ...]:
     return tuple(doc[bounds[k] : bounds[k + 1]] for k in range(n))
 
 
+def content_text(content: Any) -> str:
+    """A message's text: the string, or the text parts of a content-part list (images go)."""
+    if isinstance(content, list):
+        return "".join(
+            str(p.get("text") or "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return str(content or "")
+
+
 def last_user_message(body: dict[str, Any]) -> str:
     for message in reversed(body.get("messages") or []):
         if message.get("role") == "user":
-            return str(message.get("content") or "")
+            return content_text(message.get("content"))
     return ""
 
 
 def prompt_tokens(body: dict[str, Any]) -> int:
     """What the server reports as ``prompt_tokens``: words across all messages."""
-    return sum(len(str(m.get("content") or "").split()) for m in body.get("messages") or [])
+    return sum(len(content_text(m.get("content")).split()) for m in body.get("messages") or [])
 
 
 def scenario_text(model: str, body: dict[str, Any] | None = None) -> str:

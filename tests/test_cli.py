@@ -83,6 +83,18 @@ def test_invalid_utf8_and_large_stdin(openai_server, server_env) -> None:
     assert len(last_request(openai_server)["messages"][-1]["content"]) == len(big) - 1 + 7
 
 
+def test_a_prompt_argument_that_is_not_utf8_is_one_line(server_env) -> None:
+    """``chatterm ask $'\\x9b'`` (a raw byte, not U+009B) used to end in an internal error."""
+    import os
+
+    result = run_cli("ask", "-m", "echo", "hi " + os.fsdecode(b"\x9b"), env=server_env)
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr)
+    assert "not UTF-8" in result.stderr and "internal error" not in result.stderr
+    listed = run_cli("sessions", "list", "--json")
+    assert json.loads(listed.stdout or "[]") == []
+
+
 def test_json_output(server_env) -> None:
     result = run_cli("ask", "-m", "echo", "--json", "ping pong", env=server_env)
     assert result.returncode == 0, result.stderr
@@ -254,6 +266,16 @@ def test_sessions_commands(server_env, tmp_path: Path) -> None:
     assert json.loads(out.read_text())["id"] == conv
     assert run_cli("sessions", "rm", conv).returncode == 0
     assert run_cli("sessions", "show", conv).returncode == 2
+
+
+def test_export_to_a_path_that_cannot_be_written_is_one_line(server_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert run_cli("ask", "-m", "echo", "keep this", env=server_env).returncode == 0
+    conv = json.loads(run_cli("sessions", "list", "--json").stdout)[0]["id"]
+    for target in (tmp_path / "missing" / "x.md", tmp_path):
+        result = run_cli("sessions", "export", conv, "--output", str(target))
+        assert result.returncode == 2, result.stderr
+        assert_one_line_error(result.stderr)
+        assert f"cannot write {target}" in result.stderr and "internal error" not in result.stderr
 
 
 def test_ask_path_imports_no_heavy_modules(openai_server, server_env) -> None:

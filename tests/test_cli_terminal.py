@@ -2,40 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import pty
 import re
-import subprocess
-import sys
 
 import pytest
-from cli_run import cli_env
+from terminal_bytes import run_on_pty
 
 COLOUR = re.compile(r"\x1b\[[0-9;]*(3[0-9]|4[0-9]|9[0-7])[0-9;]*m")
 
 
 def run_on_terminal(args: list[str], env: dict[str, str]) -> str:
-    controller, terminal = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chatterm", *args],
-        stdin=terminal, stdout=terminal, stderr=subprocess.PIPE,
-        env=cli_env({"TERM": "xterm-256color", "COLUMNS": "80", "LINES": "40", **env}),
-        close_fds=True,
-    )
-    os.close(terminal)
-    chunks: list[bytes] = []
-    while True:
-        try:
-            data = os.read(controller, 65536)
-        except OSError:  # the terminal closed: the process is done writing
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=60)
-    os.close(controller)
-    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else b""
-    return b"".join(chunks).decode("utf-8", "replace")
+    """Everything ``chatterm ARGS`` wrote to its terminal (stdout on a pty, stderr a pipe)."""
+    run = run_on_pty(args, env, stderr_on_pty=False)
+    assert run.returncode == 0, run.stderr
+    return run.terminal
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ def test_api_key_is_not_in_repr(tmp_path: Path) -> None:
     [
         ("[profiles.a]\nbackend = \n", "line 2"),
         ("[profiles.a]\nbakend = 'openai'\n", "unknown key 'bakend' (known: api_key, api_key_env, backend, base_url, model, options, system_prompt) (line 2)"),
-        ("\ncolour = 1\n", "unknown key 'colour' (known: default_profile, keys, profiles, tui) (line 2)"),
+        ("\ncolour = 1\n", "unknown key 'colour' (known: default_profile, keys, profiles, templates, tui) (line 2)"),
         ("default_profile = 'nope'\n", "not a profile defined in the file (line 1)"),
         ("[profiles.b]\noptions={}\n[profiles.a]\nmodel='m'\noptions = 3\n", "options must be a table (line 5)"),
     ],

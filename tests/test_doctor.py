@@ -94,6 +94,23 @@ def test_unreachable_server_fails() -> None:
     assert "(optional)" not in line
 
 
+def test_url_user_info_is_masked_in_every_line(openai_server) -> None:  # type: ignore[no-untyped-def]
+    """A doctor report is pasted into bug reports: a password in a profile's URL never shows."""
+    host = openai_server.base_url.split("://", 1)[1]
+    _config(
+        'default_profile = "pw"\n'
+        "[profiles.pw]\n"
+        'backend = "openai"\n'
+        f'base_url = "http://bob:hunter22secret@{host}"\n'
+        'model = "echo@doctor-pw"\n'
+    )
+    result = run_cli("doctor")
+    out = result.stdout + result.stderr
+    assert "hunter22secret" not in out and "bob:" not in out, out
+    assert f"http://***@{host}" in _lines(result.stdout, "✓ profile pw:")[0]
+    assert f"http://***@{host}" in _lines(result.stdout, "✓ server:")[0]
+
+
 def test_read_only_history_fails(openai_server) -> None:  # type: ignore[no-untyped-def]
     env = {"OPENAI_BASE_URL": openai_server.base_url}
     assert run_cli("ask", "-m", "echo@doctor-ro", "keep me", env=env).returncode == 0
@@ -164,3 +181,10 @@ def test_unreachable_hub_with_the_model_cached_passes(tiny_model_dir: Path) -> N
     assert result.returncode == 0, result.stdout
     assert _lines(result.stdout, "✗ Hugging Face Hub:")[0].endswith("(optional)")
     assert "in the Hugging Face cache" in _lines(result.stdout, "✓ local model chatterm-test/tiny:")[0]
+
+
+def test_url_passwords_and_echoed_keys_are_masked(openai_server) -> None:  # type: ignore[no-untyped-def]
+    url = openai_server.base_url.replace("http://", "http://me:hunter2hunter2@")
+    result = run_cli("doctor", env={"OPENAI_BASE_URL": url, "OPENAI_API_KEY": SECRET})
+    assert "hunter2hunter2" not in result.stdout and SECRET not in result.stdout
+    assert "http://***@127.0.0.1" in _lines(result.stdout, "✓ server:")[0]

@@ -77,6 +77,17 @@ def test_progress_counts_bytes_speed_and_eta() -> None:
     assert all(u.model == "org/m" for u in heard)
 
 
+def test_transfer_reports_are_not_counted_twice() -> None:
+    download = Download("org/m", [("model.safetensors", 100)])
+    download.start()
+    download.begin_file("model.safetensors")
+    bar = download.bar_class()(total=100)
+    bar.update(40)
+    bar.update_transfer(40)  # what http_get and the Xet client report next to update()
+    assert download.snapshot().bytes_done == 40
+    download.finish(CANCELLED)
+
+
 def test_listeners_are_throttled_but_hear_every_boundary() -> None:
     clock = Clock()
     heard: list[DownloadUpdate] = []

@@ -44,3 +44,13 @@ def test_each_source_is_named() -> None:
     assert by_url.source == "flag" and "--base-url" in by_url.reason
     env_profile = explain_choice(resolve(config, env={"CHATTERM_PROFILE": "gpu"}))
     assert "$CHATTERM_PROFILE" in env_profile.reason
+
+
+def test_a_password_in_the_server_url_is_masked() -> None:
+    """The explanation is shown (welcome panel, doctor): URL user info never is."""
+    config = Config(
+        path=Path("/x"),
+        profiles={"pw": Profile("pw", backend="openai", base_url="http://bob:hunter22@h:1/v1")},
+    )
+    why = explain_choice(resolve(config, profile="pw", env={}))
+    assert why.base_url == "http://***@h:1/v1"

@@ -61,6 +61,7 @@ PLAIN = [
     ["ask", "-m", "a", "-m", "b", "last model wins"],
     ["ask", "--temperature", "-0.5", "x"],
     ["ask", "-s", "-looks like an option-", "x"],
+    ["ask", "-f", "notes.txt", "--file=b.md", "-t", "brief", "-a", "cat.png", "hi"],
 ]
 
 
@@ -103,7 +104,7 @@ TOKENS = st.sampled_from(
         "--no-log", "--usage", "--debug", "--continue", "--session", "--base-url", "--backend",
         "-p", "--profile", "--", "-", "-h", "--help", "--bogus", "-x", "0.5", "-1", "12", "1e3",
         "nan", "k=v", "stop", "word", "two words", "--model=m", "-mm", "-o=k=v", "=", "",
-        "--temperature=0.7", "--max-tokens=3", "--raw=1", "é",
+        "--temperature=0.7", "--max-tokens=3", "--raw=1", "é", "-f", "--file", "-t", "-a",
     ]
 )
 

@@ -21,10 +21,11 @@ from chatterm.backend import (
     ChatRequest,
     Metadata,
     Notice,
+    OptionError,
     OptionSpec,
     StreamEvent,
 )
-from chatterm_local.loader import DEFAULT_MODEL, require_dependencies
+from chatterm_local.loader import DEFAULT_MODEL, no_images_message, require_dependencies
 
 _T = TypeVar("_T")
 
@@ -95,6 +96,8 @@ class LocalBackend(Backend):
             get_model, model_id, options.get("device"), options.get("dtype")
         )
         yield Metadata(loaded.metadata())
+        if any(m.images for m in request.messages) and loaded.processor is None:
+            raise OptionError(no_images_message(model_id))
 
         context = loaded.context_length
         max_tokens = int(options.get("max_tokens") or DEFAULT_MAX_TOKENS)
@@ -107,6 +110,7 @@ class LocalBackend(Backend):
                     system_role=loaded.system_role,
                     context_length=context,
                     reply_budget=min(max_tokens, context // 2),
+                    processor=loaded.processor,
                 )
 
         prompt = await asyncio.to_thread(render)
@@ -140,7 +144,7 @@ class LocalBackend(Backend):
 
         worker = threading.Thread(
             target=run_generation,
-            args=(loaded, prompt.ids, params, emit, halt),
+            args=(loaded, prompt.ids, params, emit, halt, prompt.inputs),
             name="chatterm-local-generate",
             daemon=True,
         )
@@ -169,6 +173,12 @@ class LocalBackend(Backend):
         if dtype and dtype.lower() != "auto":
             parsed["dtype"] = dtype_name(dtype)
         return parsed
+
+    def accepts_images(self, model: str | None) -> bool:
+        """From the model's config (local files only): is it an image-text-to-text model?"""
+        from chatterm_local.loader import takes_images
+
+        return takes_images(model or self.default_model or DEFAULT_MODEL)
 
     async def list_models(self) -> list[str]:
         from chatterm_local.loader import cached_model_ids

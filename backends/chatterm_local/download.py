@@ -173,7 +173,8 @@ def _fetch_file(
     a ``Range`` request from what a kept ``<blob>.chatterm-partial`` file already holds, and then
     lets ``hf_hub_download`` do what it does for a blob already present: link it into the
     snapshot and record the revision. Xet-backed files (the hub's chunked storage) are left to
-    ``hf_hub_download``, whose Xet client keeps its own chunk cache.
+    ``hf_hub_download`` and its Xet client, progress and cancel included; whether a stopped
+    Xet download resumes is up to that client.
     """
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.file_download import repo_folder_name

@@ -14,7 +14,7 @@ compute for the same ids, the reply is the same as without reuse (greedy: token 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,14 +211,17 @@ def run_generation(
     params: GenerationParams,
     emit: Emit,
     halt: threading.Event,
+    inputs: Mapping[str, Any] | None = None,
 ) -> None:
-    """Thread target: generate one reply, emitting events; never raises, always emits DONE."""
+    """Thread target: generate one reply, emitting events; never raises, always emits DONE.
+
+    ``inputs`` holds a vision-language model's extra tensors (pixel_values ...)."""
     out_of_memory = False
     try:
         if not _acquire(loaded.lock, halt):
             return
         try:
-            _generate_locked(loaded, prompt_ids, params, emit, halt)
+            _generate_locked(loaded, prompt_ids, params, emit, halt, inputs or {})
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -264,14 +267,31 @@ def _sampling_kwargs(loaded: LoadedModel, params: GenerationParams) -> dict[str,
     return kwargs
 
 
+def _model_inputs(loaded: LoadedModel, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Extra tensors on the model's device; pixel values in the model's dtype."""
+    dtype = getattr(loaded.model, "dtype", None)
+    moved: dict[str, Any] = {}
+    for key, value in inputs.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(loaded.device)
+            if value.is_floating_point() and dtype is not None:
+                value = value.to(dtype)
+        moved[key] = value
+    return moved
+
+
 def _generate_locked(
     loaded: LoadedModel,
     prompt_ids: list[int],
     params: GenerationParams,
     emit: Emit,
     halt: threading.Event,
+    inputs: Mapping[str, Any],
 ) -> None:
-    cache, reused = take_cache(loaded, prompt_ids, params.reuse_cache)
+    # With images, the cached prefix would hold image tokens whose pixels generate() must see
+    # again: such turns start fresh (and keep no cache), text-only turns reuse as before.
+    reuse = params.reuse_cache and not inputs
+    cache, reused = take_cache(loaded, prompt_ids, reuse)
     emit(Metadata({"cached_tokens": reused}))
     if halt.is_set():
         return
@@ -282,6 +302,7 @@ def _generate_locked(
     )
     input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=loaded.device)
     kwargs = _sampling_kwargs(loaded, params)
+    kwargs.update(_model_inputs(loaded, inputs))
     if cache is not None:
         # transformers 5 renamed past_key_values to cache (the old name goes in 5.40 / 6.0).
         kwargs["cache" if transformers_major() >= 5 else "past_key_values"] = cache
@@ -292,13 +313,13 @@ def _generate_locked(
         stopping_criteria=StoppingCriteriaList([HaltCriteria(halt)]),
         # Only ask for the cache back when it will be kept: otherwise it would hold device
         # memory until this function returns.
-        return_dict_in_generate=params.reuse_cache,
+        return_dict_in_generate=reuse,
         **kwargs,
     )
-    sequences = out.sequences if params.reuse_cache else out
+    sequences = out.sequences if reuse else out
     sequence = sequences[0].tolist()
     generated = sequence[len(prompt_ids) :]
-    if params.reuse_cache:
+    if reuse:
         kept = getattr(out, "cache", None)
         if kept is None:  # transformers 4
             kept = getattr(out, "past_key_values", None)

@@ -85,6 +85,8 @@ class LoadedModel:
     context_length: int
     eos_ids: frozenset[int]
     system_role: bool = True
+    # The processor of an image-text-to-text model (None: a text-only model, refuses images).
+    processor: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
     kv: KVState | None = None
@@ -256,17 +258,31 @@ def _load(model_id: str, where: Source, device: str, dtype: str) -> LoadedModel:
 
     from chatterm_local.prompt import supports_system_role
 
+    vision = _is_image_text_source(source, offline)
+    processor: Any = None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
+        if vision:
+            processor = _load_processor(source, offline)
+            tokenizer = processor.tokenizer
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
     except Exception as exc:
         raise load_error(model_id, exc) from exc
-    if not getattr(tokenizer, "chat_template", None):
+    template = getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
+    if not template:
         raise ModelLoadError(f"model {model_id} has no chat template; use a chat/instruct model")
+    if vision and not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = template
     model: Any = None
     out_of_memory = False
     try:
         with _quiet_weight_loading():
-            model = AutoModelForCausalLM.from_pretrained(
+            auto: Any = AutoModelForCausalLM
+            if vision:
+                from transformers import AutoModelForImageTextToText
+
+                auto = AutoModelForImageTextToText
+            model = auto.from_pretrained(
                 source, **{dtype_keyword(): getattr(torch, dtype)}, local_files_only=offline
             )
         model.to(device)
@@ -290,7 +306,34 @@ def _load(model_id: str, where: Source, device: str, dtype: str) -> LoadedModel:
         context_length=context_length_of(model.config, tokenizer),
         eos_ids=_eos_ids(model, tokenizer),
         system_role=supports_system_role(tokenizer),
+        processor=processor,
     )
+
+
+def _is_image_text_source(source: str, offline: bool) -> bool:
+    """Whether the model's config names an image-text-to-text architecture (LLaVA, Qwen2-VL,
+    SmolVLM ...); such a model is loaded with its processor so it can take images."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=offline)
+    except Exception:
+        return False  # the tokenizer/model load below reports the real problem
+    return _is_image_text_config(config)
+
+
+def _load_processor(source: str, offline: bool) -> Any:
+    """The model's processor. Without torchvision transformers falls back to its Pillow image
+    processors and says so on every load; that is expected here, so it is not printed."""
+    from transformers import AutoProcessor
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoProcessor.from_pretrained(source, local_files_only=offline)
+    finally:
+        hf_logging.set_verbosity(previous)
 
 
 @contextlib.contextmanager
@@ -335,6 +378,39 @@ def read_context_length(model_id: str) -> int | None:
     except Exception:
         return None
     return context_length_of(config)
+
+
+def no_images_message(model_id: str) -> str:
+    return (
+        f"model {model_id} takes no images (it is not an image-text-to-text model); "
+        "drop -a or pick a vision-language model"
+    )
+
+
+def _is_image_text_config(config: Any) -> bool:
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+    )
+
+    return getattr(config, "model_type", None) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+
+def takes_images(model_id: str) -> bool:
+    """Whether ``model_id`` is an image-text-to-text model, read from its config without
+    loading weights or downloading. A config that cannot be read answers True: the model is
+    then checked once loaded, before anything is generated."""
+    loaded = loaded_model(model_id)
+    if loaded is not None:
+        return loaded.processor is not None
+    require_dependencies()
+    from transformers import AutoConfig
+
+    source = str(Path(model_id).expanduser()) if _looks_like_path(model_id) else model_id
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=True)
+    except Exception:
+        return True
+    return _is_image_text_config(config)
 
 
 def cached_model_ids() -> list[str]:

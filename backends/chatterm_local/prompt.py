@@ -15,10 +15,10 @@ No torch here: only the tokenizer is used.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from chatterm.backend import BackendError, ChatMessage
+from chatterm.backend import BackendError, BackendUnavailable, ChatMessage, ImagePart
 
 _SYSTEM_PROBE = "chatterm-system-probe-7f3a"
 
@@ -29,6 +29,8 @@ class Prompt:
 
     ids: list[int]
     dropped: int
+    # Model inputs besides the ids (pixel_values ...), for a vision-language model's images.
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 def supports_system_role(tokenizer: Any) -> bool:
@@ -79,6 +81,66 @@ def encode(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     return [int(i) for i in ids]
 
 
+def vision_messages(
+    messages: Sequence[ChatMessage], system_role: bool
+) -> tuple[list[dict[str, Any]], list[ImagePart]]:
+    """Content-part messages for a processor's template (images first, then the text, as
+    LLaVA-style models are trained), and the images in the order their parts appear."""
+    folded = template_messages(messages, system_role)
+    source = [m for m in messages if system_role or m.role != "system"]
+    offset = len(folded) - len(source)  # 1 when the system prompt became its own user turn
+    out: list[dict[str, Any]] = []
+    images: list[ImagePart] = []
+    for i, item in enumerate(folded):
+        original = source[i - offset] if i >= offset else None
+        parts: list[dict[str, Any]] = []
+        for image in original.images if original is not None else ():
+            parts.append({"type": "image"})
+            images.append(image)
+        parts.append({"type": "text", "text": item["content"]})
+        out.append({"role": item["role"], "content": parts})
+    return out, images
+
+
+def decode_image(image: ImagePart) -> Any:
+    """The picture as a Pillow image in RGB (a GIF's first frame)."""
+    try:
+        import io
+
+        from PIL import Image
+    except ImportError:
+        raise BackendUnavailable(
+            "images on the local backend need Pillow, which is not installed: "
+            "run pip install 'chatterm[local]'"
+        ) from None
+    try:
+        with Image.open(io.BytesIO(image.data)) as picture:
+            return picture.convert("RGB")
+    except Exception as exc:
+        raise BackendError(f"could not decode an attached {image.mime} image: {exc}") from None
+
+
+def encode_vision(processor: Any, messages: Sequence[ChatMessage], system_role: bool) -> Prompt:
+    """Render with the processor's chat template and let the processor expand image tokens."""
+    parts, images = vision_messages(messages, system_role)
+    try:
+        text = processor.apply_chat_template(parts, add_generation_prompt=True, tokenize=False)
+        batch = processor(
+            text=[text],
+            images=[decode_image(i) for i in images] or None,
+            return_tensors="pt",
+            add_special_tokens=False,  # the template already has them
+        )
+    except BackendError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BackendError(f"the model's processor rejected the conversation: {first}") from exc
+    ids = [int(i) for i in batch["input_ids"][0].tolist()]
+    extra = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
+    return Prompt(ids=ids, dropped=0, inputs=extra)
+
+
 def build_prompt(
     tokenizer: Any,
     messages: Sequence[ChatMessage],
@@ -86,6 +148,7 @@ def build_prompt(
     system_role: bool,
     context_length: int,
     reply_budget: int,
+    processor: Any = None,
 ) -> Prompt:
     """Encode ``messages``, dropping the oldest turns until the prompt leaves ``reply_budget``.
 
@@ -98,8 +161,13 @@ def build_prompt(
     last_user = max((i for i, m in enumerate(rest) if m.role == "user"), default=len(rest) - 1)
     limit = context_length - reply_budget
     dropped = 0
+    inputs: dict[str, Any] = {}
     while True:
-        ids = encode(tokenizer, template_messages([*system, *rest], system_role))
+        if processor is not None:
+            encoded = encode_vision(processor, [*system, *rest], system_role)
+            ids, inputs = encoded.ids, encoded.inputs
+        else:
+            ids = encode(tokenizer, template_messages([*system, *rest], system_role))
         if len(ids) <= limit or last_user <= 0:
             break
         # Drop the oldest message, then anything up to the next user message, so the history
@@ -115,4 +183,4 @@ def build_prompt(
             f"the message is {len(ids)} tokens with the chat template, which does not fit the "
             f"model's context of {context_length} tokens; shorten it or use another model"
         )
-    return Prompt(ids=ids, dropped=dropped)
+    return Prompt(ids=ids, dropped=dropped, inputs=inputs)

@@ -38,7 +38,13 @@ from chatterm.backend import (
 )
 from chatterm_openai.failures import Failures, Retry
 from chatterm_openai.messages import message_from_json
-from chatterm_openai.payloads import completion_events, context_length_of, model_entries, usage_of
+from chatterm_openai.payloads import (
+    completion_events,
+    context_length_of,
+    message_payload,
+    model_entries,
+    usage_of,
+)
 from chatterm_openai.sse import SSEDecoder
 from chatterm_openai.transport import (
     auth_headers,
@@ -287,6 +293,10 @@ class OpenAIBackend(Backend):
             raise outcome
         return outcome
 
+    def accepts_images(self, model: str | None) -> bool:
+        """The server decides: a text-only model answers with an error we show as one line."""
+        return True
+
     # --- models ---------------------------------------------------------------------------
 
     async def list_models(self) -> list[str]:
@@ -402,7 +412,7 @@ class OpenAIBackend(Backend):
         """Only what the user set: strict servers (transformers serve) reject unknown fields."""
         body: dict[str, Any] = {
             "model": model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [message_payload(m) for m in request.messages],
             "stream": self._streaming,
         }
         if self._streaming and self._send_stream_options:

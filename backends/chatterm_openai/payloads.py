@@ -9,9 +9,39 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from chatterm.backend import Finish, Metadata, ReasoningDelta, StreamEvent, TextDelta, Usage
+from chatterm.backend import (
+    ChatMessage,
+    Finish,
+    Metadata,
+    ReasoningDelta,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
 
 _CONTEXT_KEYS = ("context_length", "max_model_len", "context_window", "max_context_length")
+
+
+def message_payload(message: ChatMessage) -> dict[str, Any]:
+    """One message as the API wants it: a plain string, or content parts when it has images.
+
+    Images go as ``image_url`` parts with a base64 ``data:`` URL (every OpenAI-compatible
+    server that takes images accepts that; none can fetch a file from this machine), after the
+    text part, as OpenAI's own examples order them.
+    """
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    import base64
+
+    parts: list[dict[str, Any]] = []
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    for image in message.images:
+        encoded = base64.b64encode(image.data).decode("ascii")
+        parts.append(
+            {"type": "image_url", "image_url": {"url": f"data:{image.mime};base64,{encoded}"}}
+        )
+    return {"role": message.role, "content": parts}
 
 
 def usage_of(raw: Mapping[str, Any]) -> Usage:

@@ -29,8 +29,10 @@ app = typer.Typer(
 )
 sessions_app = typer.Typer(help="Browse, search, export and delete saved conversations.")
 config_app = typer.Typer(help="Find and check the configuration file.")
+templates_app = typer.Typer(help="List and show the templates in the config file.")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(config_app, name="config")
+app.add_typer(templates_app, name="templates")
 
 
 @app.callback(invoke_without_command=True)
@@ -105,17 +107,22 @@ def ask(
     usage: Annotated[
         bool, typer.Option("--usage", "-u", help="Print token usage to stderr.")
     ] = False,
+    file: opt.Files = None,
+    attach: opt.Images = None,
+    template: opt.TemplateName = None,
     debug: opt.Debug = False,
 ) -> None:
     """Ask once and stream the reply to stdout.
 
     Piped stdin is sent first, then a blank line, then PROMPT; with no PROMPT, stdin alone.
+    Files (-f) come before both, each under a "File: PATH" header; images (-a) go along.
     """
     from chatterm.cli.ask import run_ask
 
     common = opt.CommonOptions.pick(locals())
     output = opt.AskOutput(
-        raw=raw, no_stream=no_stream, json=json_out, no_log=no_log, usage=usage
+        raw=raw, no_stream=no_stream, json=json_out, no_log=no_log, usage=usage,
+        files=list(file or []), images=list(attach or []), template=template,
     )
     text = " ".join(prompt) if prompt else None
     raise typer.Exit(run_ask(common, output, prompt=text))
@@ -178,6 +185,22 @@ def config_show(profile: opt.ProfileName = None) -> None:
 from chatterm.cli import sessions as _sessions  # noqa: E402
 
 _sessions.register(sessions_app)
+
+
+@templates_app.command("list")
+def templates_list() -> None:
+    """Template names and descriptions."""
+    from chatterm.cli.templates import list_templates
+
+    raise typer.Exit(list_templates())
+
+
+@templates_app.command("show")
+def templates_show(name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
+    """What a template sets."""
+    from chatterm.cli.templates import show_template
+
+    raise typer.Exit(show_template(name))
 
 
 def _stdin_is_terminal() -> bool:

@@ -12,24 +12,27 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatterm import endings
 from chatterm.backend import Backend, BackendError, Metadata, Notice, ReasoningDelta, TextDelta
 from chatterm.chat import ChatSession, ReplyOutcome, memory_store
 from chatterm.cli import start_collecting
-from chatterm.cli.failures import Failure, for_stderr
+from chatterm.cli.failures import Failure, for_stderr, silence_stdout
 from chatterm.cli.inputs import compose_prompt, read_piped_stdin
 from chatterm.cli.options import AskOutput, CommonOptions
 from chatterm.cli.render import ReplySink, choose_sink
-from chatterm.config import Choice, load_config
+from chatterm.config import Choice, Config, Template, load_config
 from chatterm.continuation import route_of
 from chatterm.paths import history_path
 from chatterm.runtime import open_backend
 from chatterm.sanitize import safe_json
 from chatterm.store import ERROR, INTERRUPTED, Conversation, HistoryStore, StoreError
+from chatterm.templates import apply_template
+
+if TYPE_CHECKING:
+    from chatterm.attachments import Gathered
 
 BROKEN_PIPE = 141
 
@@ -42,6 +45,19 @@ class _Run:
     error: str | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Turn:
+    """What this `ask` sends: the question, its attachments, the template that shaped it."""
+
+    text: str
+    gathered: Gathered | None = None
+    template: str | None = None
+
+    @property
+    def attachments(self) -> list[Any]:
+        return self.gathered.attachments if self.gathered else []
+
+
 def run_ask(common: CommonOptions, output: AskOutput, prompt: str | None) -> int:
     endings.install()
     endings.handle_in_loops()
@@ -49,7 +65,7 @@ def run_ask(common: CommonOptions, output: AskOutput, prompt: str | None) -> int
     try:
         return _run_ask(common, output, prompt, run)
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()
         return BROKEN_PIPE
     except endings.Ended as exc:
         _say(exc.message)
@@ -81,8 +97,13 @@ def _print_failure_json(message: str) -> None:
 
 
 def _run_ask(common: CommonOptions, output: AskOutput, prompt: str | None, run: _Run) -> int:
-    text = compose_prompt(prompt, read_piped_stdin())
     config = load_config()
+    template = _template(config, output.template)
+    gathered = _gather(output)  # every file read and checked before anything else happens
+    uses_stdin = "-" in output.files or "-" in output.images
+    text = _question(prompt, "" if uses_stdin else read_piped_stdin(), template, gathered)
+    common = apply_template(common, template)
+    turn = _Turn(text, gathered, output.template)
     wants_conversation = bool(common.session or common.continue_last)
     try:
         history = HistoryStore(history_path())
@@ -90,15 +111,15 @@ def _run_ask(common: CommonOptions, output: AskOutput, prompt: str | None, run: 
         if not output.no_log or wants_conversation:
             raise
         # --no-log has nothing to read or write: it works without a usable history.
-        return _ask_in_memory(None, None, config, common, output, text, run)
+        return _ask_in_memory(None, None, config, common, output, turn, run)
     with history:
         # Find the conversation before building the backend: a wrong id costs nothing.
         conversation = find_conversation(history, common)
         if output.no_log:
-            return _ask_in_memory(history, conversation, config, common, output, text, run)
+            return _ask_in_memory(history, conversation, config, common, output, turn, run)
         choice = _choice(common, output, config, conversation)
         backend, options = open_backend(choice)
-        return _ask(history, conversation, backend, options, choice, text, common, output, run)
+        return _ask(history, conversation, backend, options, choice, turn, common, output, run)
 
 
 def _ask_in_memory(
@@ -107,7 +128,7 @@ def _ask_in_memory(
     config: Any,
     common: CommonOptions,
     output: AskOutput,
-    text: str,
+    turn: _Turn,
     run: _Run,
 ) -> int:
     """--no-log: continue from the saved history (if asked) but write only to memory."""
@@ -115,7 +136,7 @@ def _ask_in_memory(
     backend, options = open_backend(choice)
     scratch, copy = _scratch_copy(history, conversation)
     with scratch:
-        return _ask(scratch, copy, backend, options, choice, text, common, output, run)
+        return _ask(scratch, copy, backend, options, choice, turn, common, output, run)
 
 
 def _choice(
@@ -136,11 +157,15 @@ def _ask(
     backend: Backend,
     options: dict[str, Any],
     choice: Choice,
-    text: str,
+    turn: _Turn,
     common: CommonOptions,
     output: AskOutput,
     run: _Run,
 ) -> int:
+    if turn.gathered is not None:
+        _check_images(backend, choice, turn.gathered)
+        for notice in turn.gathered.notices:
+            _say(notice)
     session = ChatSession(
         store,
         backend,
@@ -156,7 +181,7 @@ def _ask(
     start_collecting()
     code: int | None
     try:
-        code = _run_loop(_stream(session, backend, text, sink, common.debug, run))
+        code = _run_loop(_stream(session, backend, turn, sink, common.debug, run))
     except (KeyboardInterrupt, asyncio.CancelledError, endings.Ended):
         code = None
     except OSError:
@@ -209,12 +234,15 @@ def _run_loop(main: Any) -> int:
 
 
 async def _stream(
-    session: ChatSession, backend: Backend, text: str, sink: ReplySink, debug: bool, run: _Run
+    session: ChatSession, backend: Backend, turn: _Turn, sink: ReplySink, debug: bool, run: _Run
 ) -> int:
     try:
         # Before send(): a model that cannot be loaded must not leave a conversation behind.
         await backend.prepare(session.model, session.options)
-        events: Any = session.send(text)
+        new = session.conversation is None
+        events: Any = session.send(turn.text, turn.attachments)
+        if new and turn.template and session.conversation is not None:
+            session.store.set_template(session.conversation.id, turn.template)
         async with contextlib.aclosing(events):
             async for event in events:
                 kind = type(event)
@@ -239,6 +267,54 @@ async def _stream(
         print(f"chatterm: error: {for_stderr(session.save_error.message)}", file=sys.stderr)
         return session.save_error.exit_code
     return 0
+
+
+def _template(config: Config, name: str | None) -> Template | None:
+    if name is None:
+        return None
+    from chatterm.templates import get_template
+
+    return get_template(config, name)
+
+
+def _gather(output: AskOutput) -> Gathered | None:
+    """-f and -a, read in full; None (and nothing imported) when there are none."""
+    if not output.files and not output.images:
+        return None
+    from chatterm.attachments import gather
+
+    if output.files.count("-") + output.images.count("-") > 1:
+        raise Failure("stdin can be attached only once (-f - or -a -)")
+    return gather(output.files, output.images)
+
+
+def _question(
+    prompt: str | None, stdin_text: str, template: Template | None, gathered: Gathered | None
+) -> str:
+    """The stdin rule, then the template's pattern. With attachments a question is optional."""
+    from chatterm.templates import fill_prompt, needs_input
+
+    try:
+        raw = compose_prompt(prompt, stdin_text)
+    except Failure:
+        if not (gathered and gathered.attachments) and needs_input(template):
+            if template is not None and template.prompt is not None:
+                raise Failure(
+                    f"template {template.name} needs input: give a prompt or pipe text into stdin"
+                ) from None
+            raise
+        raw = ""
+    return fill_prompt(template, raw)
+
+
+def _check_images(backend: Backend, choice: Choice, gathered: Gathered) -> None:
+    """Refuse images the backend or model cannot take before anything is stored or sent."""
+    if not gathered.images:
+        return
+    model = choice.backend_config.model or backend.default_model
+    if not backend.accepts_images(model):
+        what = f"model {model}" if model else f"backend {choice.backend}"
+        raise Failure(f"{what} takes no images (-a); use a vision-language model or drop -a")
 
 
 def _kept(session: ChatSession) -> str:
@@ -273,11 +349,14 @@ def _scratch_copy(
         return scratch, None
     copy = scratch.create_conversation(conversation.title, conversation.system_prompt)
     parent: int | None = None
-    for message in history.branch(conversation.id):
+    branch = history.branch(conversation.id)
+    attached = history.attachments_for(m.id for m in branch if m.role == "user")
+    for message in branch:
         parent = scratch.add_message(
             copy.id, message.role, message.content, parent_id=parent,
             status=message.status if message.status in (ERROR, INTERRUPTED) else "complete",
         ).id
+        scratch.add_attachments(parent, attached.get(message.id, []))
     return scratch, scratch.get_conversation(copy.id)
 
 
@@ -359,16 +438,7 @@ def _close_quietly(sink: ReplySink) -> None:
     try:
         sink.close()
     except BrokenPipeError:
-        _silence_stdout()
-    except (OSError, ValueError):
-        pass
-
-
-def _silence_stdout() -> None:
-    """After the reader of a pipe went away, stop Python from complaining at exit."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        silence_stdout()
     except (OSError, ValueError):
         pass
 

@@ -12,7 +12,9 @@ disk when ``HF_HUB_OFFLINE`` forbids downloading it or the Hugging Face Hub cann
 
 Everything that comes from outside chatterm (paths, profile names, server errors, model ids)
 goes through :func:`chatterm.sanitize.safe_inline`. API keys are never printed: only whether one
-is set and from which variable. This is the one command that imports torch just to look at it.
+is set and from which variable; every line is also passed through
+:func:`chatterm.secrets_mask.mask_secrets` with the keys chatterm knows, so a password in a URL
+or a key a server echoes back is shown as ``***``. This is the one command that imports torch just to look at it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 from chatterm.config import DEFAULT_KEY_ENV, Choice, Config, ConfigError, load_config, resolve
 from chatterm.sanitize import safe_inline
+from chatterm.secrets_mask import display_url, mask_secrets, url_secrets
 
 OK_MARK, FAIL_MARK = "✓", "✗"
 # Where the terminal cannot show the marks (a latin-1 locale), plain ASCII stand-ins.
@@ -60,10 +63,32 @@ def run_doctor(profile: str | None, timeout: float = 5.0) -> int:
         f"chatterm {__version__}, Python {sys.version.split()[0]}, {sys.platform}", flush=True
     )
     failed = False
+    secrets = known_secrets()
     for check in checks(profile, timeout):
-        print(check.line(marks), flush=True)
+        # Keys are never put in a line, but a URL's password or a server's echo could be.
+        print(safe_inline(mask_secrets(check.line(marks), secrets)), flush=True)
         failed = failed or (not check.ok and check.needed)
     return 1 if failed else 0
+
+
+def known_secrets() -> list[str]:
+    """Every key chatterm could send from here: the environment's and the profiles'."""
+    names = {DEFAULT_KEY_ENV}
+    found: list[str] = []
+    try:
+        config = load_config()
+    except ConfigError:
+        config = None
+    if config is not None:
+        for profile in config.profiles.values():
+            if profile.api_key_env:
+                names.add(profile.api_key_env)
+            if profile.api_key:
+                found.append(profile.api_key)
+            found.extend(url_secrets(profile.base_url))
+    found.extend(os.environ[n] for n in names if os.environ.get(n))
+    found.extend(url_secrets(os.environ.get("OPENAI_BASE_URL")))
+    return found
 
 
 def checks(profile: str | None, timeout: float) -> Iterable[Check]:
@@ -139,7 +164,7 @@ def describe_choice(config: Config, choice: Choice) -> str:
         parts.append(f"model {safe_inline(settings.model or DEFAULT_MODEL)}")
     else:
         parts.append(f"model {safe_inline(settings.model or '(first the server lists)')}")
-        parts.append(f"server {safe_inline(settings.base_url or 'https://api.openai.com/v1')}")
+        parts.append(f"server {_shown_url(settings.base_url)}")
         chosen = config.profiles.get(choice.profile or "")
         key_env = (chosen.api_key_env if chosen else None) or DEFAULT_KEY_ENV
         if settings.api_key:
@@ -306,7 +331,7 @@ def server_check(choice: Choice, timeout: float) -> Check:
         choice.backend_config,
         extra={**choice.backend_config.extra, "connect_timeout": timeout, "timeout": timeout},
     )
-    shown = safe_inline(settings.base_url or "https://api.openai.com/v1")
+    shown = _shown_url(settings.base_url)
     label = "server"
 
     async def fetch() -> list[str]:
@@ -325,6 +350,12 @@ def server_check(choice: Choice, timeout: float) -> Check:
     listed = ", ".join(safe_inline(n) for n in names[:10]) or "no models"
     more = f" and {len(names) - 10} more" if len(names) > 10 else ""
     return Check(True, label, f"{shown} reachable; /models lists {listed}{more}")
+
+
+def _shown_url(url: str | None) -> str:
+    """A server URL as the report shows it: user info masked (a report is pasted into bug
+    reports), controls made visible."""
+    return safe_inline(display_url(url or "https://api.openai.com/v1"))
 
 
 def hub_is_asked(choice: Choice | None) -> bool:

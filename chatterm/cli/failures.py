@@ -31,7 +31,7 @@ def report_failure(exc: BaseException, debug: bool) -> int:
             print(f"chatterm: {getattr(exc, 'message', 'interrupted')}", file=sys.stderr)
         return exc.exit_code if isinstance(exc, Ended) else 130
     if isinstance(exc, BrokenPipeError):
-        _silence_stdout()
+        silence_stdout()
         return 141
     if debug:  # a traceback quotes messages too (a server's words): sanitised like the rest
         sys.stderr.write(for_stderr("".join(traceback.format_exception(exc)), one_line=False))
@@ -68,7 +68,7 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _silence_stdout() -> None:
+def silence_stdout() -> None:
     """After the reader of a pipe went away, stop Python from complaining at exit."""
     import os
 

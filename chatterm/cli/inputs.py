@@ -42,6 +42,13 @@ def read_piped_stdin() -> str:
 def compose_prompt(argument: str | None, stdin_text: str) -> str:
     """Apply the stdin rule; an empty result is a usage error."""
     argument = argument if argument and argument.strip() else None
+    if argument is not None and not _is_utf8(argument):
+        # Python turns argv bytes that are not UTF-8 into lone surrogates, which nothing
+        # downstream (the request, the history) can encode: refuse them as stdin is refused.
+        raise Failure(
+            "the prompt argument is not UTF-8 text (the shell passed bytes such as $'\\x9b'); "
+            "use a UTF-8 locale or write the character as text"
+        )
     material = stdin_text if stdin_text.strip() else None
     if material and argument:
         return f"{material.rstrip()}\n\n{argument}"
@@ -50,3 +57,12 @@ def compose_prompt(argument: str | None, stdin_text: str) -> str:
     if argument:
         return argument
     raise Failure("nothing to ask: give a prompt (chatterm ask \"...\") or pipe text into stdin")
+
+
+def _is_utf8(text: str) -> bool:
+    """False when ``text`` holds lone surrogates (argv bytes that were not UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

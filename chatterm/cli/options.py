@@ -54,6 +54,25 @@ Temperature = Annotated[
     float | None, typer.Option("--temperature", help="Same as -o temperature VALUE.")
 ]
 MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Same as -o max_tokens N.")]
+Files = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--file", "-f", metavar="PATH",
+        help="Put a text file (or a directory's text files; - for stdin) in the prompt, "
+        "with its name. Repeatable.",
+    ),
+]
+Images = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--attach", "-a", metavar="IMAGE",
+        help="Send an image (PNG, JPEG, WebP, GIF; - for stdin) with the prompt. Repeatable.",
+    ),
+]
+TemplateName = Annotated[
+    str | None,
+    typer.Option("--template", "-t", help="Template from the config file (chatterm templates list)."),
+]
 Debug = Annotated[
     bool, typer.Option("--debug", help="Show tracebacks and backend details on stderr.")
 ]
@@ -74,6 +93,8 @@ class CommonOptions:
     temperature: float | None = None
     max_tokens: int | None = None
     debug: bool = False
+    # A template's options (chatterm.templates): under the flags' -o, over the profile's.
+    template_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def pick(cls, flags: Mapping[str, Any]) -> CommonOptions:
@@ -119,14 +140,17 @@ class CommonOptions:
 
     def raw_options(self) -> dict[str, Any]:
         """Options as given on the command line; `stop` may repeat and becomes a list."""
-        raw: dict[str, Any] = {}
+        raw: dict[str, Any] = dict(self.template_options)
+        flag_stops: list[str] = []
         for item in self.option:
             key, _, value = item.partition("=")
             name = key.replace("-", "_")
             if name == "stop":
-                raw.setdefault("stop", []).append(value)
+                flag_stops.append(value)
             else:
                 raw[name] = value
+        if flag_stops:  # -o stop replaces a template's stop list, like any other flag
+            raw["stop"] = flag_stops
         if self.temperature is not None:
             raw["temperature"] = self.temperature
         if self.max_tokens is not None:
@@ -143,10 +167,13 @@ class AskOutput:
     json: bool = False
     no_log: bool = False
     usage: bool = False
+    files: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    template: str | None = None
 
 
 _OPTION_FLAGS = ("-o", "--option")
-_COMMANDS_WITHOUT_OPTIONS = {"sessions", "config", "models", "backends"}
+_COMMANDS_WITHOUT_OPTIONS = {"sessions", "config", "models", "backends", "templates"}
 
 
 def normalise_option_args(argv: list[str]) -> list[str]:

@@ -87,7 +87,11 @@ def register(app: typer.Typer) -> None:
         with _store() as store:
             conv = _get(store, conversation_id)
             messages = store.branch(conv.id)
-        text = to_json(conv, messages) if json_out else to_markdown(conv, messages)
+            attached = store.attachments_for(m.id for m in messages)
+        if json_out:
+            text = to_json(conv, messages, attached)
+        else:
+            text = to_markdown(conv, messages, attached)
         _echo_document(text, is_json=json_out)
 
     @app.command("search")
@@ -132,9 +136,16 @@ def register(app: typer.Typer) -> None:
         with _store() as store:
             conv = _get(store, conversation_id)
             messages = store.branch(conv.id)
-        text = to_json(conv, messages) if fmt == "json" else to_markdown(conv, messages)
+            attached = store.attachments_for(m.id for m in messages)
+        if fmt == "json":
+            text = to_json(conv, messages, attached)
+        else:
+            text = to_markdown(conv, messages, attached)
         if output:
-            write_private(output, text + "\n")
+            try:
+                write_private(output, text + "\n")
+            except OSError as exc:  # a missing folder, a directory, no permission: the user's path
+                raise Failure(f"cannot write {output}: {exc.strerror or exc}") from None
         else:
             _echo_document(text, is_json=fmt == "json")
 
