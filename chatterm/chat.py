@@ -71,6 +71,16 @@ class ReplyOutcome:
     last_token_s: float | None = None
     duration_s: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The reasoning as it arrives (``reasoning`` is set from it when the reply ends).
+    thoughts: list[str] = field(default_factory=list, repr=False)
+
+    def live_text(self) -> str:
+        """The text so far, for a front end drawing the reply while it streams: joins a copy
+        and leaves ``pieces`` as the flusher expects them (``text`` would merge them)."""
+        return "".join(self.pieces)
+
+    def live_reasoning(self) -> str:
+        return "".join(self.thoughts)
 
     @property
     def text(self) -> str:
@@ -267,7 +277,13 @@ class ChatSession:
         chat.extend(context_turns(branch, attached))
         return ChatRequest(chat, model=self.model, options=dict(self.options))
 
-    async def _reply_to(self, user: Message) -> AsyncIterator[StreamEvent]:
+    def _reply_to(self, user: Message) -> AsyncIterator[StreamEvent]:
+        """Store the reply's row now, then return the stream that fills it.
+
+        The row exists as soon as ``send`` / ``regenerate`` / ``edit`` returns, so a front end
+        that quits before the stream is first iterated still leaves a reply under the prompt
+        (see :meth:`settle_unstarted`): never two user turns in a row.
+        """
         assert self.conversation is not None
         request = self.build_request(user)
         if self.route is not None and not self.conversation.route:
@@ -287,8 +303,31 @@ class ChatSession:
             message_id=reply.id, model=self.model, backend=self.backend_name
         )
         self.last_outcome = outcome
+        return self._stream_into(request, reply, outcome)
+
+    def settle_unstarted(self) -> None:
+        """Mark the last reply interrupted if its stream was never iterated.
+
+        An async generator that never started runs no ``finally`` when closed, so a reply
+        abandoned between ``send`` and the first event (quit right after Enter) would stay
+        ``streaming`` forever. Harmless after a reply that ran: its status is settled then.
+        """
+        outcome = self.last_outcome
+        if outcome is None or outcome.status != STREAMING or outcome.message_id is None:
+            return
+        if outcome.duration_s is not None:
+            return
+        outcome.status = INTERRUPTED
+        outcome.error = "interrupted"
+        outcome.duration_s = 0.0
+        self.store.update_message(outcome.message_id, status=INTERRUPTED, error="interrupted")
+        self.refresh()
+
+    async def _stream_into(
+        self, request: ChatRequest, reply: Message, outcome: ReplyOutcome
+    ) -> AsyncIterator[StreamEvent]:
         pieces = outcome.pieces
-        thoughts: list[str] = []
+        thoughts = outcome.thoughts
         flusher = _Flusher(self.store, reply.id, pieces, thoughts)
         started = time.monotonic()
         timer = asyncio.create_task(flusher.run())

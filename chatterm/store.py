@@ -207,6 +207,15 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """A conversation as a list shows it: with the model that last answered and its size."""
+
+    conversation: Conversation
+    last_model: str | None
+    message_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class SearchHit:
     conversation_id: str
     conversation_title: str
@@ -902,6 +911,64 @@ class HistoryStore:
                 (message_id,),
             )
         )
+
+    # --- summaries for lists (the TUI's sidebar, its model dialog, its prompt history) ----
+
+    def conversation_summaries(
+        self, limit: int = 100, offset: int = 0, title_filter: str = ""
+    ) -> list[ConversationSummary]:
+        """Conversations newest first, each with its last model and message count.
+
+        ``title_filter`` keeps the titles that contain it (case-insensitive). Each row costs
+        two index lookups, so a page of a 10,000-conversation history stays a millisecond job.
+        """
+        where = ""
+        params: list[object] = [limit, offset]
+        if title_filter.strip():
+            escaped = title_filter.strip().replace("\\", "\\\\")
+            escaped = escaped.replace("%", "\\%").replace("_", "\\_")
+            where = "WHERE c.title LIKE ? ESCAPE '\\'"
+            params = [f"%{escaped}%", limit, offset]
+        rows = self._db.execute(
+            f"SELECT {', '.join('c.' + c.strip() for c in _CONV_COLS.split(','))},"
+            " (SELECT m.model FROM messages m WHERE m.conversation_id = c.id"
+            "  AND m.role = 'assistant' ORDER BY m.id DESC LIMIT 1),"
+            " (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)"
+            f" FROM conversations c {where} ORDER BY c.updated_at DESC LIMIT ? OFFSET ?",
+            params,
+        ).fetchall()
+        n = len(_CONV_COLS.split(","))
+        return [ConversationSummary(_conversation(r[:n]), r[n], int(r[n + 1])) for r in rows]
+
+    def count_matching(self, title_filter: str) -> int:
+        """How many conversations :meth:`conversation_summaries` would list for the filter."""
+        if not title_filter.strip():
+            return self.count_conversations()
+        escaped = title_filter.strip().replace("\\", "\\\\")
+        escaped = escaped.replace("%", "\\%").replace("_", "\\_")
+        row = self._db.execute(
+            "SELECT count(*) FROM conversations WHERE title LIKE ? ESCAPE '\\'",
+            (f"%{escaped}%",),
+        ).fetchone()
+        return int(row[0])
+
+    def recent_models(self, limit: int = 10) -> list[tuple[str, str]]:
+        """(backend, model) pairs that wrote replies, most recently used first."""
+        rows = self._db.execute(
+            "SELECT backend, model, max(id) AS last FROM messages"
+            " WHERE role = 'assistant' AND backend IS NOT NULL AND model IS NOT NULL"
+            " GROUP BY backend, model ORDER BY last DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def recent_prompts(self, limit: int = 200) -> list[str]:
+        """The user's latest prompts across every conversation, oldest first (for ↑)."""
+        rows = self._db.execute(
+            "SELECT content FROM messages WHERE role = 'user' ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [r[0] for r in reversed(rows)]
 
     # --- attachments ---------------------------------------------------------------------
 

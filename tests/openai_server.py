@@ -21,7 +21,8 @@ requests apart (``echo@test_options`` behaves like ``echo``). Scenarios:
   ``reasoning``, ``reasoning-both``, ``crlf``, ``u2028``, ``split-utf8``, ``multiline-data``,
   ``id-then-comments``, ``no-trailing-blank``, ``burst``, ``reject-stream-options``,
   ``ignore-usage``, ``json-reply`` (a whole chat.completion although a stream was asked for),
-  ``not-sse`` (200 with a text/plain body).
+  ``not-sse`` (200 with a text/plain body), ``served-as:NAME`` (echo, but the chunks name
+  model NAME: a server answering with another model than the one asked for).
 * faults: ``error-event``, ``error-event-string``, ``error-field``, ``bad-json``, ``cut``
   (connection dropped mid chunked body), ``cut-eof`` (clean EOF before any finish_reason),
   ``http:CODE`` with optional ``-plain``, ``-detail``, ``-string``, ``-message``, ``-html``
@@ -546,6 +547,8 @@ def _stream_reply(model: str, body: dict[str, Any]) -> _Reply:
         return _error_reply(200, _completion(model, body))
     if name == "not-sse":
         return _Reply([b"hello from a proxy\n"], content_type="text/plain; charset=utf-8")
+    if name == "served-as":  # the server answers with another model than the one asked for
+        return _Reply(_standard(args[0] if args else "served-model", body, echo))
     return _Reply(std(echo))
 
 

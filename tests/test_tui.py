@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from textual import events
+from textual.screen import ModalScreen
 from textual.worker import WorkerCancelled
 
 from chatterm import state
@@ -30,10 +31,11 @@ from chatterm.chat import ChatSession
 from chatterm.config import Choice, Config, Profile, resolve
 from chatterm.store import COMPLETE, ERROR, INTERRUPTED, HistoryStore, StoreError
 from chatterm.tui.app import ChattermApp, build_app
-from chatterm.tui.markdown_render import FrozenMarkdown
-from chatterm.tui.message_view import MessageView
-from chatterm.tui.search_screen import SearchScreen
-from chatterm.tui.sidebar import PAGE_SIZE
+from chatterm.tui.screens.search import SearchScreen
+from chatterm.tui.widgets.markdown_render import FrozenMarkdown
+from chatterm.tui.widgets.message_view import MessageView
+from chatterm.tui.widgets.prompt_input import PromptInput
+from chatterm.tui.widgets.sidebar import PAGE_SIZE
 
 SIZE = (100, 30)
 
@@ -521,6 +523,7 @@ def test_status_line_says_while_a_local_model_loads(tmp_path: Path) -> None:
             assert app.status_line.state == "stopped"
         remote = Choice("openai", BackendConfig(), {}, None, None)
         app, _ = make_app(tmp_path, remote)
+        app.pool.get = slow_open  # type: ignore[method-assign]  # (the app opens it at start)
         async with app.run_test(size=SIZE):
             assert app._opening_state() == "opening openai…"
 
@@ -557,7 +560,8 @@ def test_search_opens_conversation_at_hit(tmp_path: Path) -> None:
             assert isinstance(app.screen, SearchScreen)
             started = time.perf_counter()
             await pilot.press(*"pelic")
-            await pilot.pause()
+            # The query runs in a worker after a short debounce (never on a keystroke).
+            await wait_for(lambda: bool(app.screen.hits), pilot)
             assert time.perf_counter() - started < 2.0
             assert app.screen.hits and app.screen.hits[0].conversation_id == target
             await pilot.press("enter")
@@ -747,7 +751,7 @@ def test_theme_switch_is_remembered(tmp_path: Path) -> None:
 
 
 def test_keymap_from_config_and_help_screen(tmp_path: Path) -> None:
-    from chatterm.tui.help_screen import HelpScreen
+    from chatterm.tui.screens.help import HelpScreen
 
     async def scenario() -> None:
         config = Config(path=tmp_path / "c.toml", keys={"new_conversation": "f5", "bogus": "f6"})
@@ -803,7 +807,7 @@ def test_settings_dialog_saves_system_prompt_and_options(
 def test_segments_cut_only_at_safe_boundaries() -> None:
     from openai_server import markdown_document
 
-    from chatterm.tui.segments import BREAK, SegmentSplitter, split_segments
+    from chatterm.markdown_blocks import BREAK, SegmentSplitter, split_segments
 
     document = markdown_document(6000) + "\n```\nunclosed\n\n# not a heading\n"
     segments = split_segments(document, 300)
@@ -826,7 +830,7 @@ def test_segments_cut_only_at_safe_boundaries() -> None:
 def test_gc_policy_checkpoint_freezes_survivors() -> None:
     import gc
 
-    from chatterm.tui.gc_policy import CollectorPolicy
+    from chatterm.gc_policy import CollectorPolicy
 
     policy = CollectorPolicy()
     try:
@@ -840,7 +844,461 @@ def test_gc_policy_checkpoint_freezes_survivors() -> None:
 def test_domain_never_imports_textual() -> None:
     code = (
         "import sys, chatterm.chat, chatterm.store, chatterm.config, chatterm.state, "
-        "chatterm.tui.backend_pool; print('textual' in sys.modules)"
+        "chatterm.backend_pool; print('textual' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- issue 10: no crash, no surprise ---------------------------------------------------------
+
+
+def test_double_enter_closes_every_dialog_once(tmp_path: Path, openai_server: Any) -> None:
+    from chatterm.tui.screens.dialogs import ConfirmDialog, LineDialog, SettingsDialog
+    from chatterm.tui.screens.model_dialog import ModelDialog
+
+    async def scenario() -> None:
+        config = Config(path=tmp_path / "c.toml")
+        app, store = make_app(tmp_path, server_choice(openai_server, "echo"), config)
+        conv = seed(store, "Two enters", [("q", "a")])
+        # Exports go to tmp_path: it is the folder "used last".
+        state.save_state({"export_dir": str(tmp_path)}, tmp_path / "state.json")
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            for key, dialog in (("ctrl+o", ModelDialog), ("f2", LineDialog),
+                                ("ctrl+s", LineDialog), ("f4", SettingsDialog),
+                                ("ctrl+s", ConfirmDialog)):
+                await pilot.press(key)
+                await pilot.pause()
+                if dialog is ConfirmDialog:  # the second export: same file, asks to replace
+                    assert isinstance(app.screen, LineDialog)
+                    await type_now(app, "enter")
+                    await wait_for(lambda: isinstance(app.screen, ConfirmDialog), pilot)
+                assert isinstance(app.screen, dialog), key
+                if dialog is ModelDialog:
+                    await pilot.press(*"chunks:3")
+                if dialog is SettingsDialog:  # Enter in the system prompt is a newline
+                    app.screen.query_one("#temperature").focus()
+                await type_now(app, "enter", "enter", "enter")
+                await pilot.pause()
+                await pilot.pause()
+                assert app.is_running and not isinstance(app.screen, ModalScreen), key
+                assert len(app.screen_stack) == 1
+            assert app.choice.backend_config.model == "chunks:3"
+            exported = list(tmp_path.glob("chatterm-two-enters-*.md"))
+            assert len(exported) == 1
+            # Delete: the focus is on "Delete", so Enter deletes, once.
+            await pilot.press("f8")
+            await pilot.pause()
+            assert isinstance(app.screen, ConfirmDialog)
+            assert app.screen.focused is not None and app.screen.focused.id == "ok"
+            await type_now(app, "enter", "enter")
+            await pilot.pause()
+            await pilot.pause()
+            assert app.is_running and len(app.screen_stack) == 1
+            assert store.get_conversation(conv) is None
+
+    run(scenario)
+
+
+def test_alt_keys_work_with_the_prompt_focused(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        code = "Here:\n\n```sh\nls -la\n```\n"
+        conv = seed(store, "Alt", [("list files", code)])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            app.prompt_input.focus()
+            await pilot.press("alt+c")
+            assert app.clipboard == code
+            await pilot.press("alt+k")
+            assert app.clipboard == "ls -la\n"
+            assert app.prompt_input.text == ""  # nothing typed into the prompt
+            assert isinstance(app.focused, PromptInput)
+            await pilot.press("alt+e")
+            await pilot.pause()
+            assert isinstance(app.screen, ModalScreen)
+            assert app.screen.query_one("#text").text == "list files"
+            await pilot.press("escape")  # a dialog's Esc is the dialog's
+            await pilot.pause()
+            assert not isinstance(app.screen, ModalScreen) and app.prompt_input.text == ""
+
+    run(scenario)
+
+
+def test_escape_stops_a_20000_chunk_stream(tmp_path: Path, openai_server: Any) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, server_choice(openai_server, "chunks:20000"))
+        async with app.run_test(size=SIZE) as pilot:
+            app.prompt_input.text = "flood me"
+            await type_now(app, "enter")
+            await wait_for(lambda: app.last_streamer is not None
+                           and app.last_streamer.deltas >= 300, pilot)
+            await type_now(app, "escape")
+            await settle(app, pilot)
+            assert app.conversation is not None
+            reply = replies(store, app.conversation.id)[-1]
+            assert reply.status == INTERRUPTED
+            assert 300 <= len(reply.content.split()) < 20000
+            assert app.status_line.state == INTERRUPTED
+
+    run(scenario)
+
+
+def test_quit_right_after_enter_leaves_a_reply_row(tmp_path: Path, openai_server: Any) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, server_choice(openai_server, "slow:50:20"))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: app.pool.cached(app.choice) is not None, pilot)
+            app.prompt_input.text = "and then I quit"
+            await type_now(app, "enter")
+            await wait_for(lambda: app.streaming, pilot)
+            await app.action_quit()  # before the reply's worker had a chance to stream
+        conv = store.latest_conversation()
+        assert conv is not None
+        assert [(m.role, m.content, m.status) for m in store.branch(conv.id)] == [
+            ("user", "and then I quit", COMPLETE), ("assistant", "", INTERRUPTED),
+        ]
+
+    run(scenario)
+
+
+def test_remapped_keys_in_help_footer_palette_and_docs(tmp_path: Path) -> None:
+    from chatterm.tui import keys
+    from chatterm.tui.screens.help import HelpScreen
+
+    async def scenario() -> None:
+        config = Config(path=tmp_path / "c.toml", keys={"stop": "ctrl+x"})
+        app, _ = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None), config)
+        async with app.run_test(size=SIZE) as pilot:
+            footer = screen_text(app).splitlines()[-1]
+            assert "^x stop" in footer and "esc stop" not in footer
+            commands = {c.title: c.help for c in app.get_system_commands(app.screen)}
+            assert commands["Stop the reply (keeps the partial text)"] == "key: ctrl+x"
+            assert "Keys" not in commands  # one help entry, not two
+            assert not any("id " in (help_text or "") for help_text in commands.values())
+            await pilot.press("f1")
+            await pilot.pause()
+            assert isinstance(app.screen, HelpScreen)
+            text = screen_text(app)
+            assert "ctrl+x stops a reply" in text and "esc stops" not in text
+            assert "alt+enter" in text  # the long key cell wraps instead of being cut
+            await pilot.press("escape")
+
+    run(scenario)
+    docs = (Path(__file__).parent.parent / "docs" / "tui.md").read_text(encoding="utf-8")
+    assert keys.markdown_tables() in docs, "docs/tui.md: paste keys.markdown_tables() output"
+
+
+def test_search_highlights_and_opens_with_one_key(tmp_path: Path) -> None:
+    from chatterm.tui.screens.search import match_pattern
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        target = seed(store, "Birds", [("where do pelicans nest", "on islands")])
+        seed(store, "Other", [("nothing here", "no")])
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("ctrl+f")
+            await pilot.press(*"pelic")
+            screen = app.screen
+            assert isinstance(screen, SearchScreen)
+            await wait_for(lambda: bool(screen.hits), pilot)
+            summary = str(screen.query_one(".search-summary").render())
+            assert summary.startswith("1 match ·") and "matches" not in summary
+            prompt = screen.query_one("#results").get_option_at_index(0).prompt
+            highlighted = [prompt.plain[s.start:s.end] for s in prompt.spans
+                           if "reverse" in str(s.style)]
+            assert highlighted == ["pelicans"]
+            await pilot.press("down")  # one key: the first hit is picked...
+            assert screen.query_one("#results").highlighted == 0
+            await pilot.press("enter")  # ...and Enter opens it
+            await pilot.pause()
+            await pilot.pause()
+            assert app.conversation is not None and app.conversation.id == target
+
+    run(scenario)
+
+    async def typing_fast() -> None:
+        app, _ = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("ctrl+f")
+            screen = app.screen
+            assert isinstance(screen, SearchScreen)
+            await type_now(app, *"pelicans")  # eight keys before any query could run
+            await wait_for(lambda: bool(screen.hits), pilot)
+            await pilot.pause(0.3)
+            assert screen.searches == 1 and screen.query_text == "pelicans"
+
+    run(typing_fast)
+    pattern = match_pattern('pel "x')
+    assert pattern is not None and pattern.findall("Pelican pelts, x") == ["Pelican", "pelts", "x"]
+
+
+def test_export_offers_documents_then_last_folder_and_asks_before_replacing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatterm.tui.screens.dialogs import ConfirmDialog
+
+    documents = tmp_path / "Documents"
+    documents.mkdir()
+    monkeypatch.setenv("XDG_DOCUMENTS_DIR", str(documents))
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        conv = seed(store, "Export me", [("q", "first answer")])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            first = Path(app.screen.query_one("#line").value)
+            assert first.parent == documents
+            elsewhere = tmp_path / "elsewhere"
+            elsewhere.mkdir()
+            target = elsewhere / "out.md"
+            app.screen.query_one("#line").value = str(target)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert "first answer" in target.read_text()
+            target.write_text("precious")
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert Path(app.screen.query_one("#line").value).parent == elsewhere  # last used
+            app.screen.query_one("#line").value = str(target)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, ConfirmDialog)
+            await pilot.press("escape")  # keep the file
+            await pilot.pause()
+            assert target.read_text() == "precious"
+
+    run(scenario)
+
+
+def test_delete_lands_on_the_neighbouring_conversation(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        oldest = seed(store, "Oldest", [("a", "b")])
+        middle = seed(store, "Middle", [("c", "d")])
+        seed(store, "Newest", [("e", "f")])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(middle)
+            await pilot.press("f8")
+            await pilot.pause()
+            await pilot.press("enter")  # the focused button deletes
+            await pilot.pause()
+            await pilot.pause()
+            assert store.get_conversation(middle) is None
+            assert app.conversation is not None and app.conversation.id == oldest
+            assert app.sidebar.current_id == oldest
+
+    run(scenario)
+
+
+def test_model_dialog_offers_profiles_recent_server_and_cached_models(
+    tmp_path: Path, openai_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatterm.tui.screens.model_dialog import ModelDialog
+
+    cache = tmp_path / "hf"
+    (cache / "models--org--tiny" / "snapshots" / "r").mkdir(parents=True)
+    (cache / "models--org--tiny" / "snapshots" / "r" / "config.json").write_text("{}")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+
+    async def scenario() -> None:
+        profile = Profile(name="work", backend="openai", base_url=openai_server.base_url,
+                          model="gpt-x")
+        config = Config(path=tmp_path / "c.toml", profiles={"work": profile})
+        app, store = make_app(tmp_path, server_choice(openai_server, "echo"), config)
+        seed(store, "Earlier", [("q", "a")])  # a reply by openai · seeded
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("ctrl+o")
+            dialog = app.screen
+            assert isinstance(dialog, ModelDialog)
+            await wait_for(lambda: bool(dialog.server_models), pilot)
+            await pilot.pause()
+            options = dialog.query_one("#choices")
+            ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+            assert ids[:3] == ["profile:work", "openai:seeded", "local:org/tiny"]
+            assert set(openai_server.models) <= set(ids)
+            await pilot.press(*"tin")  # typing filters
+            await pilot.pause()
+            assert options.option_count == 1
+            await pilot.press("down", "enter")
+            await pilot.pause()
+            assert app.choice.backend == "local"
+            assert app.choice.backend_config.model == "org/tiny"
+
+    run(scenario)
+
+
+def test_status_and_header_name_the_model_that_answers(
+    tmp_path: Path, openai_server: Any
+) -> None:
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, server_choice(openai_server, "served-as:real-model-7b"))
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, "who answers?")
+            await pilot.pause(0.2)
+            header = app.view.message_views()[-1].header_text().plain
+            assert header.startswith("real-model-7b")
+            assert "openai · real-model-7b" in screen_text(app)  # the status line
+        local = Choice("local", BackendConfig(), {}, None, None)
+        app, _ = make_app(tmp_path, local)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: app.pool.cached(app.choice) is not None, pilot)
+            await pilot.pause(0.2)
+            assert "default model" not in screen_text(app)
+            assert "local · Qwen/" in screen_text(app)  # the default model, by name
+
+    run(scenario)
+
+
+def test_sidebar_shows_date_model_filters_and_scales(tmp_path: Path) -> None:
+    from chatterm.tui.widgets.sidebar import when_text
+
+    store = HistoryStore(tmp_path / "history.db")
+    now = time.time()
+    rows = [(f"{i:012x}", f"hi {i}" if i % 100 else f"needle {i}", now - i, now - i)
+            for i in range(10_000)]
+    store._db.executemany(
+        "INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?, ?, ?, ?)", rows
+    )
+    seed(store, "hi", [("hello", "there")])
+    store.close()
+
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        async with app.run_test(size=SIZE) as pilot:
+            sidebar = app.sidebar
+            assert sidebar.total == 10_001 and sidebar.loaded == PAGE_SIZE
+            first = sidebar.option_list.get_option_at_index(0).prompt.plain
+            assert first.startswith("hi\n") and "2 msg · seeded" in first
+            assert when_text(now, now) in first
+            sidebar.filter_input.focus()
+            await pilot.press(*"needle")
+            await wait_for(lambda: sidebar.filter_text == "needle", pilot)
+            assert sidebar.total == 100 and sidebar.option_list.option_count == 100
+            assert "Matching" in screen_text(app)
+            await pilot.press("enter")
+            await pilot.pause()
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.conversation is not None and app.conversation.title == "needle 0"
+
+    run(scenario)
+    assert when_text(0, 86400 * 365 * 60).count("-") == 2
+
+
+def test_reasoning_is_live_then_collapsed(tmp_path: Path, openai_server: Any) -> None:
+    from textual.widgets import Collapsible
+
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, server_choice(openai_server, "hostile-reasoning"))
+        async with app.run_test(size=SIZE) as pilot:
+            app.prompt_input.text = "think"
+            await type_now(app, "enter")
+
+            def reasoning_shown() -> bool:
+                views = app.view.message_views()
+                return bool(views) and views[-1].role == "assistant" and bool(
+                    views[-1].reasoning) and not views[-1].text
+            await wait_for(reasoning_shown, pilot)
+            view = app.view.message_views()[-1]
+            section = view.query_one(Collapsible)
+            assert section.display and not section.collapsed  # open while it streams
+            await settle(app, pilot)
+            view = app.view.message_views()[-1]
+            assert view.query_one(Collapsible).collapsed  # then out of the way
+
+    run(scenario)
+
+
+def test_headings_are_distinct_at_every_level_in_every_theme(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from chatterm.tui.themes import load_themes
+    from chatterm.tui.widgets.markdown_render import MarkdownColors
+
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        async with app.run_test(size=SIZE) as pilot:
+            names = [t.name for t in load_themes(tmp_path / "none").themes]
+            assert len(names) >= 3
+            for name in names:
+                app.theme = name
+                await pilot.pause()
+                theme = MarkdownColors.from_app(app).rich_theme()
+                console = Console(theme=theme)
+                styles = [console.get_style(f"markdown.h{level}") for level in range(1, 7)]
+                body = console.get_style("none")
+                assert len(set(styles)) == 6, name
+                assert body not in styles, name
+
+    run(scenario)
+
+
+def test_up_history_spans_conversations(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        seed(store, "A", [("asked in A", "1")])
+        other = seed(store, "B", [("asked in B", "2")])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(None)
+            app.prompt_input.focus()
+            await pilot.press("up")
+            assert app.prompt_input.text == "asked in B"
+            await pilot.press("up")
+            assert app.prompt_input.text == "asked in A"
+            await app.open_conversation(other)
+            app.prompt_input.focus()
+            await pilot.press("up", "up")
+            assert app.prompt_input.text == "asked in A"
+
+    run(scenario)
+
+
+def test_resending_a_failed_prompt_does_not_duplicate_it(
+    tmp_path: Path, openai_server: Any
+) -> None:
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, server_choice(openai_server, "http:500-always"))
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, "once only")
+            assert app.prompt_input.text == "once only"  # back in the box
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert app.conversation is not None
+            users = [m for m in store.all_messages(app.conversation.id) if m.role == "user"]
+            assert [u.content for u in users] == ["once only"]
+            assert [v.role for v in app.view.message_views()] == ["user", "assistant"]
+
+    run(scenario)
+
+
+def test_long_conversation_mounts_lazily_and_reveals_old_hits(tmp_path: Path) -> None:
+    from chatterm.tui.widgets.conversation_view import WINDOW
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        pairs = [(f"question {i}", f"answer {i} " + "words " * 30) for i in range(150)]
+        conv = seed(store, "Long", pairs)
+        first_prompt = store.branch(conv)[0]
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await pilot.pause()
+            views = app.view.message_views()
+            assert len(views) == WINDOW and views[-1].text.startswith("answer 149")
+            assert len(app.view.hidden) == 300 - WINDOW
+            note = app.view.query_one(".older").render()
+            assert f"{300 - WINDOW} earlier messages" in str(note)
+            app.view.scroll_home(animate=False, immediate=True)  # scrolling up loads more
+            await wait_for(lambda: len(app.view.message_views()) == 2 * WINDOW, pilot)
+            # A search hit on the very first message: mounted, scrolled to, focused.
+            await app.open_at(conv, first_prompt.id)
+            await wait_for(lambda: isinstance(app.focused, MessageView)
+                           and app.focused.message_id == first_prompt.id, pilot)
+            assert not app.view.hidden and len(app.view.message_views()) == 300
+            assert [v.text for v in app.view.message_views()][:2] == ["question 0",
+                                                                       pairs[0][1]]
+
+    run(scenario)

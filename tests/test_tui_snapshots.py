@@ -53,6 +53,11 @@ def seeded_app(tmp_path: Path, theme: str) -> ChattermApp:
     cut = store.add_message(conv.id, "assistant", "Pass `reverse=True` to", parent_id=follow.id,
                             backend="openai", model="gpt-4o-mini")
     store.update_message(cut.id, status=INTERRUPTED, error="interrupted")
+    # Fixed dates (noon UTC, mid-June 2024: the same day in every time zone), so the sidebar's
+    # "when" column is the same on every run.
+    for offset, conv_id in enumerate(c.id for c in reversed(store.list_conversations())):
+        store._db.execute("UPDATE conversations SET updated_at = ?, created_at = ? WHERE id = ?",
+                          (1718452800 + offset * 86400, 1718452800, conv_id))
     config = Config(path=tmp_path / "config.toml", tui={"theme": theme})
     choice = Choice("openai", BackendConfig(model="gpt-4o-mini"), {}, None, None)
     return build_app(
@@ -90,6 +95,11 @@ def test_search_screen(snap_compare: Any, tmp_path: Path) -> None:
         await pilot.press("ctrl+f")
         await pilot.pause()
         await pilot.press(*"sort")
+        screen = pilot.app.screen
+        for _ in range(100):  # the query runs after a short debounce, in a worker
+            if screen.hits:
+                break
+            await pilot.pause(0.02)
         await pilot.pause()
 
     assert snap_compare(seeded_app(tmp_path, "chatterm-dusk"), terminal_size=SIZE,

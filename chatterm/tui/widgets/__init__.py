@@ -1,1 +1,1 @@
-"""Self-contained TUI widgets: each owns its state and posts messages upward."""
+"""Widgets grouped by screen region; each owns its state and posts messages upward."""

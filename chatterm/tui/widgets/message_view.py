@@ -2,8 +2,11 @@
 
 Why two renderings: the user's text is shown exactly as typed (a ``Static`` of a Rich ``Text``,
 so ``[bold]`` or ``[/mnt/data]`` are characters, never markup), while the model's text is
-Markdown (headings, tables, highlighted code). Reasoning is kept apart in a collapsed section so
-the answer stays readable. A message can take the focus so it can be edited, copied or switched
+Markdown (headings, tables, highlighted code). Reasoning is kept apart in a section that is open
+while it streams (so it can be read live) and collapsed once the reply ends, so the answer
+stays readable. Everything shown passes through :mod:`chatterm.sanitize` first (model names,
+errors, reasoning and both texts): the stored text stays byte-exact, what reaches the terminal
+cannot drive it. A message can take the focus so it can be edited, copied or switched
 to a sibling branch from the keyboard.
 """
 
@@ -18,10 +21,11 @@ from textual.containers import Vertical
 from textual.message import Message as TextualMessage
 from textual.widgets import Collapsible, Markdown, Static
 
+from chatterm.markdown_blocks import FROZEN_CHARS, split_segments
+from chatterm.sanitize import safe_inline, safe_text
 from chatterm.store import COMPLETE, ERROR, INTERRUPTED, STREAMING, Message
 from chatterm.tui import keys
-from chatterm.tui.markdown_render import FrozenMarkdown
-from chatterm.tui.segments import FROZEN_CHARS, split_segments
+from chatterm.tui.widgets.markdown_render import FrozenMarkdown
 
 
 def author_label(message: Message | None, backend: str | None, model: str | None) -> str:
@@ -29,7 +33,7 @@ def author_label(message: Message | None, backend: str | None, model: str | None
         return "You"
     if message is not None and message.role == "system":
         return "System"
-    return model or backend or "assistant"
+    return safe_inline(model or backend or "assistant")
 
 
 class LiveMarkdown(Markdown):
@@ -93,6 +97,12 @@ class MessageView(Vertical, can_focus=True):
     MessageView.-error > .problem {
         color: $text-error;
     }
+    MessageView LiveMarkdown MarkdownH1 { color: $text-primary; text-style: bold underline; }
+    MessageView LiveMarkdown MarkdownH2 { color: $text-primary; text-style: bold; }
+    MessageView LiveMarkdown MarkdownH3 { color: $text-secondary; text-style: bold; }
+    MessageView LiveMarkdown MarkdownH4 { color: $text-accent; text-style: bold; }
+    MessageView LiveMarkdown MarkdownH5 { color: $text-secondary; text-style: italic; }
+    MessageView LiveMarkdown MarkdownH6 { color: $text-muted; text-style: italic underline; }
     MessageView > Collapsible {
         margin: 0 0 0 2;
         padding: 0;
@@ -138,6 +148,7 @@ class MessageView(Vertical, can_focus=True):
         backend: str | None = None,
         model: str | None = None,
         branch: tuple[int, int] = (1, 1),
+        live: bool = False,
     ) -> None:
         self.role = message.role if message is not None else role
         super().__init__(classes=f"-{self.role}")
@@ -149,6 +160,8 @@ class MessageView(Vertical, can_focus=True):
         self.text = message.content if message is not None else ""
         self.reasoning = message.reasoning if message is not None else ""
         self.error = message.error if message is not None else None
+        # True while this view shows the reply being streamed: it gets a live segment.
+        self.live = live or message is None
 
     @property
     def message_id(self) -> int | None:
@@ -158,20 +171,20 @@ class MessageView(Vertical, can_focus=True):
         yield Static(self.header_text(), classes="header", markup=False)
         if self.role != "user":
             section = Collapsible(
-                Static(Text(self.reasoning), classes="reasoning", markup=False),
+                Static(Text(safe_text(self.reasoning)), classes="reasoning", markup=False),
                 title="Reasoning",
-                collapsed=True,
+                collapsed=not self.live,
             )
             section.display = bool(self.reasoning)
             yield section
             with Vertical(classes="reply-body body"):
-                if self.message is None:
+                if self.live:
                     yield LiveMarkdown("", classes="segment live")  # about to stream
                 else:
                     for segment in split_segments(self.text, FROZEN_CHARS):
                         yield FrozenMarkdown(segment, classes="segment")
         else:
-            yield Static(Text(self.text), classes="user-text body", markup=False)
+            yield Static(Text(safe_text(self.text)), classes="user-text body", markup=False)
         problem = Static(self.problem_text(), classes="problem", markup=False)
         problem.display = self.status in {ERROR, INTERRUPTED}
         yield problem
@@ -185,7 +198,7 @@ class MessageView(Vertical, can_focus=True):
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(author_label(self.message, self.backend, self.model), style="bold")
         if self.role == "assistant" and self.backend and self.model:
-            text.append(f" · {self.backend}", style="dim")
+            text.append(f" · {safe_inline(self.backend)}", style="dim")
         index, count = self.branch
         if count > 1:
             text.append(f"  ‹ {index}/{count} ›", style="dim")
@@ -199,7 +212,7 @@ class MessageView(Vertical, can_focus=True):
 
     def problem_text(self) -> Text:
         if self.status == ERROR and self.error:
-            return Text(f"⚠ {self.error}")
+            return Text(f"⚠ {safe_inline(self.error)}")
         if self.status == INTERRUPTED:
             return Text("■ stopped; the text above is what arrived")
         return Text("")
@@ -217,13 +230,14 @@ class MessageView(Vertical, can_focus=True):
         self._sync_extras()
 
     def show_reasoning(self, reasoning: str) -> None:
+        """Show the reasoning so far (open while the reply streams, see :meth:`finish`)."""
         self.reasoning = reasoning
-        self.query_one(".reasoning", Static).update(Text(reasoning))
+        self.query_one(".reasoning", Static).update(Text(safe_text(reasoning)))
         self._sync_extras()
 
     @property
     def segments(self) -> list[Markdown | FrozenMarkdown]:
-        """The widgets that together show the reply (see chatterm.tui.segments)."""
+        """The widgets that together show the reply (see chatterm.markdown_blocks)."""
         body = self.query_one(".reply-body")
         return [w for w in body.children if isinstance(w, Markdown | FrozenMarkdown)]
 
@@ -268,6 +282,11 @@ class MessageView(Vertical, can_focus=True):
         self.status = message.status or COMPLETE
         self.error = message.error
         self.text = message.content
+        self.live = False
+        if message.reasoning:
+            self.show_reasoning(message.reasoning)
+        for section in self.query(Collapsible):
+            section.collapsed = True
         self.refresh_header()
 
     # --- actions ------------------------------------------------------------------------

@@ -3,7 +3,14 @@
 Why a TextArea subclass instead of an Input: prompts are often several lines (code, lists), and
 the text must never be lost or interpreted; a TextArea holds raw text and never parses markup.
 Enter is a binding (id ``send``) rather than hard-coded, so users can swap it with the newline
-key in their config.
+key in their config. The prompt's public ``on_key`` handler runs before TextArea's own key
+handling and, for the prompt's own keys, prevents that default (which would insert a newline),
+so the key reaches the bindings. (Not priority bindings: those run before the characters typed
+just before Enter have reached the prompt, and would send a prompt missing its last letters.)
+
+The prompt owns its state: the draft of each conversation (kept when the user switches away)
+and the history ↑ walks, which spans every conversation (the store's latest prompts), not only
+the open one.
 """
 
 from __future__ import annotations
@@ -49,7 +56,12 @@ class PromptInput(TextArea):
         def control(self) -> PromptInput:
             return self.prompt_input
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        id: str | None = None,
+        placeholder: str = "Message… (Enter sends · Ctrl+J newline · ↑ history)",
+    ) -> None:
         super().__init__(
             id=id,
             soft_wrap=True,
@@ -57,9 +69,10 @@ class PromptInput(TextArea):
             tab_behavior="focus",
             compact=True,
             highlight_cursor_line=False,
-            placeholder="Message… (Enter sends · Ctrl+J newline · ↑ history)",
+            placeholder=placeholder,
         )
         self.prompt_history: list[str] = []
+        self.drafts: dict[str | None, str] = {}
         self._history_index: int | None = None
         self._draft_before_history = ""
 
@@ -74,10 +87,7 @@ class PromptInput(TextArea):
                 found.update(k.strip() for k in keys.effective_key(spec, keymap).split(","))
         return found
 
-    async def _on_key(self, event: events.Key) -> None:
-        # Textual calls every class's ``_on_key`` along the MRO; preventing the default skips
-        # TextArea's (which would insert a newline for Enter) and leaves our own keys (send,
-        # newline) to the bindings, which run when the event reaches the app.
+    def on_key(self, event: events.Key) -> None:
         own = self._own_keys()
         if event.key in own or any(alias in own for alias in event.aliases):
             event.prevent_default()
@@ -86,8 +96,20 @@ class PromptInput(TextArea):
         self.post_message(self.Submitted(self, self.text))
 
     def action_newline(self) -> None:
+        if self.read_only:
+            return
         start, end = self.selection
-        self._replace_via_keyboard("\n", start, end)
+        self.replace("\n", start, end, maintain_selection_offset=False)
+
+    # --- drafts -------------------------------------------------------------------------
+
+    def switch_draft(self, leaving: str | None, entering: str | None) -> None:
+        """Keep the text typed for ``leaving`` and show the one kept for ``entering``."""
+        self.drafts[leaving] = self.text
+        self.set_text(self.drafts.pop(entering, ""))
+
+    def forget_draft(self, conversation_id: str | None) -> None:
+        self.drafts.pop(conversation_id, None)
 
     # --- history ------------------------------------------------------------------------
 

@@ -9,7 +9,9 @@ by :class:`FrozenMarkdown`: a single widget with a Rich rendering of the whole s
 fresh (so a block split across deltas is always right), styled from the current theme, kept
 per width and theme. Only the segment being written uses Textual's ``MarkdownStream``.
 
-Model text is Markdown, never console markup: ``[bold]`` stays two brackets and a word.
+Model text is Markdown, never console markup: ``[bold]`` stays two brackets and a word; and it
+is sanitised (:func:`chatterm.sanitize.safe_text`) before it is parsed, so no control
+character of a reply (or of a code block in it) reaches the terminal or a saved screenshot.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from rich.style import Style
 from rich.syntax import Syntax
 from rich.theme import Theme as RichTheme
 from textual.app import App
-from textual.color import Color
+from textual.color import Color, ColorParseError
 from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
+
+from chatterm.sanitize import safe_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +54,7 @@ class MarkdownColors:
         def color(name: str, fallback: str) -> Color:
             try:
                 return Color.parse(variables.get(name, fallback))
-            except Exception:
+            except ColorParseError:  # a theme variable that is not a plain colour
                 return Color.parse(fallback)
 
         foreground = color("foreground", "#e0e0e0")
@@ -76,13 +80,15 @@ class MarkdownColors:
                 "markdown.item.bullet": Style(color=self.secondary, bold=True),
                 "markdown.item.number": Style(color=self.secondary),
                 "markdown.hr": Style(color=self.secondary),
+                # Every heading level differs from the body and from the others (colour or
+                # attributes) in every theme: tests/test_tui.py checks the shipped themes.
                 "markdown.h1.border": Style(color=self.primary),
-                "markdown.h1": Style(color=self.primary, bold=True),
-                "markdown.h2": Style(color=self.primary, underline=True),
-                "markdown.h3": Style(color=self.primary, bold=True),
-                "markdown.h4": Style(color=self.foreground, bold=True),
-                "markdown.h5": Style(color=self.foreground, italic=True),
-                "markdown.h6": Style(color=self.muted, underline=True),
+                "markdown.h1": Style(color=self.primary, bold=True, underline=True),
+                "markdown.h2": Style(color=self.primary, bold=True),
+                "markdown.h3": Style(color=self.secondary, bold=True),
+                "markdown.h4": Style(color=self.accent, bold=True),
+                "markdown.h5": Style(color=self.secondary, italic=True),
+                "markdown.h6": Style(color=self.muted, italic=True, underline=True),
                 "markdown.link": Style(color=self.primary, underline=True),
                 "markdown.link_url": Style(color=self.muted, underline=True),
                 "markdown.table.border": Style(color=self.muted),
@@ -122,7 +128,7 @@ class ThemedMarkdown:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         markdown = _markdown_class(self.colors.panel)(
-            self.source,
+            safe_text(self.source),
             code_theme="monokai" if self.colors.dark else "friendly",
             hyperlinks=True,
         )
@@ -157,7 +163,7 @@ class FrozenMarkdown(Widget):
         self._styles: list[Style | None] = []
 
     def extend(self, source: str) -> None:
-        """Append text cut at a safe boundary (chatterm.tui.segments) and render again."""
+        """Append text cut at a safe boundary (chatterm.markdown_blocks) and render again."""
         self.source += source
         self._key = None
         self.refresh(layout=True)

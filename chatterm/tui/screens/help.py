@@ -1,8 +1,8 @@
 """Every key and what it does, as currently mapped, with the id to remap it.
 
 Why generated from the binding table: a help screen written by hand drifts from the real
-bindings; this one reads :mod:`chatterm.tui.keys` and the user's ``[keys]`` overrides, so what
-it shows is what the keys do.
+bindings; this one reads :mod:`chatterm.tui.keys` and the user's ``[keys]`` overrides (in the
+table *and* in the feature lines), so what it shows is what the keys do.
 """
 
 from __future__ import annotations
@@ -14,35 +14,24 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from chatterm.tui import keys
-
-FEATURES = (
-    "Replies stream as Markdown; Esc stops a reply and keeps what arrived (marked interrupted).",
-    "Editing a prompt branches: the old branch stays; ‹ n/m › in a header means siblings.",
-    "Ctrl+P lists every command: switch model or profile mid-conversation, themes, export.",
-    "Remap a key in the config file: [keys] with  id = \"key\"  (e.g. stop = \"ctrl+x\").",
-)
-
-
-def _pretty_key(key: str) -> str:
-    names = {"left_square_bracket": "[", "right_square_bracket": "]", "escape": "esc"}
-    return ", ".join(names.get(k.strip(), k.strip()) for k in key.split(","))
+from chatterm.tui.screens.once import OnceModal
 
 
 def keys_table(keymap: dict[str, str]) -> Table:
+    """Key, action and id; nothing is cut: long key lists and actions wrap."""
     table = Table(box=None, expand=True, show_header=True, header_style="bold", pad_edge=False)
-    table.add_column(Text("Key"), no_wrap=True, ratio=3)
-    table.add_column(Text("Action"), ratio=6)
-    table.add_column(Text("Id (for [keys])"), no_wrap=True, ratio=3, style="dim")
+    table.add_column(Text("Key"), ratio=3, overflow="fold")
+    table.add_column(Text("Action"), ratio=6, overflow="fold")
+    table.add_column(Text("Id (for [keys])"), ratio=3, style="dim", overflow="fold")
     for scope, title in keys.SCOPES.items():
         table.add_row(Text(title, style="bold italic"), Text(""), Text(""))
         for spec in keys.KEYS:
             if spec.scope == scope:
                 table.add_row(
-                    Text(_pretty_key(keys.effective_key(spec, keymap))),
+                    Text(keys.pretty_key(keys.effective_key(spec, keymap))),
                     Text(spec.description),
                     Text(spec.id),
                 )
@@ -50,7 +39,7 @@ def keys_table(keymap: dict[str, str]) -> Table:
     return table
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(OnceModal[None]):
     """Keys and features; any of Esc, F1 or q closes it."""
 
     DEFAULT_CSS = """
@@ -88,7 +77,7 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll():
             yield Static("chatterm — keys and features", classes="help-title", markup=False)
             yield Static(
-                Text("\n".join(f"• {line}" for line in FEATURES)),
+                Text("\n".join(f"• {line}" for line in keys.features(self.keymap))),
                 classes="help-features",
                 markup=False,
             )

@@ -2,7 +2,10 @@
 
 Why modal screens that return a value (``dismiss``): the app's actions stay short
 (``push_screen(dialog, callback)``), and Escape always backs out without changing anything.
-Every label that may contain user text is a Rich ``Text``, never markup.
+Every label that may contain user text is a Rich ``Text`` of sanitised text
+(:mod:`chatterm.sanitize`), never markup; fields pre-filled with user or model text hold the
+sanitised text too (a control character in a title must not reach the terminal from an Input).
+Every dialog is an :class:`~chatterm.tui.screens.once.OnceModal`: two quick Enters close it once.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static, TextArea
 
 from chatterm.backend import COMMON_OPTIONS, OptionError
+from chatterm.sanitize import safe_inline, safe_text
+from chatterm.tui.screens.once import OnceModal
 
 DIALOG_CSS = """
     {name} {{
@@ -55,7 +59,7 @@ DIALOG_CSS = """
 """
 
 
-class _Dialog(ModalScreen[Any]):
+class _Dialog(OnceModal[Any]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", show=False),
     ]
@@ -88,10 +92,11 @@ class _FieldDialog(_Dialog):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(Text(self.title_text), classes="dialog-title", markup=False)
+            yield Static(Text(safe_inline(self.title_text)), classes="dialog-title",
+                         markup=False)
             yield self.field()
             if self.hint:
-                yield Static(Text(self.hint), classes="dialog-hint", markup=False)
+                yield Static(Text(safe_inline(self.hint)), classes="dialog-hint", markup=False)
             with Horizontal():
                 yield Button("OK", id="ok", variant="primary")
                 yield Button("Cancel", id="cancel")
@@ -103,7 +108,7 @@ class LineDialog(_FieldDialog):
     DEFAULT_CSS = DIALOG_CSS.format(name="LineDialog")
 
     def field(self) -> Input:
-        return Input(self.value, id="line")
+        return Input(safe_inline(self.value), id="line")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -125,7 +130,7 @@ class TextDialog(_FieldDialog):
         super().__init__(title, value, hint=hint)
 
     def field(self) -> TextArea:
-        return TextArea(self.value, id="text", soft_wrap=True)
+        return TextArea(safe_text(self.value), id="text", soft_wrap=True)
 
     def action_submit(self) -> None:
         self.submit()
@@ -135,23 +140,36 @@ class TextDialog(_FieldDialog):
 
 
 class ConfirmDialog(_Dialog):
-    """Yes / no. Returns True, or None when cancelled."""
+    """Yes / no. Returns True, or None when cancelled.
+
+    The focus starts on the button that does what the user asked for (they pressed Delete or
+    Export on purpose; Enter confirms); Esc or ``n`` backs out.
+    """
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmDialog")
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "cancel", "No", show=False),
+        Binding("y", "confirm", "Yes", show=False),
+    ]
 
-    def __init__(self, question: str) -> None:
+    def __init__(self, question: str, *, yes: str = "Yes", no: str = "Cancel") -> None:
         super().__init__()
         self.question = question
+        self.yes = yes
+        self.no = no
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(Text(self.question), classes="dialog-title", markup=False)
+            yield Static(Text(safe_text(self.question)), classes="dialog-title", markup=False)
             with Horizontal():
-                yield Button("Yes", id="ok", variant="error")
-                yield Button("No", id="cancel")
+                yield Button(self.yes, id="ok", variant="error")
+                yield Button(self.no, id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
+        self.query_one("#ok", Button).focus()
+
+    def action_confirm(self) -> None:
+        self.submit()
 
     def submit(self) -> None:
         self.dismiss(True)
@@ -183,7 +201,7 @@ class SettingsDialog(_Dialog):
         with Vertical():
             yield Static("Conversation settings", classes="dialog-title", markup=False)
             yield Static("System prompt", classes="dialog-hint", markup=False)
-            yield TextArea(self.system_prompt, id="system", soft_wrap=True)
+            yield TextArea(safe_text(self.system_prompt), id="system", soft_wrap=True)
             yield Static("Temperature (0–2, empty = backend default)", classes="dialog-hint")
             yield Input("" if temperature is None else str(temperature), id="temperature")
             yield Static("Max tokens (empty = backend default)", classes="dialog-hint")

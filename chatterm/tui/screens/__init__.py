@@ -1,0 +1,1 @@
+"""Modal screens (dialogs, search, help); each returns its result through dismiss."""

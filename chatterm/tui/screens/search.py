@@ -1,0 +1,199 @@
+"""Full-text search over every message of every conversation.
+
+Why it is shaped this way: the store's FTS index answers in milliseconds, but a keystroke must
+never wait for it, so each query runs in a thread (on its own connection) after a short pause
+in typing, and a newer keystroke cancels the older query (``exclusive``). The matched words are highlighted in each hit; ↓
+moves straight to the first hit (not just to the list), Enter opens the highlighted hit (the
+first one from the query box). Choosing a hit returns ``(conversation_id, message_id)``; the
+app opens that conversation scrolled to that message. Titles and snippets are user and model
+text: sanitised (:mod:`chatterm.sanitize`), shown as Rich ``Text``, never markup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from chatterm.sanitize import safe_inline
+from chatterm.store import HistoryStore, SearchHit, StoreError
+from chatterm.tui.screens.once import OnceModal
+
+RESULT_LIMIT = 50
+DEBOUNCE_S = 0.08
+HINT = "↓ picks a hit · Enter opens it · Esc closes"
+
+
+def match_pattern(query: str) -> re.Pattern[str] | None:
+    """The words of the query as the store matches them: each a case-insensitive prefix."""
+    words = [re.escape(w.strip('"')) for w in query.split() if w.strip('"')]
+    if not words:
+        return None
+    return re.compile(r"\b(?:" + "|".join(words) + r")\w*", re.IGNORECASE)
+
+
+def hit_text(hit: SearchHit, pattern: re.Pattern[str] | None = None) -> Text:
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(safe_inline(hit.conversation_title or "(untitled)"), style="bold")
+    text.append("  ")
+    text.append("you" if hit.role == "user" else safe_inline(hit.role), style="italic dim")
+    text.append("\n")
+    snippet = Text(safe_inline(" ".join(hit.snippet.split())), style="dim")
+    if pattern is not None:
+        snippet.highlight_regex(pattern, style="bold reverse")
+    text.append_text(snippet)
+    return text
+
+
+def summary_text(count: int, query: str, limit: int = RESULT_LIMIT) -> str:
+    if not query.strip():
+        return "Type to search every message of every conversation."
+    if not count:
+        return "No message matches."
+    more = "+" if count >= limit else ""
+    noun = "match" if count == 1 and not more else "matches"
+    return f"{count}{more} {noun} · {HINT}"
+
+
+class SearchScreen(OnceModal[tuple[str, int] | None]):
+    """A search box over the whole history; dismissed with the chosen hit or None."""
+
+    DEFAULT_CSS = """
+    SearchScreen {
+        align: center top;
+        background: $background 60%;
+    }
+    SearchScreen > Vertical {
+        width: 90%;
+        max-width: 110;
+        height: 80%;
+        margin-top: 2;
+        border: round $primary;
+        background: $surface;
+        padding: 0 1;
+    }
+    SearchScreen .search-title {
+        text-style: bold;
+        color: $text-primary;
+    }
+    SearchScreen .search-summary {
+        color: $text-muted;
+        height: 1;
+    }
+    SearchScreen OptionList {
+        height: 1fr;
+        border: none;
+        background: $surface;
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close", show=False),
+        Binding("down", "focus_results", "Results", show=False),
+    ]
+
+    def __init__(self, store: HistoryStore, query: str = "") -> None:
+        super().__init__()
+        self.store = store
+        self.initial_query = query
+        self.hits: list[SearchHit] = []
+        self.query_text = ""
+        self.searches = 0  # queries that ran to the end (newer keystrokes cancel older ones)
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static("Search all messages", classes="search-title", markup=False)
+            yield Input(self.initial_query, placeholder="words to find…", id="query")
+            yield Static("", classes="search-summary", markup=False)
+            yield OptionList(id="results")
+
+    def on_mount(self) -> None:
+        self.query_one("#query", Input).focus()
+        self._show([], "")
+        if self.initial_query:
+            self.run_search(self.initial_query, debounce=False)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.run_search(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if self.query_text != event.value:
+            # Enter before the debounced query ran: answer this one now, then open its hit.
+            self.workers.cancel_group(self, "search")
+            try:
+                hits = self.store.search(event.value, RESULT_LIMIT) if event.value.strip() else []
+            except StoreError as exc:
+                self.query_one(".search-summary", Static).update(Text(safe_inline(exc.message)))
+                return
+            self._show(hits, event.value)
+        if self.hits:
+            self.choose(0)
+
+    @work(exclusive=True, group="search", exit_on_error=False)
+    async def run_search(self, query: str, debounce: bool = True) -> None:
+        """Query the store off the event loop; a newer call cancels this one."""
+        if debounce:
+            await asyncio.sleep(DEBOUNCE_S)
+        hits: list[SearchHit] = []
+        if query.strip():
+            try:
+                hits = await self._search_off_loop(query)
+            except StoreError as exc:
+                self.hits = []
+                self.query_one(".search-summary", Static).update(Text(safe_inline(exc.message)))
+                return
+        self._show(hits, query)
+        self.searches += 1
+
+    async def _search_off_loop(self, query: str) -> list[SearchHit]:
+        """The query in a thread, on a connection of its own (an SQLite connection belongs
+        to the thread that opened it); an in-memory history can only be asked on the loop."""
+        path = self.store.path
+        if str(path) == ":memory:":
+            return self.store.search(query, RESULT_LIMIT)
+
+        def search() -> list[SearchHit]:
+            with HistoryStore(path) as store:
+                return store.search(query, RESULT_LIMIT)
+
+        return await asyncio.to_thread(search)
+
+    def _show(self, hits: list[SearchHit], query: str) -> None:
+        self.hits = hits
+        self.query_text = query
+        pattern = match_pattern(query)
+        results = self.query_one("#results", OptionList)
+        results.set_options(
+            Option(hit_text(hit, pattern), id=str(index)) for index, hit in enumerate(hits)
+        )
+        self.query_one(".search-summary", Static).update(Text(summary_text(len(hits), query)))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.choose(event.option_index)
+
+    def choose(self, index: int) -> None:
+        if 0 <= index < len(self.hits):
+            hit = self.hits[index]
+            self.dismiss((hit.conversation_id, hit.message_id))
+
+    def action_focus_results(self) -> None:
+        results = self.query_one("#results", OptionList)
+        if not results.option_count:
+            return
+        results.focus()
+        if results.highlighted is None:
+            results.highlighted = 0
+
+    def action_close(self) -> None:
+        self.dismiss(None)

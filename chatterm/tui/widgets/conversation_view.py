@@ -1,0 +1,189 @@
+"""The scrolling list of messages of the active branch of one conversation.
+
+Why it diffs instead of rebuilding: after a send, an edit or a branch switch most of the branch
+is unchanged; keeping the widgets of the common prefix keeps the view from flickering and keeps
+long conversations cheap. The view is anchored (``anchor()``): it follows a streaming reply
+only while the user is at the bottom, and stops following as soon as they scroll up.
+
+Why it mounts lazily: Textual lays out every mounted widget, so a conversation of hundreds of
+long messages would take seconds to open. Only the newest ``WINDOW`` messages are mounted at
+first; older ones are mounted a window at a time when the user scrolls to the top (or when a
+search hit among them is revealed).
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from chatterm.store import Message
+from chatterm.tui.widgets.message_view import MessageView
+
+WELCOME = (
+    "New conversation. Type below and press {send}.\n"
+    "{help} keys and features · {command_palette} every command · {search} search all messages"
+)
+# Messages mounted when a conversation opens, and per step when scrolling up past them.
+WINDOW = 40
+
+
+class ConversationView(VerticalScroll, can_focus=False):
+    """Holds :class:`MessageView` widgets; knows nothing about the store."""
+
+    DEFAULT_CSS = """
+    ConversationView {
+        height: 1fr;
+        padding: 1 1 0 1;
+        background: $background;
+        scrollbar-size-vertical: 1;
+    }
+    ConversationView > .welcome {
+        color: $text-muted;
+        padding: 1 2;
+    }
+    ConversationView > .older {
+        color: $text-muted;
+        padding: 0 2 1 2;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None, welcome: str = WELCOME) -> None:
+        super().__init__(id=id)
+        self.welcome = welcome
+        self.hidden: list[Message] = []  # older messages of the branch, not mounted yet
+        self.positions: dict[int, tuple[int, int]] = {}
+        self._loading = False
+
+    def on_mount(self) -> None:
+        self.anchor()
+
+    def message_views(self) -> list[MessageView]:
+        return list(self.query_children(MessageView).results(MessageView))
+
+    def find(self, message_id: int) -> MessageView | None:
+        for view in self.message_views():
+            if view.message_id == message_id:
+                return view
+        return None
+
+    async def show(
+        self,
+        messages: list[Message],
+        positions: dict[int, tuple[int, int]] | None = None,
+        *,
+        live: int | None = None,
+    ) -> None:
+        """Show ``messages`` (a branch, oldest first), reusing the views of a common prefix.
+
+        ``live`` is the id of the reply being streamed: its view gets a live segment.
+        """
+        self.positions = positions = positions or {}
+        shown = [m for m in messages if m.role in ("user", "assistant")]
+        views = self.message_views()
+        # Keep the mounted window where it starts (a send adds at the end), else the newest.
+        start = max(0, len(shown) - WINDOW)
+        if views:
+            first = views[0].message_id
+            index = next((i for i, m in enumerate(shown) if m.id == first), None)
+            if index is not None and len(shown) - index <= WINDOW * 4:
+                start = index
+        self.hidden = shown[:start]
+        shown = shown[start:]
+        keep = 0
+        for view, message in zip(views, shown, strict=False):
+            if view.message_id != message.id or view.status != message.status or (
+                view.live != (message.id == live)
+            ):
+                break
+            keep += 1
+        with self.app.batch_update():
+            for view in views[keep:]:
+                await view.remove()
+            for view, message in zip(views[:keep], shown, strict=False):
+                position = positions.get(message.id, (1, 1))
+                if view.branch != position:
+                    view.branch = position
+                    view.refresh_header()
+            new = [
+                MessageView(
+                    message, branch=positions.get(message.id, (1, 1)), live=message.id == live
+                )
+                for message in shown[keep:]
+            ]
+            await self.query_children(".welcome").remove()
+            await self._sync_older_note()
+            if new:
+                await self.mount_all(new)
+            if not messages:
+                await self.mount(Static(Text(self.welcome), classes="welcome", markup=False))
+
+    async def _sync_older_note(self) -> None:
+        notes = list(self.query_children(".older"))
+        if not self.hidden:
+            for note in notes:
+                await note.remove()
+            return
+        label = Text(f"↑ {len(self.hidden)} earlier messages (scroll up to show them)")
+        if notes:
+            note = notes[0]
+            assert isinstance(note, Static)
+            note.update(label)
+            if self.children and self.children[0] is not note:
+                self.move_child(note, before=0)
+        else:
+            note = Static(label, classes="older", markup=False)
+            first = self.children[0] if self.children else None
+            await self.mount(note, before=first)
+
+    async def load_older(self, down_to: int | None = None) -> None:
+        """Mount the previous window of hidden messages (or all of them down to an id)."""
+        if not self.hidden or self._loading:
+            return
+        self._loading = True
+        try:
+            count = WINDOW
+            if down_to is not None:
+                ids = [m.id for m in self.hidden]
+                if down_to in ids:
+                    count = max(count, len(ids) - ids.index(down_to))
+            batch, self.hidden = self.hidden[-count:], self.hidden[:-count]
+            views = [MessageView(m, branch=self.positions.get(m.id, (1, 1))) for m in batch]
+            anchor = self.message_views()
+            with self.app.batch_update():
+                if anchor:
+                    await self.mount_all(views, before=anchor[0])
+                else:
+                    await self.mount_all(views)
+                await self._sync_older_note()
+        finally:
+            self._loading = False
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if new_value <= 0 and old_value > 0 and self.hidden and not self._loading:
+            self.call_later(self.load_older)
+
+    def follow(self) -> None:
+        """Jump to the bottom and follow new content again (a new reply starts)."""
+        self.anchor()
+
+    def reveal(self, message_id: int) -> bool:
+        """Scroll so a message is at the top and focus it (a search hit); stop following.
+
+        A hit among the older, unmounted messages is mounted first.
+        """
+        view = self.find(message_id)
+        if view is None:
+            if any(m.id == message_id for m in self.hidden):
+                self.call_later(self._reveal_hidden, message_id)
+                return True
+            return False
+        self.release_anchor()
+        self.scroll_to_widget(view, animate=False, top=True, immediate=True)
+        view.focus(scroll_visible=False)
+        return True
+
+    async def _reveal_hidden(self, message_id: int) -> None:
+        await self.load_older(down_to=message_id)
+        self.call_after_refresh(self.reveal, message_id)
