@@ -16,14 +16,18 @@ does the same thing:
 The TUI's part (for ``chatterm/tui``): call ``attach(loop, on_signal)`` once the app runs, with
 an ``on_signal(signum)`` that cancels the reply worker and exits the app (Textual then restores
 the terminal); call ``detach()`` when it has stopped; return ``exit_code()`` when
-``ended_by()`` is set.
+``ended_by()`` is set. Until a front end attaches, a signal that lands inside a running event
+loop ends the process as Python would (SIGINT: ``KeyboardInterrupt``; SIGTERM/SIGHUP: killed),
+unless the front end called :func:`handle_in_loops`.
 
 This is a core module: it must not import Textual.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +57,7 @@ class _State:
     loop: asyncio.AbstractEventLoop | None = None
     callback: Callable[[int], Any] | None = None
     installed = False
+    loops_handled = False  # the front end turns Ended into its exit even inside its loop
 
 
 _state = _State()
@@ -68,6 +73,14 @@ def install() -> None:
         except (ValueError, OSError):  # not the main thread, or not supported here
             continue
     _state.installed = True
+
+
+def handle_in_loops() -> None:
+    """Say that this front end deals with :class:`Ended` raised inside its event loop (``ask``
+    runs one task and attaches as its loop starts). Without it, a signal that lands in a
+    running event loop nobody attached to ends the process the way Python would have (an
+    exception raised inside some task could be swallowed there, and the signal ignored)."""
+    _state.loops_handled = True
 
 
 def attach(loop: asyncio.AbstractEventLoop, on_signal: Callable[[int], Any]) -> None:
@@ -115,4 +128,17 @@ def _handle(signum: int, frame: object) -> None:
             return
         except RuntimeError:  # the loop closed in between
             pass
+    if not _state.loops_handled and _running_loop() is not None:
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise Ended(signum)
+
+
+def _running_loop() -> object | None:
+    """The event loop running in this thread, if any (without importing asyncio)."""
+    # asyncio may be half imported when the signal lands: then no loop runs yet.
+    get = getattr(sys.modules.get("asyncio"), "_get_running_loop", None)
+    return get() if callable(get) else None

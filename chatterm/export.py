@@ -59,10 +59,13 @@ def message_json(message: Message, attachments: Sequence[StoredAttachment] = ())
 
 
 def conversation_json(
-    conversation: Conversation, messages: list[Message], attached: Attached | None = None
+    conversation: Conversation,
+    messages: list[Message],
+    attached: Attached | None = None,
+    template: str | None = None,
 ) -> dict[str, Any]:
     attached = attached or {}
-    return {
+    data: dict[str, Any] = {
         "id": conversation.id,
         "title": conversation.title,
         "system_prompt": conversation.system_prompt,
@@ -71,13 +74,20 @@ def conversation_json(
         "updated_at": conversation.updated_at,
         "messages": [message_json(m, attached.get(m.id, ())) for m in messages],
     }
+    if template is not None:  # the [templates.NAME] that started it
+        data["template"] = template
+    return data
 
 
 def to_json(
-    conversation: Conversation, messages: list[Message], attached: Attached | None = None
+    conversation: Conversation,
+    messages: list[Message],
+    attached: Attached | None = None,
+    template: str | None = None,
 ) -> str:
     return json.dumps(
-        conversation_json(conversation, messages, attached), ensure_ascii=False, indent=2
+        conversation_json(conversation, messages, attached, template), ensure_ascii=False,
+        indent=2,
     )
 
 
@@ -91,10 +101,17 @@ def attachment_markdown(item: StoredAttachment) -> list[str]:
 
 
 def to_markdown(
-    conversation: Conversation, messages: list[Message], attached: Attached | None = None
+    conversation: Conversation,
+    messages: list[Message],
+    attached: Attached | None = None,
+    template: str | None = None,
 ) -> str:
     attached = attached or {}
-    lines = [f"# {conversation.title}", "", f"*{conversation.id} · {_when(conversation.created_at)}*", ""]
+    started = f" · template {template}" if template else ""
+    lines = [
+        f"# {conversation.title}", "",
+        f"*{conversation.id} · {_when(conversation.created_at)}{started}*", "",
+    ]
     if conversation.system_prompt:
         lines += ["**System:**", "", conversation.system_prompt, ""]
     for message in messages:

@@ -389,6 +389,10 @@ def test_template_sets_system_options_and_pattern(openai_server, config_env) -> 
     assert body["temperature"] == 0.3 and body["max_tokens"] == 50
     conv = rows("SELECT id, template FROM conversations")
     assert conv[-1][1] == "review"
+    shown = run_cli("sessions", "show", conv[-1][0], env=config_env)
+    assert " · template review*" in shown.stdout
+    exported = run_cli("sessions", "export", conv[-1][0], "--format", "json", env=config_env)
+    assert json.loads(exported.stdout)["template"] == "review"
 
 
 def test_flags_override_the_template(openai_server, config_env) -> None:

@@ -60,6 +60,7 @@ class _Turn:
 
 def run_ask(common: CommonOptions, output: AskOutput, prompt: str | None) -> int:
     endings.install()
+    endings.handle_in_loops()
     run = _Run()
     try:
         return _run_ask(common, output, prompt, run)

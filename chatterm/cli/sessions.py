@@ -88,10 +88,11 @@ def register(app: typer.Typer) -> None:
             conv = _get(store, conversation_id)
             messages = store.branch(conv.id)
             attached = store.attachments_for(m.id for m in messages)
+            template = store.template_of(conv.id)
         if json_out:
-            text = to_json(conv, messages, attached)
+            text = to_json(conv, messages, attached, template)
         else:
-            text = to_markdown(conv, messages, attached)
+            text = to_markdown(conv, messages, attached, template)
         _echo_document(text, is_json=json_out)
 
     @app.command("search")
@@ -137,10 +138,11 @@ def register(app: typer.Typer) -> None:
             conv = _get(store, conversation_id)
             messages = store.branch(conv.id)
             attached = store.attachments_for(m.id for m in messages)
+            template = store.template_of(conv.id)
         if fmt == "json":
-            text = to_json(conv, messages, attached)
+            text = to_json(conv, messages, attached, template)
         else:
-            text = to_markdown(conv, messages, attached)
+            text = to_markdown(conv, messages, attached, template)
         if output:
             try:
                 write_private(output, text + "\n")
