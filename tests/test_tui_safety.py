@@ -89,7 +89,7 @@ def test_live_segments_are_sanitised_across_chunk_boundaries(tmp_path: Path) -> 
             await app.view.mount(view)
             renderer = ReplyRenderer(Reply("send"), view)
             for piece in ("start \x1b", "]52;c;PWNLIVE\x07 and \r", "\n \x9b", "2J end"):
-                await renderer.write(piece)
+                renderer.write(piece)  # a list append; stop() draws it
             await renderer.writer.stop()
             await pilot.pause()
             live = view.segments[-1]

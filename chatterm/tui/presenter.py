@@ -53,7 +53,7 @@ class ReplyPresenter:
         if type(event) is TextArrived:  # per chunk: the short path
             renderer = self.renderer
             if renderer is not None and renderer.reply is event.reply:
-                return renderer.write(event.text)
+                renderer.write(event.text)  # a list append: drawn by the renderer's timer
             return None
         handler = self._handlers.get(type(event))
         return handler(event) if handler is not None else None

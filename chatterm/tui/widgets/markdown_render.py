@@ -168,6 +168,12 @@ class FrozenMarkdown(Widget):
         self._key = None
         self.refresh(layout=True)
 
+    def replace(self, source: str) -> None:
+        """Show ``source`` instead (the live segment after its text was frozen)."""
+        self.source = source
+        self._key = None
+        self.refresh(layout=True)
+
     def _layout(self, width: int) -> None:
         key = (width, self.app.theme)
         if key == self._key or width <= 0:

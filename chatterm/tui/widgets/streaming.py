@@ -3,20 +3,22 @@
 Why it is shaped this way:
 
 * The controller (:mod:`chatterm.controller`) consumes the backend's stream and hands each
-  piece of text to :meth:`ReplyRenderer.write`; the text itself lives once, in the
-  controller's :class:`~chatterm.controller_events.Reply`. The renderer only draws.
-* Text goes to Textual's ``MarkdownStream`` (``Markdown.get_stream``), which appends to the
-  document and coalesces deltas that arrive while a render is in progress. The document is
-  never re-rendered whole per chunk (the O(n²) trap of elia and parllama).
-* The live Markdown widget holds one segment of a few hundred characters
-  (:mod:`chatterm.markdown_blocks`); when the stream moves past a safe cut the segment is frozen
-  (:mod:`chatterm.tui.widgets.markdown_render`: rendered whole, once, from a fresh parse, as one
-  widget) and a new live segment starts, so each frame's cost stays independent of the reply's
-  length.
-* When the stream stops (finished, failed, cancelled) the open segment is rendered whole from
-  its complete text: appending keeps parse state per top-level block (oterm #308).
-* Live text passes through a :class:`~chatterm.sanitize.StreamSanitizer` before it reaches the
-  Markdown widget: a control character split across chunks is still disarmed.
+  piece of text to :meth:`ReplyRenderer.write`, which only appends it to a list: no widget,
+  no message, no await per chunk. The text itself lives once, in the controller's
+  :class:`~chatterm.controller_events.Reply`; the renderer only draws.
+* At most every ``FLUSH_INTERVAL_S`` a timer hands the batch to the live segment: sanitised
+  once per batch (a :class:`~chatterm.sanitize.StreamSanitizer`, so a control character split
+  across chunks is still disarmed), cut by :mod:`chatterm.markdown_blocks`, and the live
+  segment (:class:`~chatterm.tui.widgets.message_view.LiveMarkdown`, one widget of a few
+  hundred characters) draws its text again from a fresh parse. Per chunk the cost is a list
+  append; per batch it is independent of the reply's length. (It used to be Textual's
+  ``MarkdownStream``: each append mounted new block widgets, and the mounts and the layouts
+  they caused, not the chunks, were what a 20,000-chunk reply waited for.)
+* When the stream moves past a safe cut, the segment is frozen (merged into the previous
+  frozen rendering up to ``FROZEN_CHARS``) and a new live segment starts; finished segments
+  never render again while the reply streams.
+* When the stream stops (finished, failed, cancelled) the open segment is frozen from its
+  complete text: one segment, so the final render is bounded.
 * Reasoning is redrawn at most 10 times a second.
 """
 
@@ -27,19 +29,15 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
-from textual.widgets import Markdown
-from textual.widgets.markdown import MarkdownStream
-
 from chatterm.controller_events import Reply
 from chatterm.markdown_blocks import BREAK, SegmentSplitter
 from chatterm.sanitize import StreamSanitizer
-from chatterm.tui.widgets.message_view import MessageView
+from chatterm.tui.widgets.message_view import LiveMarkdown, MessageView
 
 REASONING_REFRESH_S = 0.1
-# How often streamed text is handed to the Markdown widget (10 times a second): each hand-over
-# makes Textual lay the screen out again, and at 20 a second an 8,000-chunk reply streamed
-# 1.7x slower (bench/bench_tui.py).
-FLUSH_INTERVAL_S = 0.1
+# How often streamed text is handed to the live segment (20 times a second): often enough to
+# look live, rarely enough that drawing the segment again stays a small share of the loop.
+FLUSH_INTERVAL_S = 0.05
 
 
 class ReplyRenderer:
@@ -54,23 +52,21 @@ class ReplyRenderer:
         self.reply = reply
         self.view = view
         self.writer = _SegmentWriter(view, checkpoint)
-        self.live = True
         self.next_reasoning = 0.0
         self.rendered_at: float | None = None
+
+    @property
+    def live(self) -> bool:
+        """False once the reply is drawn, or its view went away (the user switched)."""
+        return self.writer.live_view
 
     @property
     def segments(self) -> int:
         return self.writer.frozen
 
-    async def write(self, text: str) -> None:
-        if not self.live:
-            return
-        if self.view.is_attached:
-            await self.writer.write(text)
-        else:
-            # The user switched conversations: the reply goes on (stored), undrawn.
-            self.live = False
-            await self.writer.stop()
+    def write(self, text: str) -> None:
+        """Per chunk: keep it for the next batch (see the module docstring)."""
+        self.writer.write(text)
 
     def reasoning(self) -> None:
         now = time.monotonic()
@@ -90,20 +86,14 @@ class ReplyRenderer:
             if self.reply.reasoning:
                 self.view.show_reasoning(self.reply.reasoning)
             await self.writer.final_render()
-        self.live = False
+        self.writer.live_view = False
         self.rendered_at = time.monotonic()
 
 
 class _SegmentWriter:
-    """Writes deltas into the reply's live segment; at a safe cut, freezes it and starts a new
-    one, so the live Markdown widget never holds more than a few thousand characters.
-
-    Deltas are handed to the MarkdownStream at most every ``FLUSH_INTERVAL_S``: each append
-    makes Textual parse the last block again and build throw-away block widgets, and at
-    thousands of deltas a second that garbage alone (collected in full-heap passes of a
-    hundred milliseconds and more) stalls the app. A timer flushes whatever is left when the
-    model pauses.
-    """
+    """Collects deltas; a timer hands each batch to the live segment. At a safe cut it freezes
+    the segment and starts a new one, so the live segment never holds more than a few hundred
+    characters (unless one block, a long code fence, is longer)."""
 
     def __init__(
         self, view: MessageView, checkpoint: Callable[[], Awaitable[object]] | None = None
@@ -113,91 +103,84 @@ class _SegmentWriter:
         self.splitter = SegmentSplitter()
         self.sanitizer = StreamSanitizer()
         live = view.segments[-1]
-        assert isinstance(live, Markdown)
-        self.live = live
-        self.stream = Markdown.get_stream(live)
-        # The open segment's sanitised display text (a few hundred characters): what the final
-        # render of the segment parses. The reply's text itself is the controller's Reply.
-        self.pieces: list[str] = []
-        self.buffer: list[str] = []  # not yet handed to the stream
-        self.last_flush = 0.0
+        assert isinstance(live, LiveMarkdown)
+        self.live: LiveMarkdown = live
+        self.raw: list[str] = []  # deltas not yet handed over (unsanitised)
         self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.live_view = True  # False once the view is gone: the reply goes on, undrawn
         self.frozen = 0
 
-    async def write(self, text: str) -> None:
-        for piece in self.splitter.feed(self.sanitizer.feed(text)):
-            if piece is BREAK:
-                await self._next_segment()
-            else:
-                self.pieces.append(piece)
-                self.buffer.append(piece)
-        if time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S:
-            await self._flush()
-        elif self.buffer and self.timer is None:
-            loop = asyncio.get_running_loop()
-            self.timer = loop.call_later(FLUSH_INTERVAL_S, self._flush_later)
-
-    async def _next_segment(self) -> None:
-        await self._flush()
-        await _stop_quietly(self.view, self.stream)
-        await self.view.freeze(self.live, "".join(self.pieces))
-        self.frozen += 1
-        self.pieces = []
-        if self.checkpoint is not None:
-            # Collect the finished segment's widgets before the next ones exist; drop our
-            # own references to them first.
-            self.live = self.stream = None  # type: ignore[assignment]
-            await self.checkpoint()
-        self.live = await self.view.add_live_segment()
-        self.stream = Markdown.get_stream(self.live)
-
-    def _flush_later(self) -> None:
-        self.timer = None
-        task = asyncio.ensure_future(self._flush())
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-
-    async def _flush(self) -> None:
-        self.last_flush = time.monotonic()
-        if not self.buffer:
+    def write(self, text: str) -> None:
+        if not self.live_view:
             return
-        text = "".join(self.buffer)
-        self.buffer.clear()
-        with contextlib.suppress(RuntimeError):  # the stream stopped: the final render shows it
-            await self.stream.write(text)
+        self.raw.append(text)
+        if self.timer is None and self.task is None:
+            self.timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self._kick)
+
+    def _kick(self) -> None:
+        self.timer = None
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await self._flush()
+        finally:
+            self.task = None
+        if self.raw and self.live_view and self.timer is None:
+            # Deltas that came while this batch was drawn (a segment was frozen): next batch.
+            self.timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self._kick)
+
+    async def _flush(self, tail: bool = False) -> None:
+        """Hand everything collected so far to the live segment (``tail``: the stream ended,
+        so the sanitiser's held-back bytes too)."""
+        if not self.live_view:
+            return
+        if not self.view.is_attached:
+            # The user switched conversations: the reply goes on (stored), undrawn.
+            self.live_view = False
+            self.raw.clear()
+            return
+        text = self.sanitizer.feed("".join(self.raw)) if self.raw else ""
+        self.raw.clear()
+        if tail:
+            text += self.sanitizer.flush()
+        if not text:
+            return
+        # The batch, cut where the stream passed safe cuts: every segment but the last is
+        # finished; the last stays live. However many cuts a batch holds (a backlog after a
+        # busy moment), it costs one freeze and one redraw of the live segment.
+        segments: list[list[str]] = [[self.live.source]]
+        for piece in self.splitter.feed(text):
+            if piece is BREAK:
+                segments.append([])
+            else:
+                segments[-1].append(piece)
+        if len(segments) == 1:
+            self.live.extend("".join(segments[0][1:]))
+            return
+        finished = ["".join(pieces) for pieces in segments[:-1]]
+        await self.view.freeze_before(self.live, finished, "".join(segments[-1]))
+        self.frozen += len(finished)
+        if self.checkpoint is not None and not tail:
+            # Collect what the finished segments left behind while it is still young (the
+            # reply's end takes one checkpoint of its own).
+            await self.checkpoint()
 
     async def stop(self) -> None:
-        tail = self.sanitizer.flush()
-        if tail:
-            self.pieces.append(tail)
-            self.buffer.append(tail)
+        """No more deltas: draw what is left (the sanitiser's tail included)."""
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        await self._flush()
-        await _stop_quietly(self.view, self.stream)
+        task = self.task
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._flush(tail=True)
 
     async def final_render(self) -> None:
-        """After the stream: render the open segment's whole text once, from a fresh parse.
-
-        Appending keeps parse state per block, so a block split across deltas (a fence opened
-        in one delta and closed in another, oterm #308) is rendered again from the complete
-        text here; earlier segments were rendered whole when the stream moved past them.
-        """
-        await self.view.freeze(self.live, "".join(self.pieces))
+        """After the stream: the open segment becomes a frozen one (one fresh parse of a
+        segment of a few hundred characters: bounded, whatever the reply's length)."""
+        await self.view.freeze(self.live, self.live.source)
         self.frozen += 1
-
-
-# Flush tasks started from a timer, kept referenced until they finish.
-_background: set[asyncio.Future[None]] = set()
-
-
-async def _stop_quietly(view: MessageView, stream: MarkdownStream) -> None:
-    """Stop a segment's stream; a failure is reported (debug log + notification), not raised,
-    because it happens while the reply is being cleaned up and the text is already stored."""
-    try:
-        await stream.stop()
-    except Exception as exc:
-        report = getattr(view.app, "report_unexpected", None)
-        if report is not None:
-            report(exc, "stopping a live segment")
