@@ -158,42 +158,62 @@ class FrozenMarkdown(Widget):
     def __init__(self, source: str, *, classes: str | None = None) -> None:
         super().__init__(classes=classes)
         self.source = source
+        # The text as appended, in parts cut at safe boundaries: rendering them one by one is
+        # the same as rendering the whole (chatterm.markdown_blocks), so an append renders
+        # only the new part, not the whole widget again.
+        self._parts: list[str] = [source]
+        self._done = 0  # parts rendered into _lines for _key
         self._key: tuple[int, str] | None = None
-        self._lines: tuple[tuple[tuple[str, int], ...], ...] = ()
+        self._lines: list[tuple[tuple[str, int], ...]] = []
         self._styles: list[Style | None] = []
+        self._style_ids: dict[Style | None, int] = {}
 
     def extend(self, source: str) -> None:
-        """Append text cut at a safe boundary (chatterm.markdown_blocks) and render again."""
+        """Append text cut at a safe boundary (chatterm.markdown_blocks); only it is rendered."""
+        if not source:
+            return
         self.source += source
-        self._key = None
+        self._parts.append(source)
         self.refresh(layout=True)
 
     def replace(self, source: str) -> None:
         """Show ``source`` instead (the live segment after its text was frozen)."""
         self.source = source
+        self._parts = [source]
         self._key = None
         self.refresh(layout=True)
 
+    def prepare(self, width: int) -> None:
+        """Render what is not rendered yet now, rather than in the next layout: at the width
+        of the last layout (``width`` only before the first: a guess that must not make the
+        layout and this render each other's work undone)."""
+        self._layout(self._key[0] if self._key is not None else width)
+
     def _layout(self, width: int) -> None:
         key = (width, self.app.theme)
-        if key == self._key or width <= 0:
+        if width <= 0 or (key == self._key and self._done == len(self._parts)):
             return
+        if key != self._key:
+            self._lines, self._styles, self._style_ids, self._done = [], [], {}, 0
         console = self.app.console
         options = console.options.update_width(width)
-        rendered = console.render_lines(
-            ThemedMarkdown(self.source, MarkdownColors.from_app(self.app)),
-            options, pad=False, new_lines=False,
-        )
-        styles: dict[Style | None, int] = {}
-        lines = []
-        for line in rendered:
-            lines.append(tuple(
-                (text, styles.setdefault(style, len(styles)))
-                for text, style, control in line
-                if not control
-            ))
-        self._lines = tuple(lines)
+        colors = MarkdownColors.from_app(self.app)
+        styles = self._style_ids
+        lines = self._lines
+        for part in self._parts[self._done:]:
+            rendered = console.render_lines(
+                ThemedMarkdown(part, colors), options, pad=False, new_lines=False
+            )
+            if lines and rendered:
+                lines.append(())  # the blank line Markdown puts between two blocks
+            for line in rendered:
+                lines.append(tuple(
+                    (text, styles.setdefault(style, len(styles)))
+                    for text, style, control in line
+                    if not control
+                ))
         self._styles = list(styles)
+        self._done = len(self._parts)
         self._key = key
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:

@@ -12,6 +12,8 @@ to a sibling branch from the keyboard.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import ClassVar
 
 from rich.text import Text
@@ -36,6 +38,13 @@ def author_label(message: Message | None, backend: str | None, model: str | None
     return safe_inline(model or backend or "assistant")
 
 
+# A streamed reply's frozen text is appended to one widget up to this size: appending renders
+# only the new part, and fewer widgets make each layout of the screen cheaper.
+STREAMED_FROZEN_CHARS = 24_000
+# While streaming, the loop is handed back after rendering this long (seconds).
+RENDER_SLICE_S = 0.02
+
+
 class LiveMarkdown(FrozenMarkdown):
     """The segment a reply is streaming into: one widget, its text drawn again per batch.
 
@@ -46,6 +55,11 @@ class LiveMarkdown(FrozenMarkdown):
     segment is a few hundred characters (chatterm.markdown_blocks), so drawing it whole from a
     fresh parse at most ``FLUSH_INTERVAL_S`` apart is cheap, and never wrong across deltas.
     """
+
+    def extend(self, source: str) -> None:
+        """Append a batch of deltas: cut anywhere, so the segment is drawn again whole."""
+        if source:
+            self.replace(self.source + source)
 
 
 class MessageView(Vertical, can_focus=True):
@@ -258,7 +272,7 @@ class MessageView(Vertical, can_focus=True):
         with self.app.batch_update():
             if (
                 isinstance(previous, FrozenMarkdown)
-                and len(previous.source) + len(source) <= FROZEN_CHARS
+                and len(previous.source) + len(source) <= STREAMED_FROZEN_CHARS
             ):
                 previous.extend(source)
                 frozen = previous
@@ -272,35 +286,30 @@ class MessageView(Vertical, can_focus=True):
         self, live: LiveMarkdown, finished: list[str], rest: str
     ) -> None:
         """The stream passed safe cuts: ``finished`` segments go before the live one, frozen
-        (merged into the previous frozen rendering up to ``FROZEN_CHARS``), and the live one
-        keeps only ``rest``. The live widget stays: no mount or removal per cut."""
+        (appended to the previous frozen rendering up to ``STREAMED_FROZEN_CHARS``), and the live one
+        keeps only ``rest``. The live widget stays: no mount or removal per cut.
+
+        Each finished segment is rendered here, one at a time with the loop handed back in
+        between, not all in the next layout: after a backlog (a burst of text) that layout
+        would otherwise hold the loop for as long as rendering the whole burst takes.
+        """
         body = self.query_one(".reply-body")
         segments = self.segments
         index = segments.index(live)
-        previous = segments[index - 1] if index > 0 else None
-        merged: list[str] = []
-        if isinstance(previous, FrozenMarkdown):
-            room = FROZEN_CHARS - len(previous.source)
-            while finished and len(finished[0]) <= room:
-                room -= len(finished[0])
-                merged.append(finished.pop(0))
-        groups: list[list[str]] = []
-        size = FROZEN_CHARS
+        target = segments[index - 1] if index > 0 else None
+        width = target._key[0] if target is not None and target._key else live.size.width
+        began = time.monotonic()
         for source in finished:
-            if size + len(source) > FROZEN_CHARS:
-                groups.append([])
-                size = 0
-            groups[-1].append(source)
-            size += len(source)
-        with self.app.batch_update():
-            if merged and isinstance(previous, FrozenMarkdown):
-                previous.extend("".join(merged))
-            if groups:
-                await body.mount_all(
-                    [FrozenMarkdown("".join(g), classes="segment") for g in groups],
-                    before=live,
-                )
-            live.replace(rest)
+            if target is None or len(target.source) + len(source) > STREAMED_FROZEN_CHARS:
+                target = FrozenMarkdown("", classes="segment")
+                await body.mount(target, before=live)
+            target.extend(source)
+            if width > 0:
+                target.prepare(width)
+                if time.monotonic() - began >= RENDER_SLICE_S:
+                    await asyncio.sleep(0)
+                    began = time.monotonic()
+        live.replace(rest)
 
     def finish(self, message: Message) -> None:
         """Take the stored outcome of a reply (status, model, error) after streaming."""

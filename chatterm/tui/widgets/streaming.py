@@ -38,6 +38,10 @@ REASONING_REFRESH_S = 0.1
 # How often streamed text is handed to the live segment (20 times a second): often enough to
 # look live, rarely enough that drawing the segment again stays a small share of the loop.
 FLUSH_INTERVAL_S = 0.05
+# The live segment is cut at the first safe cut after this many characters: it is drawn again
+# whole on each batch; what is cut off is rendered once, appended to the frozen rendering
+# before it. (200 made more, smaller batches of work and was no faster: bench/bench_tui.py.)
+LIVE_CHARS = 600
 
 
 class ReplyRenderer:
@@ -100,7 +104,7 @@ class _SegmentWriter:
     ) -> None:
         self.view = view
         self.checkpoint = checkpoint  # chatterm.gc_policy, after each finished segment
-        self.splitter = SegmentSplitter()
+        self.splitter = SegmentSplitter(LIVE_CHARS)
         self.sanitizer = StreamSanitizer()
         live = view.segments[-1]
         assert isinstance(live, LiveMarkdown)
