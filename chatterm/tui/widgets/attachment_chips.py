@@ -31,7 +31,7 @@ from textual.widgets import Button, Collapsible, Input, Static
 
 from chatterm.attachments import Attachment, AttachmentError, Gathered, classify, gather
 from chatterm.sanitize import safe_inline, safe_text
-from chatterm.tui.dialogs import DIALOG_CSS, _Dialog
+from chatterm.tui.screens.dialogs import DIALOG_CSS, _Dialog
 
 
 def human_size(size: int) -> str:
