@@ -5,7 +5,7 @@ Headless, in one run (``python bench/bench_tui.py``; figures printed and written
 
 1. **Streaming**: a 20,000-chunk markdown reply from the loopback OpenAI-compatible server
    (tests/openai_server.py, in-process, model ``chunks:20000:markdown``) sent as fast as the
-   socket takes it, through the real app (backend → ChatSession → worker → MarkdownStream).
+   socket takes it, through the real app (backend → controller → renderer → live segment).
    Reported (median, min-max over ``--repeat`` runs): the total time from Enter to the final
    render next to the same reply through ``chatterm ask`` into a pipe, the lag between the
    last chunk arriving and the final full render being done (target ≤ 1 s), the longest

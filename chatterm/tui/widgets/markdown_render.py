@@ -7,7 +7,9 @@ conversation of long replies then costs hundreds of milliseconds per frame, and 
 replies, and each segment of a streaming reply once the stream has moved past it) is rendered
 by :class:`FrozenMarkdown`: a single widget with a Rich rendering of the whole segment, parsed
 fresh (so a block split across deltas is always right), styled from the current theme, kept
-per width and theme. Only the segment being written uses Textual's ``MarkdownStream``.
+per width and theme. Text appended at a safe cut is rendered on its own and its lines added
+(the same as rendering the whole, chatterm.markdown_blocks). The segment being written is the
+same widget, drawn again whole per batch (``LiveMarkdown``, chatterm.tui.widgets.message_view).
 
 Model text is Markdown, never console markup: ``[bold]`` stays two brackets and a word; and it
 is sanitised (:func:`chatterm.sanitize.safe_text`) before it is parsed, so no control
