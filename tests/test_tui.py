@@ -409,6 +409,8 @@ def test_usable_at_80x24_and_sidebar_toggle(tmp_path: Path, openai_server: Any) 
                 assert region.width > 0 and region.height > 0, widget
                 assert screen.contains_region(region), (widget, region)
             assert app.view.region.contains_region(reply.region)
+            # The status line redraws on its own 10 Hz timer: wait for the draw, not a pause.
+            await wait_for(lambda: "complete" in screen_text(app), pilot)
             text = screen_text(app)
             assert "hello from a small terminal" in text
             assert "complete" in text and "openai" in text  # the status line, state first

@@ -129,12 +129,25 @@ class _SegmentWriter:
 
     async def _run(self) -> None:
         try:
-            await self._flush()
+            await self._guarded_flush()
         finally:
             self.task = None
         if self.raw and self.live_view and self.timer is None:
             # Deltas that came while this batch was drawn (a segment was frozen): next batch.
             self.timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self._kick)
+
+    async def _guarded_flush(self, tail: bool = False) -> None:
+        """A drawing failure stops the drawing, never the reply: its text is stored anyway.
+        Reported (debug log + notification) unless the view simply went away meanwhile."""
+        try:
+            await self._flush(tail)
+        except Exception as exc:
+            self.live_view = False
+            self.raw.clear()
+            if self.view.is_attached:
+                report = getattr(self.view.app, "report_unexpected", None)
+                if report is not None:
+                    report(exc, "drawing a streaming reply")
 
     async def _flush(self, tail: bool = False) -> None:
         """Hand everything collected so far to the live segment (``tail``: the stream ended,
@@ -181,7 +194,7 @@ class _SegmentWriter:
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._flush(tail=True)
+        await self._guarded_flush(tail=True)
 
     async def final_render(self) -> None:
         """After the stream: the open segment becomes a frozen one (one fresh parse of a
