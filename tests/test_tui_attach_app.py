@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_tui import SIZE, make_app, screen_text, server_choice, settle
 from textual.widgets import Input, Static
 
 from chatterm.config import Config, Template
 from chatterm.store import HistoryStore
 from chatterm.tui.app import ChattermApp, build_app
 from chatterm.tui.widgets.attachment_chips import AttachDialog, AttachmentBlock, AttachmentChip
-from test_tui import SIZE, make_app, screen_text, server_choice, settle
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(40)
 NOTES = "# notes\nsee `x`\n"
