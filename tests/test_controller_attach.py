@@ -91,3 +91,25 @@ def server_choice_stub() -> Any:
     from chatterm.config import Choice
 
     return Choice("openai", BackendConfig(), {}, None, None)
+
+
+def test_an_edited_prompt_keeps_its_attachments(tmp_path: Path, openai_server: Any) -> None:
+    tag = "cattach_edit"
+    controller, store, _ = make(tmp_path, server_choice(openai_server, f"echo@{tag}"))
+    files = [Attachment("n.md", "text", "text/plain", b"n\n")]
+
+    async def scenario() -> None:
+        first = controller.start("send", "q1", attachments=files)
+        await controller.run(first)
+        assert controller.conversation is not None
+        [user] = [m for m in store.branch(controller.conversation.id) if m.role == "user"]
+        edit = controller.start("edit", "q2", user.id)
+        await controller.run(edit)
+
+    asyncio.run(scenario())
+    assert controller.conversation is not None
+    [edited] = [m for m in store.branch(controller.conversation.id) if m.role == "user"]
+    assert edited.content == "q2"
+    assert [a.name for a in store.attachments_for([edited.id])[edited.id]] == ["n.md"]
+    last = [r.body for r in openai_server.requests if r.model == f"echo@{tag}"][-1]
+    assert last["messages"][-1]["content"] == "File: n.md\n```markdown\nn\n```\n\nq2"
