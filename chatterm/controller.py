@@ -611,12 +611,21 @@ class ConversationController:
         stored = self.attachments_for([branch[-2].id]).get(branch[-2].id, [])
         return [(a.name, a.sha256) for a in stored] == [(a.name, a.sha256) for a in attachments]
 
-    def _store(self, reply: Reply, backend: Backend, options: dict[str, Any]) -> None:
+    def _store(
+        self, reply: Reply, backend: Backend, options: dict[str, Any], check_images: bool = True
+    ) -> None:
         """Store the prompt and an empty reply row (ChatSession does both at once)."""
         pending = self.pending_settings or {}
         settings = self.conversation.options if self.conversation else pending.get("options", {})
         options.update(backend.validate_options(settings or {}))
         model = self.choice.backend_config.model or backend.default_model
+        images = check_images and any(a.kind == "image" for a in reply.attachments)
+        if images and not backend.accepts_images(model):
+            # As ask -a: refused before anything is stored, never silently dropped.
+            what = f"model {model}" if model else f"backend {self.choice.backend}"
+            raise BackendError(
+                f"{what} takes no images; use a vision-language model or remove the image"
+            )
         session = self._session_for(backend, model, options)
         new_conversation = session.conversation is None
         template = self.pending_template if new_conversation else None
@@ -770,7 +779,7 @@ class ConversationController:
             assert reply.session is not None
             reply.session.settle_unstarted()
         elif reply.kind == "send" and reply.prompt.strip():
-            self._store(reply, _Unopened(self.choice), {})
+            self._store(reply, _Unopened(self.choice), {}, check_images=False)
             assert reply.session is not None
             reply.session.settle_unstarted()
         self._end(reply)

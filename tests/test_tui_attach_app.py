@@ -284,3 +284,23 @@ def test_unknown_template_is_reported(tmp_path: Path) -> None:
             assert app.controller.pending_template is None
 
     run(scenario())
+
+
+def test_an_image_for_a_text_only_local_model_is_refused_before_storing(
+    files: Path, tiny_model_dir: Path
+) -> None:
+    from chatterm.config import resolve
+
+    async def scenario() -> None:
+        config = Config(path=files / "config.toml")
+        choice = resolve(config, backend="local", model=str(tiny_model_dir), env={})
+        app, store = make_app(files, choice, config)
+        async with app.run_test(size=SIZE) as pilot:
+            await attach(app, pilot, "shot.png")
+            await send_box(app, pilot, "what is in it?")
+            assert store.count_conversations() == 0
+            assert any("takes no images" in text for _, text in app.notices)
+            assert app.prompt_input.text == "what is in it?"  # kept, with its chip
+            assert [a.name for a in app.attachment_chips.attachments] == ["shot.png"]
+
+    run(scenario())
