@@ -424,7 +424,8 @@ def test_usable_at_80x24_and_sidebar_toggle(tmp_path: Path, openai_server: Any) 
 
 def test_stream_follows_only_while_at_the_bottom(tmp_path: Path, openai_server: Any) -> None:
     async def scenario() -> None:
-        app, store = make_app(tmp_path, server_choice(openai_server, "slow:300:10"))
+        # Long enough to still be streaming on a loaded machine when the view is scrolled back.
+        app, store = make_app(tmp_path, server_choice(openai_server, "slow:1000:10"))
         filler = [(f"question {i}", "answer " + "words " * 40) for i in range(6)]
         conv_id = seed(store, "Long", filler)
         async with app.run_test(size=(80, 24)) as pilot:

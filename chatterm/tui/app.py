@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import signal
 import sys
 import time
 import traceback
@@ -349,15 +348,17 @@ class ChattermApp(App[int]):
             self._install_signal_handlers()
 
     def _install_signal_handlers(self) -> None:
-        """SIGTERM (exit 143) and SIGHUP (exit 129, the terminal went away) stop the reply,
-        store its partial text as interrupted and leave through Textual's exit path, which
-        restores the terminal (alternate screen, mouse, cursor)."""
-        loop = asyncio.get_running_loop()
-        for signum, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
-            try:
-                loop.add_signal_handler(signum, self._on_signal, code)
-            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-                return
+        """SIGTERM (exit 143), SIGHUP (129, the terminal went away) and SIGINT (130) stop the
+        reply, store its partial text as interrupted and leave through Textual's exit path,
+        which restores the terminal (alternate screen, mouse, cursor). The process-wide
+        handler is chatterm.endings'; the app attaches to it while it runs."""
+        from chatterm import endings
+
+        endings.install()
+        endings.attach(
+            asyncio.get_running_loop(),
+            lambda signum: self._on_signal(endings.EXIT_CODES.get(signum, 128 + signum)),
+        )
 
     def _on_signal(self, code: int) -> None:
         if self._exit_code is None:
@@ -369,6 +370,10 @@ class ChattermApp(App[int]):
         if self._prewarm_task is not None:
             self._prewarm_task.cancel()
         await self.pool.aclose()
+        if self.handle_signals:
+            from chatterm import endings
+
+            endings.detach()
         self.exit(code)
 
     def on_ready(self) -> None:
