@@ -389,15 +389,15 @@ class ConversationController:
         except StoreError:
             return {}
 
-    @staticmethod
     def prepare_prompt(
-        text: str, pending: Iterable[Any] = (), cwd: Path | None = None
+        self, text: str, pending: Iterable[Any] = (), cwd: Path | None = None
     ) -> tuple[str, list[Any]]:
         """The prompt to send and its attachments: the ones already attached (``pending``),
         then the existing files the text names as ``@path`` (written as plain ``path``).
 
         Everything is read and checked here, before anything is stored, with the checks of
         ``ask -f/-a``; a file that cannot go is a ControllerError naming it, and nothing is sent.
+        What a folder left out (over the size cap) is told as a warning.
         """
         from chatterm.attachments import (
             MAX_TEXT_BYTES,
@@ -420,6 +420,8 @@ class ConversationController:
                 gathered.attachments = [
                     _renamed(a, str(base), "") for a in gathered.attachments
                 ]
+            for notice in gathered.notices:
+                self.emit(Told(notice, "warning"))
             have = {(a.name, a.sha256) for a in attachments}
             attachments += [a for a in gathered.attachments if (a.name, a.sha256) not in have]
         text_bytes = sum(a.size for a in attachments if a.kind == "text")

@@ -113,3 +113,18 @@ def test_an_edited_prompt_keeps_its_attachments(tmp_path: Path, openai_server: A
     assert [a.name for a in store.attachments_for([edited.id])[edited.id]] == ["n.md"]
     last = [r.body for r in openai_server.requests if r.model == f"echo@{tag}"][-1]
     assert last["messages"][-1]["content"] == "File: n.md\n```markdown\nn\n```\n\nq2"
+
+
+def test_at_folder_attaches_its_text_files_and_tells_what_it_left_out(tmp_path: Path) -> None:
+    from chatterm.controller_events import Told
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("a\n")
+    (tmp_path / "docs" / "big.txt").write_text("x" * (MAX_TEXT_BYTES + 1))
+    (tmp_path / "docs" / "pic.bin").write_bytes(b"\x00bin")
+    controller, _, seen = make(tmp_path, server_choice_stub())
+    text, attached = controller.prepare_prompt("read @docs/", cwd=tmp_path)
+    assert text == "read docs/"
+    assert [a.name for a in attached] == ["docs/a.md"]
+    told = [e.message for e in seen if isinstance(e, Told)]
+    assert len(told) == 1 and "left out 1 file(s)" in told[0] and "big.txt" in told[0]
