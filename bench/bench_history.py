@@ -8,7 +8,7 @@ of text as one SSE event per KB-kilobyte piece, as fast as the socket takes them
 processes writing to /dev/null, interleaved: (a) a bare httpx loop that parses the SSE and
 writes the text (with the same TLS set-up as chatterm: no CA bundle for an http:// URL) and
 (b) `chatterm ask` with the history on (what streamed is appended as pieces on a writer thread,
-each indexed for search as it is written) and (c) `chatterm ask -n` (no history: the stream path
+indexed for search later, by the next search) and (c) `chatterm ask -n` (no history: the stream path
 alone). Peak RSS is the child's own (``wait4``), compared with the
 reply's size. Targets (issue 9): time ratio <= 1.3, peak RSS <= 3x the reply.
 After each chatterm run the script checks that the stored reply is complete and whole.

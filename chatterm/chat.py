@@ -227,16 +227,20 @@ class ChatSession:
 
     # --- sending -------------------------------------------------------------------------
 
-    def send(self, prompt: str, attachments: Sequence[Any] = ()) -> AsyncIterator[StreamEvent]:
+    def send(
+        self, prompt: str, attachments: Sequence[Any] = (), *, title: str | None = None
+    ) -> AsyncIterator[StreamEvent]:
         """Store ``prompt`` (and its attachments) as the next user message and stream the reply.
 
         ``attachments`` are :class:`chatterm.attachments.Attachment` values, already read and
         checked; they are stored with the message, so ``-c`` re-sends them as they were.
+        ``title`` names a new conversation when the prompt is not what a user would recognise
+        (``git diff | chatterm ask "write a commit message"``: the question, not the diff).
         """
         if self.conversation is None:
             names = ", ".join(a.name for a in attachments)
             self.conversation = self.store.create_conversation(
-                title_from_prompt(prompt if prompt.strip() else names),
+                title_from_prompt(title or (prompt if prompt.strip() else names)),
                 system_prompt=self._new_system_prompt,
             )
             parent_id = None

@@ -57,6 +57,7 @@ class _State:
     loop: asyncio.AbstractEventLoop | None = None
     callback: Callable[[int], Any] | None = None
     installed = False
+    pending: int | None = None  # a signal to handle again (see _retry_soon)
     loops_handled = False  # the front end turns Ended into its exit even inside its loop
 
 
@@ -134,7 +135,34 @@ def _handle(signum: int, frame: object) -> None:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
+    if _in_import_machinery(frame):
+        _retry_soon(signum)
+        return
     raise Ended(signum)
+
+
+# An exception raised inside importlib's own callbacks (the weakref callback that drops a module
+# lock) is printed as "Exception ignored in ..." with a traceback and then lost. A signal that
+# lands there is handled again a few milliseconds later, once the interpreter is back in
+# ordinary code.
+_RETRY_AFTER_S = 0.005
+
+
+def _in_import_machinery(frame: object) -> bool:
+    code = getattr(frame, "f_code", None)
+    return code is not None and str(code.co_filename).startswith("<frozen importlib")
+
+
+def _retry_soon(signum: int) -> None:
+    _state.pending = signum
+    signal.signal(signal.SIGALRM, _retry)
+    signal.setitimer(signal.ITIMER_REAL, _RETRY_AFTER_S)
+
+
+def _retry(_alarm: int, frame: object) -> None:
+    signum, _state.pending = _state.pending, None
+    if signum is not None:
+        _handle(signum, frame)
 
 
 def _running_loop() -> object | None:

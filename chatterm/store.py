@@ -9,9 +9,11 @@ Why it is shaped this way:
 * Messages form a tree (``parent_id``) so editing a message branches instead of overwriting;
   a conversation remembers its active leaf. Reading one conversation touches only its rows
   (indexed by ``conversation_id``), never the whole history.
-* A streaming reply is written as appended pieces (``message_pieces``), each indexed for search
-  (``pieces_fts``) as it is written, so one flush costs the size of what is new, never of the
-  whole reply, and ending a reply rewrites nothing. Readers join a reply's pieces.
+* A streaming reply is written as appended pieces (``message_pieces``), so one flush costs the
+  size of what is new, never of the whole reply, and ending a reply rewrites nothing. Readers
+  join a reply's pieces. A piece is indexed for search (``pieces_fts``) once, not while it
+  streams: the next search indexes what is pending first (an ordinary reply is folded into
+  its row when it ends and indexed there instead).
 * Every streaming row records its writer (pid, process start time, boot id). Any chatterm that
   opens the history marks the rows of writers that are gone (kill -9, OOM, power loss) as
   interrupted, and never touches the rows of live ones (a reused pid has another start time).
@@ -138,7 +140,29 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX message_attachments_by_name ON message_attachments(name);
     ALTER TABLE conversations ADD COLUMN template TEXT;
     """,
+    # 3 -> 4: a streamed piece is no longer indexed as it is written (indexing 100 MB cost a
+    # third of writing it, on the writer's critical path); it is listed in pieces_unindexed and
+    # indexed once, when the history is next searched (HistoryStore.index_pending). A piece
+    # folded into its row at the end of an ordinary reply is never indexed as a piece at all.
+    # Only pieces that were indexed are removed from the index when they are deleted.
+    """
+    DROP TRIGGER message_pieces_ai;
+    DROP TRIGGER message_pieces_ad;
+    CREATE TABLE pieces_unindexed (piece_id INTEGER PRIMARY KEY);
+    CREATE TRIGGER message_pieces_ai AFTER INSERT ON message_pieces BEGIN
+        INSERT OR REPLACE INTO pieces_unindexed(piece_id) VALUES (new.id);
+    END;
+    CREATE TRIGGER message_pieces_ad AFTER DELETE ON message_pieces BEGIN
+        INSERT INTO pieces_fts(pieces_fts, rowid, content) SELECT 'delete', old.id, old.content
+            WHERE NOT EXISTS (SELECT 1 FROM pieces_unindexed WHERE piece_id = old.id);
+        DELETE FROM pieces_unindexed WHERE piece_id = old.id;
+    END;
+    """,
 )
+
+# How much piece text one indexing transaction takes at most, so that a search catching up on
+# a huge reply never holds the write lock for long (a streaming writer waits for it).
+INDEX_BATCH_CHARS = 8 << 20
 
 # The schema version is the number of migrations: adding one is appending one entry above.
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -745,7 +769,8 @@ class HistoryStore:
         )
 
     def append_pieces(self, message_id: int, content: str, reasoning: str = "") -> None:
-        """Add what streamed since the last flush to a reply, and index it for search.
+        """Add what streamed since the last flush to a reply (indexed for search later, see
+        :meth:`index_pending`).
 
         The cost is that of the new text only; the reply's text is the join of its pieces.
         """
@@ -798,7 +823,7 @@ class HistoryStore:
             return False
         assignments = [f"{k} = ?" for k in sets]
         finishing = status is not None and status != STREAMING
-        if finishing and not replace and self._pieces_size(message_id) <= FOLD_LIMIT:
+        if finishing and not replace and not self._pieces_exceed(message_id, FOLD_LIMIT):
             # A reply of ordinary size ends up whole in its row, as every other message is
             # (cheap: at most FOLD_LIMIT characters); a big one stays in its pieces.
             replace = True
@@ -823,13 +848,25 @@ class HistoryStore:
                 db.execute("DELETE FROM message_pieces WHERE message_id = ?", (message_id,))
         return changed
 
-    def _pieces_size(self, message_id: int) -> int:
-        rows = self._read(
-            "SELECT coalesce(sum(length(content)) + sum(length(reasoning)), 0)"
-            " FROM message_pieces WHERE message_id = ?",
-            (message_id,),
-        )
-        return int(rows[0][0]) if rows else 0
+    def _pieces_exceed(self, message_id: int, limit: int) -> bool:
+        """Whether a reply's pieces hold more than ``limit`` characters. Stops at the first
+        piece past the limit: length() of a text reads all of it, and summing a 100 MB
+        reply's pieces cost 0.17 s at its end."""
+        try:
+            cursor = self._db.execute(
+                "SELECT length(content) + length(reasoning) FROM message_pieces"
+                " WHERE message_id = ? ORDER BY id",
+                (message_id,),
+            )
+            total = 0
+            for (size,) in cursor:
+                total += size
+                if total > limit:
+                    cursor.close()
+                    return True
+            return False
+        except sqlite3.DatabaseError as exc:
+            raise self._explain(exc, "read") from exc
 
     def repair_orphans(self) -> list[int]:
         """Mark replies whose writing process is gone as interrupted; return their ids.
@@ -1041,6 +1078,7 @@ class HistoryStore:
         query = _fts_query(text)
         if not query:
             return []
+        self._index_pending_quietly()
         rows = self._read(
             "SELECT m.id, m.conversation_id, c.title, m.role, m.created_at"
             " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
@@ -1066,6 +1104,46 @@ class HistoryStore:
         if len(hits) < limit:
             hits += self._attachment_hits(text.split(), limit - len(hits))
         return hits
+
+    def index_pending(self) -> int:
+        """Index every streamed piece not yet indexed; return how many were.
+
+        Each piece is indexed once: it leaves ``pieces_unindexed`` in the transaction that
+        indexes it, so a second caller (another process searching at the same moment) finds
+        nothing left to do. Transactions hold at most ``INDEX_BATCH_CHARS`` of text, so a
+        streaming writer is never kept waiting long; the cost is linear in what was pending.
+        """
+        done = 0
+        while True:
+            with self._transaction() as db:
+                rows = db.execute(
+                    "SELECT u.piece_id, coalesce(length(p.content), 0) FROM pieces_unindexed u"
+                    " LEFT JOIN message_pieces p ON p.id = u.piece_id ORDER BY u.piece_id"
+                    " LIMIT 256"
+                ).fetchall()
+                if not rows:
+                    return done
+                size = 0
+                for piece_id, length in rows:
+                    if size and size + length > INDEX_BATCH_CHARS:
+                        break
+                    size += length
+                    db.execute(
+                        "INSERT INTO pieces_fts(rowid, content)"
+                        " SELECT id, content FROM message_pieces WHERE id = ?",
+                        (piece_id,),
+                    )
+                    db.execute("DELETE FROM pieces_unindexed WHERE piece_id = ?", (piece_id,))
+                    done += 1
+
+    def _index_pending_quietly(self) -> None:
+        """Catch the index up before a search. A history that cannot be written now (read-only,
+        locked, disk full) is searched as it is: pieces not yet indexed are then not found,
+        until a writable search indexes them."""
+        if self.readonly:
+            return
+        with contextlib.suppress(StoreError):
+            self.index_pending()
 
     def _attachment_hits(self, words: list[str], limit: int) -> list[SearchHit]:
         """Messages whose attached file names contain every word (case-insensitive)."""

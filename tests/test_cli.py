@@ -57,6 +57,18 @@ def test_stdin_then_blank_line_then_prompt(openai_server, server_env) -> None:
     assert last_request(openai_server)["messages"][-1]["content"] == "line one\nline two\n\nsummarise"
 
 
+def test_title_comes_from_the_prompt_not_from_piped_stdin(openai_server, server_env) -> None:
+    result = run_cli(
+        "ask", "-m", "echo", "write a commit message", input="diff --git a/x b/x\n+1\n",
+        env=server_env,
+    )
+    assert result.returncode == 0, result.stderr
+    alone = run_cli("ask", "-m", "echo", input="only stdin here\n", env=server_env)
+    assert alone.returncode == 0, alone.stderr
+    titles = [t for (t,) in history_rows("SELECT title FROM conversations ORDER BY created_at")]
+    assert titles == ["write a commit message", "only stdin here"]
+
+
 def test_stdin_alone_with_and_without_subcommand(openai_server, server_env) -> None:
     for args in (["ask", "-m", "echo"], ["-m", "echo"]):
         result = run_cli(*args, input="just stdin\n", env=server_env)

@@ -350,3 +350,27 @@ def test_json_is_printed_on_interruption_with_the_partial(server_env) -> None:
     assert data["reply"].startswith("tok0 ") and data["conversation_id"] and data["message_id"]
     content, status, _ = reply_row("json and stop")
     assert status == "interrupted" and content == data["reply"]
+
+
+def test_a_signal_inside_the_import_machinery_is_handled_again_just_after() -> None:
+    """Raised inside importlib's weakref callbacks, Ended would be printed as "Exception
+    ignored" with a traceback and lost; the handler waits until ordinary code runs again."""
+    import types
+
+    from chatterm import endings
+
+    inside_import = types.SimpleNamespace(
+        f_code=types.SimpleNamespace(co_filename="<frozen importlib._bootstrap>")
+    )
+    previous = signal.getsignal(signal.SIGALRM)
+    endings.reset()
+    try:
+        endings._handle(signal.SIGINT, inside_import)  # returns: not raised inside importlib
+        with pytest.raises(endings.Ended) as ended:
+            for _ in range(200):  # the retry comes on SIGALRM a few ms later
+                time.sleep(0.01)
+        assert ended.value.exit_code == 130
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        endings.reset()

@@ -260,3 +260,150 @@ def test_a_new_history_uses_big_pages(tmp_path: Path) -> None:
     with HistoryStore(tmp_path / "h.db") as store:
         assert store._db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
         assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# --- issue 9: pieces are indexed once, when the history is searched ---------------------------
+
+
+def _fts_check(store: HistoryStore) -> None:
+    """FTS5's own check that its index matches the pieces table (raises if not)."""
+    store._db.execute("INSERT INTO pieces_fts(pieces_fts) VALUES ('integrity-check')")
+
+
+def _pending(store: HistoryStore) -> int:
+    return int(store._db.execute("SELECT count(*) FROM pieces_unindexed").fetchone()[0])
+
+
+def test_a_huge_reply_is_indexed_at_the_next_search_and_found_anywhere(tmp_path: Path) -> None:
+    filler = "lorem ipsum dolor sit amet " * 40_000  # ~1 MB a piece, 3 MB in all: kept in pieces
+    with HistoryStore(tmp_path / "h.db") as store:
+        conv = store.create_conversation("t")
+        reply = store.add_message(conv.id, "assistant", "", status="streaming")
+        store.append_pieces(reply.id, "aardvark " + filler)
+        store.append_pieces(reply.id, filler + " middlemost " + filler)
+        store.append_pieces(reply.id, filler + " zebrafinch")
+        # Written, not indexed: the stream did not pay for the index.
+        assert _pending(store) == 3
+        assert store._db.execute("SELECT count(*) FROM pieces_fts_docsize").fetchone()[0] == 0
+        # Still streaming: a search indexes what is pending first and finds the words.
+        assert [h.message_id for h in store.search("zebrafinch")] == [reply.id]
+        assert _pending(store) == 0
+        store.update_message(reply.id, status="complete")
+        pieces = "SELECT pieces FROM messages WHERE id = ?"
+        assert store._db.execute(pieces, (reply.id,)).fetchone()[0] == 3  # not folded
+        for word in ("aardvark", "middlemost", "zebrafinch", "aardvark zebrafinch"):
+            assert [h.message_id for h in store.search(word)] == [reply.id], word
+        (hit,) = store.search("aardvark")
+        assert "aardvark" in hit.snippet and hit.matches
+        assert store.search("middlemost absent") == []
+        _fts_check(store)
+
+
+def test_indexing_happens_once_even_with_two_searchers(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    with HistoryStore(path) as first, HistoryStore(path) as second:
+        conv = first.create_conversation("t")
+        reply = first.add_message(conv.id, "assistant", "", status="streaming")
+        for n in range(10):
+            first.append_pieces(reply.id, f"gnu{n} " * 100)
+        assert first.index_pending() == 10
+        assert second.index_pending() == 0  # nothing left: no piece is indexed twice
+        assert [h.message_id for h in second.search("gnu7")] == [reply.id]
+        first.append_pieces(reply.id, "gnu10 late")
+        assert second.index_pending() == 1 and first.index_pending() == 0
+        docs = first._db.execute("SELECT count(*) FROM pieces_fts_docsize").fetchone()[0]
+        assert docs == 11
+        _fts_check(first)
+
+
+def test_deleting_unindexed_and_indexed_pieces_keeps_the_index_sound(tmp_path: Path) -> None:
+    with HistoryStore(tmp_path / "h.db") as store:
+        conv = store.create_conversation("t")
+        indexed = store.add_message(conv.id, "assistant", "", status="streaming")
+        store.append_pieces(indexed.id, "wapiti one")
+        assert store.index_pending() == 1
+        pending = store.add_message(conv.id, "assistant", "", status="streaming")
+        store.append_pieces(pending.id, "wapiti two")
+        # An ordinary reply is folded into its row when it ends: its piece is never indexed.
+        store.update_message(pending.id, status="complete")
+        assert _pending(store) == 0
+        other = store.create_conversation("u")
+        kept = store.add_message(other.id, "assistant", "", status="streaming")
+        store.append_pieces(kept.id, "wapiti three")
+        gone = store.add_message(conv.id, "assistant", "", status="streaming")
+        store.append_pieces(gone.id, "wapiti four")
+        assert store.delete_conversation(conv.id)
+        assert _pending(store) == 1  # only the kept reply's piece is left to index
+        assert [h.message_id for h in store.search("wapiti")] == [kept.id]
+        _fts_check(store)
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from chatterm.store import HistoryStore
+    store = HistoryStore(Path(sys.argv[1]))
+    conv = store.create_conversation("killed")
+    for size in (int(sys.argv[2]), 10):
+        reply = store.add_message(conv.id, "assistant", "", status="streaming")
+        store.append_pieces(reply.id, "x " * size + "capybara" + str(size) + " ")
+        store.append_pieces(reply.id, "tail" + str(size) + " " + "y " * size)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_a_killed_replys_pieces_are_found_by_search(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    big = 600_000  # two pieces of 1.2 M characters: more than FOLD_LIMIT, kept in pieces
+    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path), str(big)], timeout=120)
+    assert proc.returncode == -9
+    with HistoryStore(path) as store:  # opening repairs the killed replies
+        rows = store._db.execute(
+            "SELECT id, status, pieces FROM messages WHERE role = 'assistant' ORDER BY id"
+        ).fetchall()
+        assert [(status, pieces > 0) for _, status, pieces in rows] == [
+            (INTERRUPTED, True), (INTERRUPTED, False),  # the small one was folded into its row
+        ]
+        for word, row in ((f"capybara{big}", 0), (f"tail{big}", 0), ("capybara10", 1), ("tail10", 1)):
+            assert [h.message_id for h in store.search(word)] == [rows[row][0]], word
+        assert _pending(store) == 0
+        _fts_check(store)
+
+
+def test_a_version_3_history_keeps_its_indexed_pieces(tmp_path: Path) -> None:
+    from chatterm.store import _MIGRATIONS, _split_sql
+
+    path = tmp_path / "v3.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for script in _MIGRATIONS[:3]:
+        for statement in _split_sql(script):
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 3")
+    db.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES ('c', 't', 1, 1)")
+    db.execute(
+        "INSERT INTO messages (id, conversation_id, role, content, status, created_at, pieces)"
+        " VALUES (1, 'c', 'assistant', '', 'complete', 1, 1)"
+    )
+    db.execute("INSERT INTO message_pieces (message_id, content) VALUES (1, 'old margay')")
+    db.close()
+    with HistoryStore(path) as store:
+        assert _pending(store) == 0  # indexed when it was written, by the old trigger
+        assert [h.message_id for h in store.search("margay")] == [1]
+        _fts_check(store)
+        assert store.delete_conversation("c")
+        assert store.search("margay") == []
+        _fts_check(store)
+
+
+def test_a_scratch_history_never_indexes_pieces() -> None:
+    """`ask -n` writes into ``:memory:``, which nothing searches: no index work at all."""
+    with HistoryStore(Path(":memory:")) as store:
+        conv = store.create_conversation("t")
+        reply = store.add_message(conv.id, "assistant", "", status="streaming")
+        for _ in range(3):
+            store.append_pieces(reply.id, "okapi " * 200_000)
+        store.update_message(reply.id, status="complete")
+        assert store._db.execute("SELECT count(*) FROM pieces_fts_docsize").fetchone()[0] == 0
+        assert _pending(store) == 3

@@ -16,7 +16,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from chatterm import endings
-from chatterm.backend import Backend, BackendError, Metadata, Notice, ReasoningDelta, TextDelta
+from chatterm.backend import Backend, BackendError, TextDelta
 from chatterm.chat import ChatSession, ReplyOutcome, memory_store
 from chatterm.cli import start_collecting
 from chatterm.cli.failures import Failure, for_stderr, silence_stdout
@@ -25,6 +25,7 @@ from chatterm.cli.options import AskOutput, CommonOptions
 from chatterm.cli.render import ReplySink, choose_sink
 from chatterm.config import Choice, Config, Template, load_config
 from chatterm.continuation import route_of
+from chatterm.events import NullHandler, dispatch
 from chatterm.paths import history_path
 from chatterm.runtime import open_backend
 from chatterm.sanitize import safe_json
@@ -52,10 +53,30 @@ class _Turn:
     text: str
     gathered: Gathered | None = None
     template: str | None = None
+    title: str | None = None  # the prompt argument, when piped stdin came before it
 
     @property
     def attachments(self) -> list[Any]:
         return self.gathered.attachments if self.gathered else []
+
+
+class _AskHandler(NullHandler):
+    """What `ask` does with the events other than text (the shared dispatch in chatterm.events):
+    reasoning to the sink, notices to stderr, backend facts to stderr with --debug."""
+
+    def __init__(self, sink: ReplySink, debug: bool) -> None:
+        self._sink = sink
+        self._debug = debug
+
+    def on_reasoning(self, text: str) -> None:
+        self._sink.reasoning(text)
+
+    def on_notice(self, message: str) -> None:
+        _say(message)
+
+    def on_metadata(self, values: dict[str, Any]) -> None:
+        if self._debug:
+            _say(f"backend: {values}")
 
 
 def run_ask(common: CommonOptions, output: AskOutput, prompt: str | None) -> int:
@@ -103,7 +124,8 @@ def _run_ask(common: CommonOptions, output: AskOutput, prompt: str | None, run: 
     uses_stdin = "-" in output.files or "-" in output.images
     text = _question(prompt, "" if uses_stdin else read_piped_stdin(), template, gathered)
     common = apply_template(common, template)
-    turn = _Turn(text, gathered, output.template)
+    title = prompt if prompt and prompt.strip() else None
+    turn = _Turn(text, gathered, output.template, title)
     wants_conversation = bool(common.session or common.continue_last)
     try:
         history = HistoryStore(history_path())
@@ -240,20 +262,17 @@ async def _stream(
         # Before send(): a model that cannot be loaded must not leave a conversation behind.
         await backend.prepare(session.model, session.options)
         new = session.conversation is None
-        events: Any = session.send(turn.text, turn.attachments)
+        events: Any = session.send(turn.text, turn.attachments, title=turn.title)
         if new and turn.template and session.conversation is not None:
             session.store.set_template(session.conversation.id, turn.template)
+        handler = _AskHandler(sink, debug)
+        write_text = sink.text
         async with contextlib.aclosing(events):
             async for event in events:
-                kind = type(event)
-                if kind is TextDelta:
-                    sink.text(event.text)  # type: ignore[union-attr]
-                elif kind is ReasoningDelta:
-                    sink.reasoning(event.text)  # type: ignore[union-attr]
-                elif kind is Notice:
-                    _say(event.message)  # type: ignore[union-attr]
-                elif kind is Metadata and debug:
-                    _say(f"backend: {dict(event.values)}")  # type: ignore[union-attr]
+                if type(event) is TextDelta:  # the hot path: one check per chunk
+                    write_text(event.text)
+                else:
+                    dispatch(event, handler)
     except (BackendError, StoreError) as exc:
         _close_quietly(sink)
         run.error = exc.message
