@@ -179,6 +179,7 @@ class ConversationController:
         pool: BackendPool | None = None,
         listener: Listener | None = None,
         backends: Callable[[], Iterable[str]] | None = None,
+        follow_routes: bool | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -199,8 +200,9 @@ class ConversationController:
         # (backend, server, model) combinations whose Backend.prepare has succeeded.
         self._prepared: set[tuple[Any, ...]] = set()
         # Nothing on the command line chose a backend: opening a conversation goes back to the
-        # backend and model that last answered it, as ``ask -c`` does.
-        self.follow_routes = choice.chosen_by_default
+        # backend and model that last answered it, as ``ask -c`` does. The CLI says whether
+        # flags chose (a default profile or OPENAI_BASE_URL does not count as choosing).
+        self.follow_routes = choice.chosen_by_default if follow_routes is None else follow_routes
 
     # --- events ----------------------------------------------------------------------------
 

@@ -391,5 +391,10 @@ def test_opening_a_conversation_goes_back_to_where_it_was_answered(
                                          server_choice(openai_server, "other"))
         flagged.open(conv_id)
         assert flagged.choice.backend_config.model == "other"
+        # A default profile or OPENAI_BASE_URL is not a flag: the CLI says so, routes win.
+        by_env = ConversationController(store, Config(path=tmp_path / "c.toml"),
+                                        server_choice(openai_server, "other"), follow_routes=True)
+        by_env.open(conv_id)
+        assert by_env.choice.backend_config.model == "echo@route"
 
     run(scenario)

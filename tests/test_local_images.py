@@ -122,7 +122,9 @@ def test_vision_model_takes_each_image_type(tiny_vlm_dir: Path) -> None:
         assert all(isinstance(e.text, str) for e in events if isinstance(e, TextDelta))
 
 
-def test_vision_model_through_the_cli_and_continue(tiny_vlm_dir: Path, tmp_path: Path) -> None:
+def test_vision_model_through_the_cli_and_continue(
+    tiny_vlm_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
     image = tmp_path / "photo.jpg"
     image.write_bytes(picture("JPEG"))
     args = ["ask", "--backend", "local", "-m", str(tiny_vlm_dir), "-o", "temperature", "0",
@@ -136,3 +138,13 @@ def test_vision_model_through_the_cli_and_continue(tiny_vlm_dir: Path, tmp_path:
     assert again.returncode == 0, again.stderr
     # The continued turn re-sent the stored image: its prompt is longer than the first.
     assert json.loads(again.stdout)["usage"]["prompt_tokens"] > prompt_with_image
+    # Continued on a text-only model, the stored image could not be re-sent: refused before
+    # the new prompt is stored.
+    stored = message_count()
+    text_only = run_cli(
+        "ask", "--backend", "local", "-m", str(tiny_model_dir), "-c", "text only?", timeout=180
+    )
+    assert text_only.returncode == 2
+    assert_one_line_error(text_only.stderr)
+    assert "takes no images (earlier turns)" in text_only.stderr
+    assert message_count() == stored

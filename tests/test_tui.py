@@ -371,6 +371,7 @@ def test_server_error_mid_reply_keeps_everything(tmp_path: Path, openai_server: 
             view = app.view.message_views()[-1]
             assert view.status == ERROR and reply.error in view.problem_text().plain
             assert view.query_one(".problem").display and "failed" in view.header_text().plain
+            assert "ctrl+r retries" in view.problem_text().plain  # the retry action, named
 
             # A failure before any text: the prompt comes back into the box.
             app.choice = server_choice(openai_server, "http:500-always")

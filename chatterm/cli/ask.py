@@ -184,8 +184,8 @@ def _ask(
     output: AskOutput,
     run: _Run,
 ) -> int:
+    _check_images(backend, choice, turn.gathered, store, conversation)
     if turn.gathered is not None:
-        _check_images(backend, choice, turn.gathered)
         for notice in turn.gathered.notices:
             _say(notice)
     session = ChatSession(
@@ -326,14 +326,32 @@ def _question(
     return fill_prompt(template, raw)
 
 
-def _check_images(backend: Backend, choice: Choice, gathered: Gathered) -> None:
-    """Refuse images the backend or model cannot take before anything is stored or sent."""
-    if not gathered.images:
+def _check_images(
+    backend: Backend,
+    choice: Choice,
+    gathered: Gathered | None,
+    store: HistoryStore,
+    conversation: Conversation | None,
+) -> None:
+    """Refuse images the backend or model cannot take before anything is stored or sent:
+    new ones (-a), and those earlier turns of a continued conversation would re-send."""
+    if gathered is not None and gathered.images:
+        flag = "-a"
+    elif conversation is not None and _branch_has_images(store, conversation):
+        flag = "earlier turns"
+    else:
         return
     model = choice.backend_config.model or backend.default_model
     if not backend.accepts_images(model):
         what = f"model {model}" if model else f"backend {choice.backend}"
-        raise Failure(f"{what} takes no images (-a); use a vision-language model or drop -a")
+        hint = "drop -a" if flag == "-a" else "continue with -m MODEL that takes images"
+        raise Failure(f"{what} takes no images ({flag}); use a vision-language model or {hint}")
+
+
+def _branch_has_images(store: HistoryStore, conversation: Conversation) -> bool:
+    ids = [m.id for m in store.branch(conversation.id) if m.role == "user"]
+    stored = store.attachments_for(ids) if ids else {}
+    return any(a.kind == "image" for items in stored.values() for a in items)
 
 
 def _kept(session: ChatSession) -> str:

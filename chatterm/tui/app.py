@@ -125,6 +125,7 @@ class ChattermApp(App[int]):
         tune_gc: bool = False,
         debug: bool = False,
         handle_signals: bool = False,
+        follow_routes: bool | None = None,
     ) -> None:
         super().__init__()
         self.debug_mode = debug
@@ -137,7 +138,8 @@ class ChattermApp(App[int]):
         self.store = store
         self.presenter = ReplyPresenter(self)
         self.controller = ConversationController(
-            store, config, choice, pool=BackendPool(), listener=self.presenter
+            store, config, choice, pool=BackendPool(), listener=self.presenter,
+            follow_routes=follow_routes,
         )
         self.keymap_overrides: dict[str, str] = dict(config.keys)
         self.reply_worker: Worker[None] | None = None
@@ -937,6 +939,7 @@ def run_tui(
     continue_last: bool = False,
     session_id: str | None = None,
     debug: bool = False,
+    follow_routes: bool | None = None,
 ) -> int:
     """Open the TUI over the user's history; returns the process exit code.
 
@@ -962,7 +965,7 @@ def run_tui(
             session_id = found.id
         app = ChattermApp(
             choice, config, store, continue_last=continue_last, session_id=session_id,
-            tune_gc=True, debug=debug, handle_signals=True,
+            tune_gc=True, debug=debug, handle_signals=True, follow_routes=follow_routes,
         )
         result = app.run()
         if debug:

@@ -220,7 +220,12 @@ class MessageView(Vertical, can_focus=True):
 
     def problem_text(self) -> Text:
         if self.status == ERROR and self.error:
-            return Text(f"⚠ {safe_inline(self.error)}")
+            text = Text(f"⚠ {safe_inline(self.error)}")
+            if self.role == "assistant":
+                # A failed turn is kept but not sent as context; answering it again is one key.
+                keymap = getattr(self.app, "keymap_overrides", {}) if self.is_attached else {}
+                text.append(f"  · {keys.key_label('regenerate', keymap)} retries", style="dim")
+            return text
         if self.status == INTERRUPTED:
             return Text("■ stopped; the text above is what arrived")
         return Text("")
