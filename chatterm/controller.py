@@ -623,13 +623,18 @@ class ConversationController:
         settings = self.conversation.options if self.conversation else pending.get("options", {})
         options.update(backend.validate_options(settings or {}))
         model = self.choice.backend_config.model or backend.default_model
-        images = check_images and any(a.kind == "image" for a in reply.attachments)
-        if images and not backend.accepts_images(model):
-            # As ask -a: refused before anything is stored, never silently dropped.
+        if check_images and not backend.accepts_images(model):
+            # As ask -a / -c: refused before anything is stored, never silently dropped.
             what = f"model {model}" if model else f"backend {self.choice.backend}"
-            raise BackendError(
-                f"{what} takes no images; use a vision-language model or remove the image"
-            )
+            if any(a.kind == "image" for a in reply.attachments):
+                raise BackendError(
+                    f"{what} takes no images; use a vision-language model or remove the image"
+                )
+            if self._branch_has_images():
+                raise BackendError(
+                    f"{what} takes no images (earlier turns hold some); switch to a model "
+                    "that takes images"
+                )
         session = self._session_for(backend, model, options)
         new_conversation = session.conversation is None
         template = self.pending_template if new_conversation else None
@@ -661,6 +666,12 @@ class ConversationController:
         reply.model = model
         reply.backend = self.choice.backend
         reply.conversation_id = self.conversation.id
+
+    def _branch_has_images(self) -> bool:
+        """Whether the open conversation's branch holds images (every turn re-sends them)."""
+        ids = [m.id for m in self.branch() if m.role == "user"]
+        stored = self.attachments_for(ids) if ids else {}
+        return any(a.kind == "image" for items in stored.values() for a in items)
 
     def _session_for(
         self, backend: Backend, model: str | None, options: dict[str, Any]

@@ -304,3 +304,28 @@ def test_an_image_for_a_text_only_local_model_is_refused_before_storing(
             assert [a.name for a in app.attachment_chips.attachments] == ["shot.png"]
 
     run(scenario())
+
+
+def test_a_conversation_holding_images_is_not_continued_on_a_text_only_model(
+    files: Path, tiny_model_dir: Path
+) -> None:
+    from chatterm.attachments import Attachment
+    from chatterm.config import resolve
+
+    async def scenario() -> None:
+        config = Config(path=files / "config.toml")
+        choice = resolve(config, backend="local", model=str(tiny_model_dir), env={})
+        app, store = make_app(files, choice, config)
+        conv = store.create_conversation("pictures")
+        user = store.add_message(conv.id, "user", "what is this?")
+        store.add_attachments(user.id, [Attachment("shot.png", "image", "image/png", PNG)])
+        store.add_message(conv.id, "assistant", "a picture", parent_id=user.id)
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv.id)
+            assert [b.attachment.name for b in app.view.query(AttachmentBlock)] == ["shot.png"]
+            await send_box(app, pilot, "and now?")
+            assert [m.content for m in store.branch(conv.id)] == ["what is this?", "a picture"]
+            assert any("earlier turns hold some" in text for _, text in app.notices)
+            assert app.prompt_input.text == "and now?"
+
+    run(scenario())
