@@ -483,3 +483,13 @@ def classify(path: str) -> str:
     except OSError:
         return "text"
     return "image" if image_mime(head) else "text"
+
+
+def read_paths(paths: Iterable[str]) -> Gathered:
+    """Read paths the user picked (the TUI's dialog, ``@path``): images, by their bytes, as
+    images (``-a``), everything else as files (``-f``), with the same checks as ``ask``."""
+    files: list[str] = []
+    images: list[str] = []
+    for path in paths:
+        (images if classify(path) == "image" else files).append(path)
+    return gather(files, images)

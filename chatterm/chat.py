@@ -262,13 +262,20 @@ class ChatSession:
         return self._reply_to(users[-1])
 
     def edit(self, message_id: int, new_text: str) -> AsyncIterator[StreamEvent]:
-        """Replace an earlier user message by branching from its parent and resending."""
+        """Replace an earlier user message by branching from its parent and resending.
+
+        The files and images sent with the original go with the edited text too: an edit
+        changes the question, not what it was about.
+        """
         original = self.store.get_message(message_id)
         if self.conversation is None or original is None or original.role != "user":
             raise BackendError("only a user message of this conversation can be edited")
         user = self.store.add_message(
             self.conversation.id, "user", new_text, parent_id=original.parent_id
         )
+        attached = self.store.attachments_for([original.id]).get(original.id)
+        if attached:
+            self.store.add_attachments(user.id, attached)
         return self._reply_to(user)
 
     def build_request(self, upto: Message) -> ChatRequest:

@@ -31,7 +31,7 @@ from chatterm import export
 from chatterm.backend import Backend, BackendError, BackendUnavailable, Usage
 from chatterm.backend_pool import BackendPool, choice_key
 from chatterm.chat import ChatSession
-from chatterm.config import Choice, Config, ConfigError, resolve
+from chatterm.config import Choice, Config, ConfigError, Template, resolve
 from chatterm.continuation import choice_for_conversation, route_of
 from chatterm.controller_events import (
     ControllerEvent,
@@ -48,7 +48,14 @@ from chatterm.controller_events import (
 )
 from chatterm.events import NullHandler, dispatch
 from chatterm.local_models import cached_models
-from chatterm.store import ERROR, Conversation, HistoryStore, Message, StoreError
+from chatterm.store import (
+    ERROR,
+    Conversation,
+    HistoryStore,
+    Message,
+    StoredAttachment,
+    StoreError,
+)
 
 # While a fast stream arrives from a buffer, ``async for`` may never suspend; hand the loop
 # back this often so a key (Esc) is handled well within 100 ms, whatever the stream's speed.
@@ -183,6 +190,8 @@ class ConversationController:
         self.session: ChatSession | None = None
         # Settings chosen for a conversation that does not exist yet (F4 before the first send).
         self.pending_settings: dict[str, Any] | None = None
+        # The [templates.NAME] the new conversation starts from (palette), until its first send.
+        self.pending_template: Template | None = None
         self.reply: Reply | None = None  # the reply streaming now, maybe in another conversation
         self.last_reply: Reply | None = None
         # The model that actually answered, per target (from the backend's Metadata).
@@ -227,6 +236,7 @@ class ConversationController:
         self.conversation = conversation
         self.session = None
         self.pending_settings = None
+        self.pending_template = None
         if conversation is not None and self.follow_routes and conversation.route:
             self._follow_route(conversation)
         return conversation
@@ -308,12 +318,15 @@ class ConversationController:
         conversation = self.store.get_conversation(wanted) if wanted else None
         if conversation is None:
             raise ControllerError("nothing to export: this conversation is empty")
-        if path.suffix.lower() == ".json":
-            document = export.to_json(conversation, self.store.all_messages(conversation.id))
-        else:
-            document = export.to_markdown(conversation, self.store.branch(conversation.id))
+        as_json = path.suffix.lower() == ".json"
+        # JSON: every branch; Markdown: the active one.
+        messages = (
+            self.store.all_messages(conversation.id) if as_json
+            else self.store.branch(conversation.id)
+        )
+        document = export.render(self.store, conversation, messages, as_json=as_json)
         try:
-            path.write_text(document + "\n", encoding="utf-8")
+            export.write_private(path, document + "\n")
         except OSError as exc:
             raise ControllerError(f"cannot write {path}: {exc.strerror or exc}") from None
         return path
@@ -367,6 +380,91 @@ class ConversationController:
         if conversation is None:
             raise ControllerError("the conversation no longer exists")
         return conversation
+
+    # --- attachments and templates --------------------------------------------------------
+
+    def attachments_for(self, message_ids: Iterable[int]) -> dict[int, list[StoredAttachment]]:
+        """The stored attachments of the given messages (for the conversation view); none
+        when the history cannot be read: the messages still show, without them."""
+        try:
+            return self.store.attachments_for(message_ids)
+        except StoreError:
+            return {}
+
+    def prepare_prompt(
+        self, text: str, pending: Iterable[Any] = (), cwd: Path | None = None
+    ) -> tuple[str, list[Any]]:
+        """The prompt to send and its attachments: the ones already attached (``pending``),
+        then the existing files the text names as ``@path`` (written as plain ``path``).
+
+        Everything is read and checked here, before anything is stored, with the checks of
+        ``ask -f/-a``; a file that cannot go is a ControllerError naming it, and nothing is sent.
+        What a folder left out (over the size cap) is told as a warning.
+        """
+        from chatterm.attachments import (
+            MAX_TEXT_BYTES,
+            AttachmentError,
+            read_paths,
+            split_at_paths,
+        )
+
+        attachments = list(pending)
+        cleaned, mentioned = split_at_paths(text, cwd)
+        if mentioned:
+            base = cwd or Path.cwd()
+            try:
+                gathered = read_paths(
+                    str(base / Path(p).expanduser()) if cwd is not None else p for p in mentioned
+                )
+            except AttachmentError as exc:
+                raise ControllerError(exc.message) from None
+            if cwd is not None:  # names as typed, not the absolute path
+                gathered.attachments = [
+                    _renamed(a, str(base), "") for a in gathered.attachments
+                ]
+            for notice in gathered.notices:
+                self.emit(Told(notice, "warning"))
+            have = {(a.name, a.sha256) for a in attachments}
+            attachments += [a for a in gathered.attachments if (a.name, a.sha256) not in have]
+        text_bytes = sum(a.size for a in attachments if a.kind == "text")
+        if text_bytes > MAX_TEXT_BYTES:
+            raise ControllerError(
+                f"attached files are {text_bytes // 1024} KB; they may be at most "
+                f"{MAX_TEXT_BYTES // (1024 * 1024)} MB in total"
+            )
+        return (cleaned if mentioned else text), attachments
+
+    def use_template(self, name: str) -> Template:
+        """Start the new conversation from ``[templates.NAME]``, as ``ask -t NAME`` does: its
+        profile and model choose the backend, its system prompt and options become the
+        conversation's settings, its prompt pattern wraps the first prompt, and the
+        conversation records the template. Call it on a new conversation (after ``open(None)``).
+        """
+        from chatterm.templates import get_template
+
+        if self.conversation is not None:
+            raise ControllerError("a template starts a new conversation")
+        try:
+            template = get_template(self.config, name)
+            choice = self.choice
+            if template.profile:
+                choice = resolve(
+                    self.config, profile=template.profile, debug=choice.backend_config.debug
+                )
+        except (ConfigError, BackendError) as exc:
+            raise ControllerError(exc.message) from None
+        if template.model:
+            choice = dataclasses.replace(
+                choice,
+                backend_config=dataclasses.replace(choice.backend_config, model=template.model),
+            )
+        self.choice = choice
+        settings: dict[str, Any] = {"options": dict(template.options)}
+        if template.system_prompt is not None:
+            settings["system_prompt"] = template.system_prompt
+        self.pending_settings = settings
+        self.pending_template = template
+        return template
 
     # --- where the next message goes -------------------------------------------------------
 
@@ -467,8 +565,19 @@ class ConversationController:
 
     # --- replies ---------------------------------------------------------------------------
 
-    def start(self, kind: ReplyKind, text: str = "", message_id: int | None = None) -> Reply:
+    def start(
+        self,
+        kind: ReplyKind,
+        text: str = "",
+        message_id: int | None = None,
+        *,
+        attachments: Iterable[Any] = (),
+        typed: str | None = None,
+    ) -> Reply:
         """Begin a reply; stores the prompt and the reply row now when the backend is open.
+
+        ``attachments`` (read and checked, see :meth:`prepare_prompt`) go with a ``send``;
+        ``typed`` is what the prompt box held, when it differs from ``text``.
 
         Raises ControllerError when another reply is streaming or there is nothing to answer,
         BackendError / StoreError when the prompt cannot be stored.
@@ -477,39 +586,67 @@ class ConversationController:
             raise ControllerError("a reply is still streaming; press Esc to stop it first")
         if kind == "regenerate" and self.conversation is None:
             raise ControllerError("nothing to regenerate yet")
-        if kind == "send" and self._is_retry(text):
+        attached = list(attachments) if kind == "send" else []
+        if kind == "send" and self._is_retry(text, attached):
             kind = "regenerate"  # the same prompt after a failure: answer it again, once
-        reply = Reply(kind, prompt=text, edit_of=message_id, backend=self.choice.backend)
+        reply = Reply(kind, prompt=text, edit_of=message_id, backend=self.choice.backend,
+                      attachments=attached, typed=typed if typed != text else None)
         backend = self.pool.cached(self.choice)
         if backend is not None and self._prepared_key(self.choice, backend) in self._prepared:
             self._store(reply, backend, backend.validate_options(self.choice.options))
         self.reply = self.last_reply = reply
         return reply
 
-    def _is_retry(self, text: str) -> bool:
-        """True when the branch ends with this very prompt and a reply that failed empty."""
+    def _is_retry(self, text: str, attachments: list[Any]) -> bool:
+        """True when the branch ends with this very prompt (and attachments) and a reply that
+        failed empty."""
         if self.conversation is None:
             return False
         branch = self.branch()
-        return (
+        if not (
             len(branch) >= 2
             and branch[-2].role == "user"
             and branch[-2].content == text
             and branch[-1].role == "assistant"
             and branch[-1].status == ERROR
             and not branch[-1].content
-        )
+        ):
+            return False
+        stored = self.attachments_for([branch[-2].id]).get(branch[-2].id, [])
+        return [(a.name, a.sha256) for a in stored] == [(a.name, a.sha256) for a in attachments]
 
-    def _store(self, reply: Reply, backend: Backend, options: dict[str, Any]) -> None:
+    def _store(
+        self, reply: Reply, backend: Backend, options: dict[str, Any], check_images: bool = True
+    ) -> None:
         """Store the prompt and an empty reply row (ChatSession does both at once)."""
         pending = self.pending_settings or {}
         settings = self.conversation.options if self.conversation else pending.get("options", {})
         options.update(backend.validate_options(settings or {}))
         model = self.choice.backend_config.model or backend.default_model
+        if check_images and not backend.accepts_images(model):
+            # As ask -a / -c: refused before anything is stored, never silently dropped.
+            what = f"model {model}" if model else f"backend {self.choice.backend}"
+            if any(a.kind == "image" for a in reply.attachments):
+                raise BackendError(
+                    f"{what} takes no images; use a vision-language model or remove the image"
+                )
+            if self._branch_has_images():
+                raise BackendError(
+                    f"{what} takes no images (earlier turns hold some); switch to a model "
+                    "that takes images"
+                )
         session = self._session_for(backend, model, options)
         new_conversation = session.conversation is None
+        template = self.pending_template if new_conversation else None
+        if template is not None and reply.kind == "send":
+            from chatterm.templates import fill_prompt
+
+            filled = fill_prompt(template, reply.prompt)
+            if filled != reply.prompt:
+                reply.typed = reply.box_text
+                reply.prompt = filled
         if reply.kind == "send":
-            events = session.send(reply.prompt)
+            events = session.send(reply.prompt, reply.attachments)
         elif reply.kind == "regenerate":
             events = session.regenerate()
         else:
@@ -519,13 +656,22 @@ class ConversationController:
         assert self.conversation is not None
         if new_conversation and pending.get("options"):
             self.store.update_conversation_settings(self.conversation.id, options=pending["options"])
+        if new_conversation and template is not None:
+            self.store.set_template(self.conversation.id, template.name)
         if new_conversation:
             self.pending_settings = None
+            self.pending_template = None
         reply.session = session
         reply.events = events
         reply.model = model
         reply.backend = self.choice.backend
         reply.conversation_id = self.conversation.id
+
+    def _branch_has_images(self) -> bool:
+        """Whether the open conversation's branch holds images (every turn re-sends them)."""
+        ids = [m.id for m in self.branch() if m.role == "user"]
+        stored = self.attachments_for(ids) if ids else {}
+        return any(a.kind == "image" for items in stored.values() for a in items)
 
     def _session_for(
         self, backend: Backend, model: str | None, options: dict[str, Any]
@@ -648,10 +794,21 @@ class ConversationController:
             assert reply.session is not None
             reply.session.settle_unstarted()
         elif reply.kind == "send" and reply.prompt.strip():
-            self._store(reply, _Unopened(self.choice), {})
+            self._store(reply, _Unopened(self.choice), {}, check_images=False)
             assert reply.session is not None
             reply.session.settle_unstarted()
         self._end(reply)
+
+
+def _renamed(attachment: Any, base: str, typed: str) -> Any:
+    """``attachment`` under the name the user typed (``base`` taken off its front)."""
+    from chatterm.attachments import Attachment
+
+    name = attachment.name
+    prefix = base.rstrip("/") + "/"
+    if name.startswith(prefix):
+        name = typed + name[len(prefix):]
+    return Attachment(name, attachment.kind, attachment.mime, attachment.data)
 
 
 class _Unopened(Backend):

@@ -44,6 +44,16 @@ class Reply:
     error: str | None = None
     ended: bool = False
     stop_requested: bool = False
+    # Files and images sent with the prompt (chatterm.attachments.Attachment), stored with it.
+    attachments: list[Any] = field(default_factory=list)
+    # What the prompt box held when it differs from ``prompt`` (``@path`` written as ``path``,
+    # a template's pattern filled in): the box is cleared, or refilled, with this.
+    typed: str | None = None
+
+    @property
+    def box_text(self) -> str:
+        """The text the prompt box held for this reply."""
+        return self.typed if self.typed is not None else self.prompt
 
     @property
     def stored(self) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from chatterm.store import COMPLETE, Conversation, Message, StoredAttachment
+from chatterm.store import COMPLETE, Conversation, HistoryStore, Message, StoredAttachment
 
 # Attachments of each message, by message id (HistoryStore.attachments_for).
 Attached = Mapping[int, Sequence[StoredAttachment]]
@@ -122,6 +122,19 @@ def to_markdown(
             lines += attachment_markdown(item)
         lines += [message.content, ""]
     return "\n".join(lines)
+
+
+def render(
+    store: HistoryStore, conversation: Conversation, messages: list[Message], *, as_json: bool
+) -> str:
+    """The export document of ``messages`` of a stored conversation, with their attachments
+    and the conversation's template: what ``sessions show/export`` and the TUI's export write.
+    """
+    attached = store.attachments_for(m.id for m in messages)
+    template = store.template_of(conversation.id)
+    if as_json:
+        return to_json(conversation, messages, attached, template)
+    return to_markdown(conversation, messages, attached, template)
 
 
 def write_private(path: str | os.PathLike[str], text: str) -> None:

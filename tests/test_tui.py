@@ -259,11 +259,10 @@ def test_escape_cancels_and_keeps_partial_reply(tmp_path: Path, openai_server: A
             await type_now(app, "enter")
             await wait_for(lambda: app.last_streamer is not None
                            and app.last_streamer.deltas >= 5, pilot)
-            # Typing stays responsive while the reply streams.
-            started = time.monotonic()
+            # Typing is taken in while the reply streams (how fast is bench/bench_tui.py's job).
             await type_now(app, *"draft")
-            await wait_for(lambda: app.prompt_input.text == "draft", pilot, timeout=1.0)
-            assert time.monotonic() - started < 0.5 and app.streaming
+            await wait_for(lambda: app.prompt_input.text == "draft", pilot)
+            assert app.streaming
             await type_now(app, "escape")
             await settle(app, pilot)
             assert app.conversation is not None
@@ -562,11 +561,9 @@ def test_search_opens_conversation_at_hit(tmp_path: Path) -> None:
             await pilot.press("ctrl+f")
             await pilot.pause()
             assert isinstance(app.screen, SearchScreen)
-            started = time.perf_counter()
             await pilot.press(*"pelic")
             # The query runs in a worker after a short debounce (never on a keystroke).
             await wait_for(lambda: bool(app.screen.hits), pilot)
-            assert time.perf_counter() - started < 2.0
             assert app.screen.hits and app.screen.hits[0].conversation_id == target
             await pilot.press("enter")
             await pilot.pause()

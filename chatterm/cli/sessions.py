@@ -130,19 +130,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Export a conversation as Markdown or JSON."""
-        from chatterm.export import to_json, to_markdown, write_private
+        from chatterm.export import render, write_private
 
         if fmt not in ("md", "json"):
             raise Failure(f"unknown format {fmt!r}: use md or json")
         with _store() as store:
             conv = _get(store, conversation_id)
-            messages = store.branch(conv.id)
-            attached = store.attachments_for(m.id for m in messages)
-            template = store.template_of(conv.id)
-        if fmt == "json":
-            text = to_json(conv, messages, attached, template)
-        else:
-            text = to_markdown(conv, messages, attached, template)
+            text = render(store, conv, store.branch(conv.id), as_json=fmt == "json")
         if output:
             try:
                 write_private(output, text + "\n")

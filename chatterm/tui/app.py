@@ -58,6 +58,7 @@ from chatterm.tui.screens.dialogs import ConfirmDialog, LineDialog, SettingsDial
 from chatterm.tui.screens.help import HelpScreen
 from chatterm.tui.screens.model_dialog import ModelDialog
 from chatterm.tui.screens.search import SearchScreen
+from chatterm.tui.widgets.attachment_chips import AttachDialog, AttachmentChips
 from chatterm.tui.widgets.conversation_view import WELCOME, ConversationView
 from chatterm.tui.widgets.download_panel import DownloadPanel
 from chatterm.tui.widgets.message_view import MessageView
@@ -227,6 +228,10 @@ class ChattermApp(App[int]):
         return self.query_one("#prompt", PromptInput)
 
     @property
+    def attachment_chips(self) -> AttachmentChips:
+        return self.query_one("#chips", AttachmentChips)
+
+    @property
     def status_line(self) -> StatusLine:
         return self.query_one("#status", StatusLine)
 
@@ -290,9 +295,11 @@ class ChattermApp(App[int]):
             with Vertical(id="chat"):
                 yield TitleBar(id="title")
                 yield self._welcome_panel()
-                yield ConversationView(id="conversation", welcome=welcome)
+                yield ConversationView(id="conversation", welcome=welcome,
+                                       attachments=self.controller.attachments_for)
                 yield DownloadPanel(id="download")
                 yield PromptInput(id="prompt", placeholder=placeholder)
+                yield AttachmentChips(id="chips")
                 yield StatusLine(id="status")
         yield Footer()
 
@@ -465,14 +472,30 @@ class ChattermApp(App[int]):
 
     def on_prompt_input_submitted(self, event: PromptInput.Submitted) -> None:
         event.stop()
-        if not event.text.strip():
+        pending = self.attachment_chips.attachments
+        if not event.text.strip() and not pending:
             return
-        self.start_reply("send", event.text)
+        try:  # the chips and the text's @paths, read and checked before anything is stored
+            text, attachments = self.controller.prepare_prompt(event.text, pending)
+        except ControllerError as exc:
+            self.fail(exc.message)  # nothing sent: the text and the chips stay to be fixed
+            return
+        self.start_reply("send", text, attachments=attachments, typed=event.text)
 
-    def start_reply(self, kind: ReplyKind, text: str = "", message_id: int | None = None) -> None:
+    def start_reply(
+        self,
+        kind: ReplyKind,
+        text: str = "",
+        message_id: int | None = None,
+        *,
+        attachments: list[Any] | None = None,
+        typed: str | None = None,
+    ) -> None:
         """Store the turn now (when the backend is open) and stream the reply in a worker."""
         try:
-            reply = self.controller.start(kind, text, message_id)
+            reply = self.controller.start(
+                kind, text, message_id, attachments=attachments or (), typed=typed
+            )
         except ControllerError as exc:
             self.warn(exc.message)
             return
@@ -480,14 +503,46 @@ class ChattermApp(App[int]):
             self.fail(error_message(exc))
             return
         if reply.stored and kind == "send":
-            self.prompt_taken(text)
+            self.prompt_taken(reply.box_text, reply.attachments)
         self.status_line.set_reply(state="connecting")
         self.reply_worker = self.run_reply(reply)
 
-    def prompt_taken(self, text: str) -> None:
+    def prompt_taken(self, text: str, attachments: list[Any] | None = None) -> None:
+        """The prompt is stored: empty the box (unless retyped) and drop the chips it took."""
         self.prompt_input.remember(text)
         if self.prompt_input.text == text:
             self.prompt_input.set_text("")
+        if attachments:
+            self.attachment_chips.drop(attachments)
+
+    # --- attachments and templates ------------------------------------------------------
+
+    def action_attach(self) -> None:
+        self._main_only()
+
+        def done(result: Any) -> None:
+            if result is None:
+                return
+            self.attachment_chips.add(result.attachments)
+            for notice in result.notices:
+                self.warn(notice)
+            self.prompt_input.focus()
+
+        self.push_screen(AttachDialog(), done)
+
+    async def new_from_template(self, name: str) -> None:
+        """A new conversation from ``[templates.NAME]`` (the palette), as ``ask -t NAME``."""
+        await self.open_conversation(None)
+        try:
+            template = self.controller.use_template(name)
+        except DOMAIN_ERRORS as exc:
+            self.fail(error_message(exc))
+            return
+        self.status_line.set_target(self.controller.describe_target())
+        self.tell(f"New conversation from template {template.name}; next message goes to "
+                  f"{self.controller.describe_target()}")
+        self._prewarm()
+        self.prompt_input.focus()
 
     @work(exclusive=True, group="reply", exit_on_error=False)
     async def run_reply(self, reply: Reply) -> None:

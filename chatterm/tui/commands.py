@@ -5,7 +5,7 @@ terminals; Ctrl+P then typing a word always works. The entries are generated fro
 table (:mod:`chatterm.tui.keys`) and show the key as the user has mapped it, so nothing can be
 reachable by key only and the palette never shows a stale key. Profiles from the config file
 get one entry each, so switching local ↔ remote in the middle of a conversation is two
-keystrokes. The model-switch grammar itself is core (:func:`chatterm.controller.choice_for_target`).
+keystrokes; so do templates ("New conversation from template NAME", as ``ask -t NAME``). The model-switch grammar itself is core (:func:`chatterm.controller.choice_for_target`).
 """
 
 from __future__ import annotations
@@ -52,6 +52,15 @@ def palette_commands(app: ChattermApp) -> Iterable[SystemCommand]:
         "Export as Markdown", "the active branch",
         partial(app.run_action, "export('md')"),
     )
+    for name, template in sorted(app.config.templates.items()):
+        what = template.description or " · ".join(
+            x for x in (template.profile, template.model, template.system_prompt) if x
+        )
+        yield SystemCommand(
+            f"New conversation from template {safe_inline(name)}",
+            safe_inline(what or "a saved way of asking ([templates] in the config)"),
+            partial(app.new_from_template, name),
+        )
     for name, profile in sorted(app.config.profiles.items()):
         what = " · ".join(x for x in (profile.backend, profile.model) if x)
         yield SystemCommand(

@@ -64,6 +64,8 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("branch_next", "alt+right", "branch(1)", "Next branch", priority=True),
     KeySpec("copy_reply", "alt+c", "copy_reply", "Copy the last reply", priority=True),
     KeySpec("copy_code", "alt+k", "copy_code", "Copy the last code block", priority=True),
+    KeySpec("attach", "alt+a", "attach", "Attach a file, folder or image to the next prompt",
+            priority=True),
     KeySpec("switch_model", "ctrl+o", "switch_model", "Switch backend, profile or model"),
     KeySpec("settings", "f4", "settings", "System prompt and options of this conversation"),
     KeySpec("rename", "f2", "rename", "Rename the conversation"),
@@ -145,6 +147,9 @@ def features(keymap: dict[str, str]) -> list[str]:
         f"{k('branch_next')}).",
         f"{k('command_palette')} lists every command: switch model or profile "
         f"({k('switch_model')}), themes, export.",
+        f"{k('attach')} attaches a file, folder or image (Tab completes the path); @path in "
+        "a prompt attaches an existing file too. Attachments show as chips under the prompt "
+        "(Delete removes one) and as collapsed blocks in the conversation.",
         f"{k('search')} searches every message; {k('filter_sidebar')} filters the sidebar by "
         "title.",
         'Remap a key in the config file: [keys] with  id = "key"  (e.g. stop = "ctrl+x").',

@@ -64,7 +64,7 @@ class ReplyPresenter:
     async def _on_reply_started(self, event: ReplyStarted) -> None:
         reply = event.reply
         if reply.kind == "send":
-            self.app.prompt_taken(reply.prompt)
+            self.app.prompt_taken(reply.box_text, reply.attachments)
         if event.new_conversation:
             self.app.prompt_input.forget_draft(None)
         self.app.status_line.set_reply(state="connecting")
@@ -124,7 +124,7 @@ class ReplyPresenter:
         if reply.error:
             self.app.fail(reply.error)
             if reply.kind == "send" and not reply.text and not self.app.prompt_input.text:
-                self.app.prompt_input.set_text(reply.prompt)
+                self.app.prompt_input.set_text(reply.box_text)
         shown = self.app.conversation
         if shown is not None and shown.id == reply.conversation_id:
             await self.app.view.show(self.app.controller.branch(), self.app.controller.positions())

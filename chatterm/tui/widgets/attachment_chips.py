@@ -16,7 +16,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,7 +29,7 @@ from textual.message import Message
 from textual.suggester import Suggester
 from textual.widgets import Button, Collapsible, Input, Static
 
-from chatterm.attachments import Attachment, AttachmentError, Gathered, classify, gather
+from chatterm.attachments import Attachment, AttachmentError, read_paths
 from chatterm.sanitize import safe_inline, safe_text
 from chatterm.tui.screens.dialogs import DIALOG_CSS, _Dialog
 
@@ -45,15 +45,6 @@ def human_size(size: int) -> str:
 def chip_label(attachment: Any) -> str:
     """``file notes.md · 2 KB`` / ``image shot.png · 80 KB``, one safe line."""
     return f"{attachment.kind} {safe_inline(attachment.name)} · {human_size(len(attachment.data))}"
-
-
-def read_paths(paths: Iterable[str]) -> Gathered:
-    """Read paths the user picked: images (by their bytes) as images, the rest as files."""
-    files: list[str] = []
-    images: list[str] = []
-    for path in paths:
-        (images if classify(path) == "image" else files).append(path)
-    return gather(files, images)
 
 
 # --- the chips under the prompt ----------------------------------------------------------
@@ -146,6 +137,18 @@ class AttachmentChips(Horizontal):
         taken = self.attachments
         self.clear()
         return taken
+
+    def drop(self, sent: Sequence[Attachment]) -> None:
+        """Remove the chips of attachments that went with a prompt (others stay pending)."""
+        gone = {id(a) for a in sent}
+        keep = [a for a in self._pending if id(a) not in gone]
+        if len(keep) == len(self._pending):
+            return
+        self._pending = keep
+        for chip in list(self.query(AttachmentChip)):
+            if id(chip.attachment) in gone:
+                chip.remove()
+        self._changed()
 
     def clear(self) -> None:
         if not self._pending:

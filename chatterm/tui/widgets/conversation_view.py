@@ -13,6 +13,9 @@ search hit among them is revealed).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
@@ -26,6 +29,9 @@ WELCOME = (
 )
 # Messages mounted when a conversation opens, and per step when scrolling up past them.
 WINDOW = 40
+
+# The stored attachments of some messages, by id (the controller's ``attachments_for``).
+AttachmentLookup = Callable[[Iterable[int]], Mapping[int, Sequence[Any]]]
 
 
 class ConversationView(VerticalScroll, can_focus=False):
@@ -48,15 +54,29 @@ class ConversationView(VerticalScroll, can_focus=False):
     }
     """
 
-    def __init__(self, *, id: str | None = None, welcome: str = WELCOME) -> None:
+    def __init__(
+        self,
+        *,
+        id: str | None = None,
+        welcome: str = WELCOME,
+        attachments: AttachmentLookup | None = None,
+    ) -> None:
         super().__init__(id=id)
         self.welcome = welcome
+        self.attachments = attachments
         self.hidden: list[Message] = []  # older messages of the branch, not mounted yet
         self.positions: dict[int, tuple[int, int]] = {}
         self._loading = False
 
     def on_mount(self) -> None:
         self.anchor()
+
+    def _attached(self, messages: Sequence[Message]) -> Mapping[int, Sequence[Any]]:
+        """The attachments of the user messages about to be mounted (one query)."""
+        ids = [m.id for m in messages if m.role == "user"]
+        if self.attachments is None or not ids:
+            return {}
+        return self.attachments(ids)
 
     def message_views(self) -> list[MessageView]:
         return list(self.query_children(MessageView).results(MessageView))
@@ -105,9 +125,11 @@ class ConversationView(VerticalScroll, can_focus=False):
                 if view.branch != position:
                     view.branch = position
                     view.refresh_header()
+            attached = self._attached(shown[keep:])
             new = [
                 MessageView(
-                    message, branch=positions.get(message.id, (1, 1)), live=message.id == live
+                    message, branch=positions.get(message.id, (1, 1)), live=message.id == live,
+                    attachments=attached.get(message.id, ()),
                 )
                 for message in shown[keep:]
             ]
@@ -148,7 +170,12 @@ class ConversationView(VerticalScroll, can_focus=False):
                 if down_to in ids:
                     count = max(count, len(ids) - ids.index(down_to))
             batch, self.hidden = self.hidden[-count:], self.hidden[:-count]
-            views = [MessageView(m, branch=self.positions.get(m.id, (1, 1))) for m in batch]
+            attached = self._attached(batch)
+            views = [
+                MessageView(m, branch=self.positions.get(m.id, (1, 1)),
+                            attachments=attached.get(m.id, ()))
+                for m in batch
+            ]
             anchor = self.message_views()
             with self.app.batch_update():
                 if anchor:

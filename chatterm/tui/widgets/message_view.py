@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -27,6 +28,7 @@ from chatterm.markdown_blocks import FROZEN_CHARS, split_segments
 from chatterm.sanitize import safe_inline, safe_text
 from chatterm.store import COMPLETE, ERROR, INTERRUPTED, STREAMING, Message
 from chatterm.tui import keys
+from chatterm.tui.widgets.attachment_chips import AttachmentBlock
 from chatterm.tui.widgets.markdown_render import FrozenMarkdown
 
 
@@ -156,6 +158,7 @@ class MessageView(Vertical, can_focus=True):
         model: str | None = None,
         branch: tuple[int, int] = (1, 1),
         live: bool = False,
+        attachments: Sequence[Any] = (),
     ) -> None:
         self.role = message.role if message is not None else role
         super().__init__(classes=f"-{self.role}")
@@ -169,6 +172,8 @@ class MessageView(Vertical, can_focus=True):
         self.error = message.error if message is not None else None
         # True while this view shows the reply being streamed: it gets a live segment.
         self.live = live or message is None
+        # The files and images stored with this (user) message, shown collapsed above it.
+        self.attachments = list(attachments)
 
     @property
     def message_id(self) -> int | None:
@@ -181,6 +186,7 @@ class MessageView(Vertical, can_focus=True):
                 Static(Text(safe_text(self.reasoning)), classes="reasoning", markup=False),
                 title="Reasoning",
                 collapsed=not self.live,
+                classes="reasoning-section",
             )
             section.display = bool(self.reasoning)
             yield section
@@ -191,6 +197,8 @@ class MessageView(Vertical, can_focus=True):
                     for segment in split_segments(self.text, FROZEN_CHARS):
                         yield FrozenMarkdown(segment, classes="segment")
         else:
+            for attachment in self.attachments:
+                yield AttachmentBlock(attachment)
             yield Static(Text(safe_text(self.text)), classes="user-text body", markup=False)
         problem = Static(self.problem_text(), classes="problem", markup=False)
         problem.display = self.status in {ERROR, INTERRUPTED}
@@ -233,7 +241,7 @@ class MessageView(Vertical, can_focus=True):
         self.set_class(self.status == ERROR, "-error")
         for problem in self.query(".problem").results(Static):
             problem.display = self.status in {ERROR, INTERRUPTED}
-        for section in self.query(Collapsible):
+        for section in self.query(".reasoning-section"):
             section.display = bool(self.reasoning)
 
     def refresh_header(self) -> None:
