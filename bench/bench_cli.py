@@ -36,32 +36,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-BARE_LOOP = r"""
-import json, ssl, sys, httpx
-url, model = sys.argv[1], sys.argv[2]
-out = sys.stdout
-body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "go"}]}
-# The TLS set-up chatterm uses for an http:// URL: a context with no CA bundle loaded.
-verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) if url.startswith("http://") else True
-with httpx.Client(verify=verify, timeout=60) as client:
-    with client.stream("POST", url + "/chat/completions", json=body) as response:
-        buffer = b""
-        for raw in response.iter_bytes():
-            buffer += raw
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if not line.startswith(b"data:"):
-                    continue
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    break
-                chunk = json.loads(data)
-                for choice in chunk.get("choices") or ():
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        out.write(text)
-                        out.flush()
-"""
+from bench_common import BARE_LOOP, compile_sources  # noqa: E402  (bench/ is the script's folder)
 
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
@@ -127,16 +102,6 @@ def startup(chatterm: list[str], envs: list[dict[str, str]], repeats: int) -> li
         {"typer": typer_version(env), **{n: spread(got[n]) for n in names}}
         for env, got in zip(envs, times, strict=True)
     ]
-
-
-def compile_sources() -> None:
-    """Byte-compile this checkout as ``pip install`` does: with PYTHONDONTWRITEBYTECODE set (as
-    in some sandboxes) every chatterm process would otherwise compile its modules from source,
-    ~50 ms the bare client never pays (its httpx came from pip with .pyc files)."""
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", "chatterm", "backends", "themes", "tests"],
-        cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
-    )
 
 
 def main() -> None:

@@ -27,35 +27,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+from bench_common import BARE_LOOP  # noqa: E402  (bench/ is the script's folder)
+
 sys.path.insert(0, str(ROOT / "tests"))
 
 from openai_server import OpenAIServer, big_text  # noqa: E402
-
-BARE_LOOP = r"""
-import json, ssl, sys, httpx
-url, model = sys.argv[1], sys.argv[2]
-out = sys.stdout
-body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "go"}]}
-# The same TLS set-up as chatterm for an http:// URL: no CA bundle loaded.
-client = httpx.Client(timeout=60, verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
-with client.stream("POST", url + "/chat/completions", json=body) as response:
-    buffer = b""
-    for raw in response.iter_bytes():
-        buffer += raw
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                break
-            chunk = json.loads(data)
-            for choice in chunk.get("choices") or ():
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    out.write(text)
-                    out.flush()
-"""
 
 
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:

@@ -39,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+
+from bench_common import compile_sources  # noqa: E402  (bench/ is the script's folder)
+
 sys.path.insert(0, str(ROOT / "tests"))
 
 from chatterm.store import HistoryStore  # noqa: E402
@@ -281,16 +284,6 @@ def bench_export(tmp: Path, env: dict[str, str], repeats: int) -> dict[str, Any]
     results["ratio_json"] = statistics.median(times["chatterm_export_json"]) / bare
     results["messages"] = 2001
     return results
-
-
-def compile_sources() -> None:
-    """Byte-compile this checkout as ``pip install`` does: with PYTHONDONTWRITEBYTECODE set (as
-    in some sandboxes) every chatterm process would otherwise compile its modules from source,
-    ~50 ms the bare client never pays (its httpx came from pip with .pyc files)."""
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", "chatterm", "backends", "themes", "tests"],
-        cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
-    )
 
 
 def main() -> None:
