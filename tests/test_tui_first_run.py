@@ -54,3 +54,32 @@ def test_offline_first_send_fails_fast_and_leaves_nothing(
 
     asyncio.run(scenario())
     forget_probes()
+
+
+def test_welcome_panel_in_the_real_app_until_the_first_conversation(
+    tmp_path: Path, openai_server  # type: ignore[no-untyped-def]
+) -> None:
+    from chatterm.tui.widgets.welcome_panel import WelcomePanel
+
+    async def scenario() -> None:
+        store = HistoryStore(tmp_path / "history.db")
+        config = Config(path=tmp_path / "config.toml")
+        choice = resolve(config, backend="openai", base_url=openai_server.base_url,
+                         model="echo", env={})
+        app = build_app(choice, config, store, state_file=tmp_path / "state.json",
+                        user_themes_dir=tmp_path / "themes")
+        async with app.run_test(size=(100, 30)) as pilot:
+            panel = app.query_one(WelcomePanel)
+            shown = panel.render_facts().plain
+            assert not panel.has_class("-hidden")
+            assert "openai" in shown and "echo" in shown and "ctrl+o" in shown
+            app.prompt_input.text = "hello"
+            await pilot.press("enter")
+            for _ in range(600):
+                if store.count_conversations() and panel.has_class("-hidden"):
+                    break
+                await pilot.pause(0.05)
+            assert store.count_conversations() == 1
+            assert panel.has_class("-hidden")
+
+    asyncio.run(scenario())
