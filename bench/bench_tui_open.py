@@ -1,0 +1,104 @@
+"""TUI: how fast long content opens (issue 9's "long content opens fast").
+
+Three histories, each opened at its conversation (as ``chatterm --session ID``) in the real app,
+headless: one 5 MB markdown reply, one 50 MB reply on a single line, and 2,000 messages. For each:
+time from starting the app to its first frame (``ChattermApp.ready_at``) and the time one
+terminal resize takes until the app is idle again. Medians with min-max over ``--repeat`` runs.
+Targets: first frame <= 1 s, resize <= 200 ms, the 2,000-message conversation open at its end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "backends"), str(ROOT / "themes")]
+
+from chatterm.backend import BackendConfig  # noqa: E402
+from chatterm.config import Choice, Config  # noqa: E402
+from chatterm.store import HistoryStore  # noqa: E402
+from chatterm.tui.app import build_app  # noqa: E402
+
+SIZE = (120, 40)
+
+
+def markdown_reply(size: int) -> str:
+    block = (
+        "## A heading\n\nSome *prose* with `code` and a [link](http://x).\n\n"
+        "- item one\n- item two\n\n```python\nprint('hi')\n```\n\n"
+    )
+    return (block * (size // len(block) + 1))[:size]
+
+
+def seed(store: HistoryStore, pairs: list[tuple[str, str]]) -> str:
+    conv = store.create_conversation("bench")
+    parent = None
+    for prompt, answer in pairs:
+        parent = store.add_message(conv.id, "user", prompt, parent_id=parent).id
+        parent = store.add_message(conv.id, "assistant", answer, parent_id=parent,
+                                   backend="openai", model="seeded").id
+    return conv.id
+
+
+CASES = {
+    "5 MB markdown reply": lambda: [("long please", markdown_reply(5_000_000))],
+    "50 MB single line": lambda: [("one line", "x" * 50_000_000)],
+    "2,000 messages": lambda: [(f"question {i}", f"answer {i} " * 20) for i in range(1000)],
+}
+
+
+async def open_once(folder: Path, conv_id: str) -> tuple[float, float]:
+    store = HistoryStore(folder / "history.db")
+    choice = Choice("openai", BackendConfig(base_url="http://127.0.0.1:9"), {}, None, None)
+    app = build_app(choice, Config(path=folder / "config.toml"), store, session_id=conv_id,
+                    state_file=folder / "state.json", user_themes_dir=folder / "themes")
+    started = time.perf_counter()
+    async with app.run_test(size=SIZE) as pilot:
+        while app.ready_at is None:
+            await pilot.pause(0.005)
+        first_frame = app.ready_at - started
+        resize_start = time.perf_counter()
+        await pilot.resize_terminal(SIZE[0] - 30, SIZE[1])
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        resize = time.perf_counter() - resize_start
+    store.close()
+    return first_frame, resize
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    results = {}
+    for name, pairs in CASES.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            with HistoryStore(folder / "history.db") as store:
+                conv_id = seed(store, pairs())
+            frames, resizes = [], []
+            for _ in range(args.repeat):
+                frame, resize = asyncio.run(open_once(folder, conv_id))
+                frames.append(frame)
+                resizes.append(resize)
+            results[name] = {"first_frame_s": spread(frames), "resize_s": spread(resizes)}
+            print(f"{name}: first frame {statistics.median(frames):.2f} s "
+                  f"({min(frames):.2f}-{max(frames):.2f}), resize "
+                  f"{statistics.median(resizes) * 1000:.0f} ms "
+                  f"({min(resizes) * 1000:.0f}-{max(resizes) * 1000:.0f})", flush=True)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
