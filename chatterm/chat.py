@@ -26,12 +26,11 @@ from chatterm.backend import (
     ChatRequest,
     Finish,
     ImagePart,
-    Metadata,
-    ReasoningDelta,
     StreamEvent,
     TextDelta,
     Usage,
 )
+from chatterm.events import NullHandler, dispatch
 from chatterm.store import (
     COMPLETE,
     ERROR,
@@ -152,6 +151,35 @@ def _with_attachments(message: Message, items: list[StoredAttachment]) -> ChatMe
 def memory_store() -> HistoryStore:
     """A throwaway store for ``--no-log``: same code path, nothing written to disk."""
     return HistoryStore(Path(":memory:"))
+
+
+class _OutcomeRecorder(NullHandler):
+    """What a reply's events other than text leave in its :class:`ReplyOutcome`, through the
+    one event dispatch (chatterm.events) the front ends use too."""
+
+    def __init__(self, outcome: ReplyOutcome, started: float) -> None:
+        self._outcome = outcome
+        self._started = started
+
+    def on_reasoning(self, text: str) -> None:
+        self._outcome.thoughts.append(text)
+        if self._outcome.first_token_s is None:
+            self._outcome.first_token_s = time.monotonic() - self._started
+
+    def on_usage(self, usage: Usage) -> None:
+        if usage.prompt_tokens is not None:
+            self._outcome.prompt_tokens = usage.prompt_tokens
+        if usage.completion_tokens is not None:
+            self._outcome.completion_tokens = usage.completion_tokens
+
+    def on_finish(self, finish: Finish) -> None:
+        self._outcome.finish_reason = finish.reason
+
+    def on_metadata(self, values: dict[str, Any]) -> None:
+        self._outcome.metadata.update(values)
+        resolved = values.get("model")
+        if isinstance(resolved, str):
+            self._outcome.model = resolved
 
 
 class ChatSession:
@@ -345,28 +373,15 @@ class ChatSession:
         try:
             events = self.backend.stream(request)
             try:
+                recorder = _OutcomeRecorder(outcome, started)
                 async for event in events:
-                    if type(event) is TextDelta:
+                    if type(event) is TextDelta:  # the hot path: one check per chunk
                         pieces.append(event.text)
                         outcome.last_token_s = time.monotonic() - started
                         if outcome.first_token_s is None:
                             outcome.first_token_s = outcome.last_token_s
-                    elif type(event) is ReasoningDelta:
-                        thoughts.append(event.text)
-                        if outcome.first_token_s is None:
-                            outcome.first_token_s = time.monotonic() - started
-                    elif type(event) is Usage:
-                        if event.prompt_tokens is not None:
-                            outcome.prompt_tokens = event.prompt_tokens
-                        if event.completion_tokens is not None:
-                            outcome.completion_tokens = event.completion_tokens
-                    elif type(event) is Finish:
-                        outcome.finish_reason = event.reason
-                    elif type(event) is Metadata:
-                        outcome.metadata.update(event.values)
-                        resolved = event.values.get("model")
-                        if isinstance(resolved, str):
-                            outcome.model = resolved
+                    else:
+                        dispatch(event, recorder)
                     if flusher.error is not None:
                         raise flusher.error
                     yield event
