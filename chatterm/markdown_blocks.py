@@ -23,8 +23,9 @@ from collections.abc import Iterator
 
 # The live (streaming) segment is cut after this many characters...
 SEGMENT_CHARS = 600
-# ...and frozen segments are merged up to this size (a stored reply is cut at this size).
-FROZEN_CHARS = 3000
+# ...and a stored reply is cut into parts of about this size (each rendered when it is on
+# screen: small enough to render on the event loop in a few milliseconds).
+FROZEN_CHARS = 1200
 
 BREAK = None  # in the output of SegmentSplitter.feed: start a new segment here
 

@@ -228,7 +228,9 @@ def estimated_rows(source: str, width: int) -> int:
 class _Part:
     """One piece of the reply and what is known of it at the current width and theme."""
 
-    __slots__ = ("asked", "key", "lines", "placeholder", "plain", "source", "styles")
+    __slots__ = (
+        "asked", "estimate", "key", "lines", "placeholder", "plain", "source", "styles",
+    )
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -238,13 +240,18 @@ class _Part:
         self.lines: list[Line] = []
         self.styles: list[Style | None] = []
         self.asked: tuple[int, str] | None = None  # a background render requested for
+        self.estimate = (0, 0)  # (width, rows) of the last estimate
 
     def height(self, key: tuple[int, str]) -> int:
         if self.plain is not None:
             return self.plain.count(key[0])
         if self.key == key:
             return len(self.lines)
-        return estimated_rows(self.source, key[0])
+        width, rows = self.estimate
+        if width != key[0]:
+            rows = estimated_rows(self.source, key[0])
+            self.estimate = (key[0], rows)
+        return rows
 
 
 # What a part-rows owner does when a part's rendering arrives: (part's first row, change in

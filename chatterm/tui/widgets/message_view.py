@@ -202,9 +202,8 @@ class MessageView(Vertical, can_focus=True):
             for attachment in self.attachments:
                 yield AttachmentBlock(attachment)
             yield Static(Text(safe_text(self.text)), classes="user-text body", markup=False)
-        problem = Static(self.problem_text(), classes="problem", markup=False)
-        problem.display = self.status in {ERROR, INTERRUPTED}
-        yield problem
+        if self.status in {ERROR, INTERRUPTED}:  # mounted when needed (refresh_header)
+            yield Static(self.problem_text(), classes="problem", markup=False)
 
     def _reasoning_section(self) -> Collapsible:
         section = Collapsible(
@@ -258,7 +257,11 @@ class MessageView(Vertical, can_focus=True):
 
     def refresh_header(self) -> None:
         self.query_one(".header", Static).update(self.header_text())
-        self.query_one(".problem", Static).update(self.problem_text())
+        problems = list(self.query(".problem").results(Static))
+        if problems:
+            problems[0].update(self.problem_text())
+        elif self.status in {ERROR, INTERRUPTED}:
+            self.mount(Static(self.problem_text(), classes="problem", markup=False))
         self._sync_extras()
 
     def show_reasoning(self, reasoning: str) -> None:
