@@ -62,6 +62,7 @@ from chatterm.tui.screens.search import SearchScreen
 from chatterm.tui.widgets.attachment_chips import AttachDialog, AttachmentChips
 from chatterm.tui.widgets.conversation_view import WELCOME, ConversationView
 from chatterm.tui.widgets.download_panel import DownloadPanel
+from chatterm.tui.widgets.markdown_render import warm_up
 from chatterm.tui.widgets.message_view import MessageView
 from chatterm.tui.widgets.prompt_input import PromptInput
 from chatterm.tui.widgets.sidebar import Sidebar
@@ -383,6 +384,7 @@ class ChattermApp(App[int]):
         self.ready_at = time.perf_counter()
         if self.gc_policy is not None:
             self.gc_policy.freeze_startup()
+        warm_up(self)
 
     def watch_theme(self, theme: str) -> None:
         if self._remember_theme:
