@@ -277,8 +277,9 @@ class ChattermApp(App[int]):
             self.report_unexpected(exc)
 
     def _main_only(self) -> None:
-        """App keys step aside on a dialog (a priority binding would otherwise take them)."""
-        if isinstance(self.screen, ModalScreen):
+        """App keys step aside on a dialog or the reader (a priority binding would otherwise
+        take them)."""
+        if isinstance(self.screen, ModalScreen | ReaderScreen):
             raise SkipAction()
 
     # --- layout -------------------------------------------------------------------------
