@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import re
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -99,6 +101,18 @@ def default_export_dir(state_file: Path | None = None) -> Path:
 
     documents = Path(platformdirs.user_documents_dir())
     return documents if documents.is_dir() else Path.cwd()
+
+
+# Imported lazily on the first request's path (httpcore's locks, h11): imported on a thread
+# after the first frame instead, so the first reply does not pay 100-150 ms of imports on the
+# event loop while it streams.
+FIRST_REPLY_MODULES = ("sniffio", "anyio", "h11", "httpcore")
+
+
+def _preimport() -> None:
+    for name in FIRST_REPLY_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 class ChattermApp(App[int]):
@@ -386,6 +400,7 @@ class ChattermApp(App[int]):
         if self.gc_policy is not None:
             self.gc_policy.freeze_startup()
         warm_up(self)
+        threading.Thread(target=_preimport, name="chatterm-preimport", daemon=True).start()
 
     def watch_theme(self, theme: str) -> None:
         if self._remember_theme:
