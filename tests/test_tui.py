@@ -32,7 +32,7 @@ from chatterm.config import Choice, Config, Profile, resolve
 from chatterm.store import COMPLETE, ERROR, INTERRUPTED, HistoryStore, StoreError
 from chatterm.tui.app import ChattermApp, build_app
 from chatterm.tui.screens.search import SearchScreen
-from chatterm.tui.widgets.markdown_render import FrozenMarkdown
+from chatterm.tui.widgets.frozen_markdown import FrozenMarkdown
 from chatterm.tui.widgets.message_view import MessageView
 from chatterm.tui.widgets.prompt_input import PromptInput
 from chatterm.tui.widgets.sidebar import PAGE_SIZE

@@ -19,8 +19,8 @@ from test_tui import make_app, run, screen_text, seed, settle, wait_for
 from chatterm.backend import BackendConfig
 from chatterm.config import Choice
 from chatterm.tui.screens.reader import ReaderScreen, ReplyReader
-from chatterm.tui.widgets import markdown_render
-from chatterm.tui.widgets.markdown_render import FrozenMarkdown
+from chatterm.tui.widgets import frozen_markdown, markdown_render, part_rows
+from chatterm.tui.widgets.frozen_markdown import FrozenMarkdown
 from chatterm.tui.widgets.message_view import MessageView
 from chatterm.tui.widgets.plain_rows import PlainRows
 from chatterm.tui.widgets.render_queue import QUEUE
@@ -75,7 +75,7 @@ def test_a_long_stored_reply_renders_only_the_parts_on_screen(tmp_path: Path) ->
 def test_a_long_part_renders_on_the_render_thread(tmp_path: Path, monkeypatch: Any) -> None:
     # One code block with no place to cut it: a single part, too long to render on the loop.
     code = "```python\n" + "".join(f"value_{i} = {i} * 2\n" for i in range(150)) + "```\n"
-    assert len(code) > markdown_render.SYNC_CHARS
+    assert len(code) > part_rows.SYNC_CHARS
     threads: list[str] = []
     real = markdown_render.render_part
 
@@ -103,7 +103,7 @@ def test_a_long_part_renders_on_the_render_thread(tmp_path: Path, monkeypatch: A
 def test_a_reply_taller_than_the_cap_shows_its_end_and_opens_whole(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(markdown_render, "MAX_INLINE_ROWS", 120)
+    monkeypatch.setattr(frozen_markdown, "MAX_INLINE_ROWS", 120)
     reply = "".join(f"Paragraph number {i}.\n\n" for i in range(400))
 
     async def scenario() -> None:

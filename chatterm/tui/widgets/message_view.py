@@ -26,7 +26,7 @@ from chatterm.sanitize import safe_inline, safe_text
 from chatterm.store import COMPLETE, ERROR, INTERRUPTED, STREAMING, Message
 from chatterm.tui import keys
 from chatterm.tui.widgets.attachment_chips import AttachmentBlock
-from chatterm.tui.widgets.markdown_render import FrozenMarkdown
+from chatterm.tui.widgets.frozen_markdown import FrozenMarkdown
 
 
 def author_label(message: Message | None, backend: str | None, model: str | None) -> str:
