@@ -407,3 +407,45 @@ def test_a_scratch_history_never_indexes_pieces() -> None:
         store.update_message(reply.id, status="complete")
         assert store._db.execute("SELECT count(*) FROM pieces_fts_docsize").fetchone()[0] == 0
         assert _pending(store) == 3
+
+
+def test_a_version_4_history_gets_the_prefix_index_and_keeps_finding_everything(
+    tmp_path: Path,
+) -> None:
+    """Migration 4 -> 5 remakes the messages' index with prefix indexes, on a real file."""
+    from chatterm.store import _MIGRATIONS, _split_sql
+
+    path = tmp_path / "v4.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for script in _MIGRATIONS[:4]:
+        for statement in _split_sql(script):
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 4")
+    db.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES ('c', 't', 1, 1)")
+    db.execute(
+        "INSERT INTO messages (id, conversation_id, role, content, status, created_at)"
+        " VALUES (1, 'c', 'user', 'an old kumquat question', 'complete', 1),"
+        " (2, 'c', 'assistant', ?, 'complete', 2)",
+        (" ".join(f"tok{i}" for i in range(5000)),),
+    )
+    db.close()
+    with HistoryStore(path) as store:
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        sql = store._db.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'messages_fts'"
+        ).fetchone()[0]
+        assert "prefix='1 2 3 4'" in sql
+        store._db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
+        # What was there before is found through the remade index, by every prefix length.
+        for query in ("k", "ku", "kum", "kumq", "kumquat"):
+            assert [h.message_id for h in store.search(query)] == [1], query
+        for query in ("t", "tok4", "tok4999"):
+            assert [h.message_id for h in store.search(query)] == [2], query
+        # The triggers were remade with it: new, changed and deleted rows stay in step.
+        new = store.add_message("c", "user", "a quince")
+        assert [h.message_id for h in store.search("qui")] == [new.id]
+        store.update_message(new.id, content="a medlar")
+        assert store.search("qui") == [] and [h.message_id for h in store.search("med")] == [new.id]
+        assert store.delete_conversation("c")
+        assert store.search("k") == [] and store.search("med") == []
+        store._db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
