@@ -465,6 +465,7 @@ class HistoryStore:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         self.readonly = readonly
+        self._pending_indexed = False  # whether temp.pieces_pending_fts exists
         memory = str(path) == ":memory:"
         try:
             if readonly:
@@ -1167,12 +1168,58 @@ class HistoryStore:
 
     def _index_pending_quietly(self) -> None:
         """Catch the index up before a search. A history that cannot be written now (read-only,
-        locked, disk full) is searched as it is: pieces not yet indexed are then not found,
-        until a writable search indexes them."""
+        locked, disk full) is searched as it is, and the pieces still pending are found
+        through a private index of this connection (see :meth:`_pending_index`)."""
         if self.readonly:
             return
         with contextlib.suppress(StoreError):
             self.index_pending()
+
+    def _pending_index(self) -> bool:
+        """Index the pieces the history lists as pending in a temporary full-text index of
+        this connection (``temp.pieces_pending_fts``), when they cannot be indexed in the
+        history itself; return whether it holds any.
+
+        The temporary database is private and writable even when the history is opened
+        read-only, the tokenizer and options are those of ``pieces_fts`` (so both find the
+        same words), and the index is contentless (the text stays in ``message_pieces``).
+        Each piece is indexed once per connection (the TUI's searches reuse it): the cost is
+        that of the pending text, the same as :meth:`index_pending` pays to index it for good.
+        """
+        try:
+            if not self._db.execute("SELECT 1 FROM pieces_unindexed LIMIT 1").fetchone():
+                return False  # what was pending has been indexed in the history since
+            if not self._pending_indexed:
+                self._db.execute(
+                    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.pieces_pending_fts USING fts5("
+                    "content, content='', tokenize='unicode61', detail='column')"
+                )
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS temp.pieces_pending_done"
+                    " (piece_id INTEGER PRIMARY KEY)"
+                )
+                self._pending_indexed = True
+            self._db.execute("SAVEPOINT chatterm_pending")
+            try:
+                self._db.execute(
+                    "INSERT INTO temp.pieces_pending_fts(rowid, content)"
+                    " SELECT p.id, p.content FROM pieces_unindexed u"
+                    " JOIN message_pieces p ON p.id = u.piece_id"
+                    " WHERE u.piece_id NOT IN (SELECT piece_id FROM temp.pieces_pending_done)"
+                )
+                self._db.execute(
+                    "INSERT OR IGNORE INTO temp.pieces_pending_done(piece_id)"
+                    " SELECT piece_id FROM pieces_unindexed"
+                )
+                self._db.execute("RELEASE chatterm_pending")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK TO chatterm_pending")
+                    self._db.execute("RELEASE chatterm_pending")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise self._explain(exc, "read") from exc
+        return True
 
     def _attachment_hits(self, words: list[str], limit: int) -> list[SearchHit]:
         """Messages whose attached file names contain every word (case-insensitive)."""
@@ -1198,6 +1245,9 @@ class HistoryStore:
         # A word such as app.py or shared_notes is several index tokens, i.e. a phrase, which
         # a detail='column' index refuses: look its tokens up one by one instead.
         words = [token for word in words for token in re.findall(r"[^\W_]+", word)]
+        # The history's own index, and the pieces it has not indexed yet (a read-only or
+        # locked history, which this search could not catch up).
+        indexes = ["pieces_fts"] + (["pieces_pending_fts"] if self._pending_index() else [])
         found: set[int] | None = None
         for word in words:
             query = _fts_query(word)
@@ -1205,9 +1255,10 @@ class HistoryStore:
                 continue
             ids = {
                 row[0]
+                for index in indexes
                 for row in self._read(
-                    "SELECT DISTINCT p.message_id FROM pieces_fts"
-                    " JOIN message_pieces p ON p.id = pieces_fts.rowid WHERE pieces_fts MATCH ?",
+                    f"SELECT DISTINCT p.message_id FROM {index}"
+                    f" JOIN message_pieces p ON p.id = {index}.rowid WHERE {index} MATCH ?",
                     (query,),
                 )
             }
@@ -1221,13 +1272,18 @@ class HistoryStore:
         hits: list[SearchHit] = []
         firsts: dict[int, int] = {}
         for message_id in sorted(found or (), reverse=True)[:limit]:
-            rows = self._read(
-                "SELECT min(p.id) FROM pieces_fts JOIN message_pieces p ON p.id = pieces_fts.rowid"
-                " WHERE pieces_fts MATCH ? AND p.message_id = ?",
-                (any_word_query(words), message_id),
-            )
-            if rows and rows[0][0] is not None:
-                firsts[message_id] = int(rows[0][0])
+            pieces = [
+                int(row[0])
+                for index in indexes
+                for row in self._read(
+                    f"SELECT min(p.id) FROM {index} JOIN message_pieces p ON p.id = {index}.rowid"
+                    f" WHERE {index} MATCH ? AND p.message_id = ?",
+                    (any_word_query(words), message_id),
+                )
+                if row[0] is not None
+            ]
+            if pieces:
+                firsts[message_id] = min(pieces)
         maker = SnippetMaker(self._db, "message_pieces", "content", "unicode61")
         snippets = self._snippets(maker, list(firsts.values()), words)
         for message_id, piece_id in firsts.items():

@@ -449,3 +449,38 @@ def test_a_version_4_history_gets_the_prefix_index_and_keeps_finding_everything(
         assert store.delete_conversation("c")
         assert store.search("k") == [] and store.search("med") == []
         store._db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
+
+
+def test_a_read_only_history_finds_text_in_pieces_not_yet_indexed(tmp_path: Path) -> None:
+    """Pieces are indexed by the next search, which a read-only history cannot write: it
+    indexes them in a private temporary index instead, once per connection."""
+    path = tmp_path / "h.db"
+    with HistoryStore(path) as writer:
+        conv = writer.create_conversation("t")
+        reply = writer.add_message(conv.id, "assistant", "", status="streaming")  # ours: live
+        writer.append_pieces(reply.id, "lorem ipsum " * 10_000 + "a ripe Kümquat ")
+        writer.append_pieces(reply.id, "next to a quince")
+        assert _pending(writer) == 2  # nothing has searched yet
+    with HistoryStore(path, readonly=True) as store:
+        assert store.readonly
+        (hit,) = store.search("kumquat")
+        assert hit.message_id == reply.id
+        assert [hit.snippet[a:b] for a, b in hit.matches] == ["Kümquat"]
+        # Every word must appear in some piece of the reply, as for indexed pieces.
+        assert [h.message_id for h in store.search("kumq quin")] == [reply.id]
+        assert store.search("kumquat medlar") == []
+        assert _pending(store) == 2  # the history itself is untouched
+        done = store._db.execute("SELECT count(*) FROM temp.pieces_pending_done").fetchone()
+        assert done == (2,)
+        # A piece written meanwhile by another process is indexed at the next search.
+        with HistoryStore(path) as other:
+            other.append_pieces(reply.id, " and a medlar")
+            assert _pending(other) == 3
+        assert [h.message_id for h in store.search("medlar")] == [reply.id]
+        assert [h.message_id for h in store.search("kumquat medlar")] == [reply.id]
+        # Once a writable search has indexed everything, the history's own index answers.
+        with HistoryStore(path) as other:
+            assert [h.message_id for h in other.search("medlar")] == [reply.id]
+            assert _pending(other) == 0
+        assert [h.message_id for h in store.search("quince")] == [reply.id]
+        assert store.search("okapi") == []
