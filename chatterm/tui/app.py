@@ -57,6 +57,7 @@ from chatterm.tui.presenter import ReplyPresenter
 from chatterm.tui.screens.dialogs import ConfirmDialog, LineDialog, SettingsDialog, TextDialog
 from chatterm.tui.screens.help import HelpScreen
 from chatterm.tui.screens.model_dialog import ModelDialog
+from chatterm.tui.screens.reader import ReaderScreen
 from chatterm.tui.screens.search import SearchScreen
 from chatterm.tui.widgets.attachment_chips import AttachDialog, AttachmentChips
 from chatterm.tui.widgets.conversation_view import WELCOME, ConversationView
@@ -751,6 +752,13 @@ class ChattermApp(App[int]):
             self._copy(blocks[-1], "the code block")
         else:
             self.tell("this message has no code block")
+
+    def on_message_view_read_requested(self, event: MessageView.ReadRequested) -> None:
+        event.stop()
+        segments = event.view.segments
+        if segments:
+            title = f"{event.view.header_text().plain}"
+            self.push_screen(ReaderScreen(segments[0], title))
 
     def _copy(self, text: str, what: str) -> None:
         # The terminal receives it base64-encoded (OSC 52): byte-exact, and it cannot act.

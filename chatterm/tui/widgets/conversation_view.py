@@ -27,8 +27,12 @@ WELCOME = (
     "New conversation. Type below and press {send}.\n"
     "{help} keys and features · {command_palette} every command · {search} search all messages"
 )
-# Messages mounted when a conversation opens, and per step when scrolling up past them.
+# At most this many messages are mounted when a conversation opens, and per step when
+# scrolling up past them; fewer when they fill ``SCREENS`` screens already (every mounted
+# widget costs time in each layout: opening 2,000 short messages at 40 took 3 s to draw).
 WINDOW = 40
+SCREENS = 2
+MIN_WINDOW = 4
 
 # The stored attachments of some messages, by id (the controller's ``attachments_for``).
 AttachmentLookup = Callable[[Iterable[int]], Mapping[int, Sequence[Any]]]
@@ -78,6 +82,21 @@ class ConversationView(VerticalScroll, can_focus=False):
             return {}
         return self.attachments(ids)
 
+    def _window(self, messages: Sequence[Message]) -> int:
+        """How many of the newest ``messages`` to mount: enough for ``SCREENS`` screens
+        (estimated from their length), at least ``MIN_WINDOW``, at most ``WINDOW``."""
+        width = max(20, (self.size.width or self.app.size.width) - 8)
+        wanted = SCREENS * max(10, self.size.height or self.app.size.height)
+        rows = 0
+        count = 0
+        for message in reversed(messages):
+            if count >= WINDOW or (count >= MIN_WINDOW and rows >= wanted):
+                break
+            text = message.content
+            rows += 3 + text.count("\n", 0, 20_000) + min(len(text), 20_000) // width
+            count += 1
+        return count
+
     def message_views(self) -> list[MessageView]:
         return list(self.query_children(MessageView).results(MessageView))
 
@@ -102,7 +121,7 @@ class ConversationView(VerticalScroll, can_focus=False):
         shown = [m for m in messages if m.role in ("user", "assistant")]
         views = self.message_views()
         # Keep the mounted window where it starts (a send adds at the end), else the newest.
-        start = max(0, len(shown) - WINDOW)
+        start = len(shown) - self._window(shown)
         if views:
             first = views[0].message_id
             index = next((i for i, m in enumerate(shown) if m.id == first), None)
@@ -164,7 +183,7 @@ class ConversationView(VerticalScroll, can_focus=False):
             return
         self._loading = True
         try:
-            count = WINDOW
+            count = self._window(self.hidden)
             if down_to is not None:
                 ids = [m.id for m in self.hidden]
                 if down_to in ids:
