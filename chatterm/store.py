@@ -196,6 +196,11 @@ INDEX_BATCH_CHARS = 8 << 20
 # The schema version is the number of migrations: adding one is appending one entry above.
 SCHEMA_VERSION = len(_MIGRATIONS)
 
+# The oldest schema a read-only history may have and still be read without migrating: what
+# came after it changes no table or column this code reads (migration 5 only remade the
+# search index with prefix indexes, so such a history is searched the slower way).
+READABLE_FROM = 4
+
 # Message status values.
 COMPLETE = "complete"
 STREAMING = "streaming"
@@ -563,6 +568,8 @@ class HistoryStore:
                 f"{version}, this one knows {SCHEMA_VERSION}); upgrade chatterm to use it"
             )
         if version < SCHEMA_VERSION and self.readonly:
+            if version >= READABLE_FROM:
+                return  # nothing this version reads is missing there: read it as it is
             if version == 0 and not self._db.execute(
                 "SELECT count(*) FROM sqlite_master"
             ).fetchone()[0]:

@@ -484,3 +484,34 @@ def test_a_read_only_history_finds_text_in_pieces_not_yet_indexed(tmp_path: Path
             assert _pending(other) == 0
         assert [h.message_id for h in store.search("quince")] == [reply.id]
         assert store.search("okapi") == []
+
+
+def test_a_read_only_version_4_history_is_read_and_searched_without_migrating(
+    tmp_path: Path,
+) -> None:
+    """Migration 5 only adds prefix indexes: a history that cannot be migrated (read-only)
+    is still read and searched as it is, not refused."""
+    from chatterm.store import _MIGRATIONS, _split_sql
+
+    path = tmp_path / "v4.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for script in _MIGRATIONS[:4]:
+        for statement in _split_sql(script):
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 4")
+    db.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES ('c', 't', 1, 1)")
+    db.execute(
+        "INSERT INTO messages (id, conversation_id, role, content, status, created_at)"
+        " VALUES (1, 'c', 'user', 'an old kumquat question', 'complete', 1)"
+    )
+    db.close()
+    with HistoryStore(path, readonly=True) as store:
+        assert [m.content for m in store.all_messages("c")] == ["an old kumquat question"]
+        assert [h.message_id for h in store.search("kum")] == [1]
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == 4
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 3")  # older than that: refused, as before
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="needs an upgrade but is read-only"):
+        HistoryStore(path, readonly=True)
