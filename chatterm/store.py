@@ -536,6 +536,13 @@ class HistoryStore:
 
     # --- lifecycle ---------------------------------------------------------------------
 
+    def set_progress_check(self, stop: Callable[[], bool] | None, every: int = 1000) -> None:
+        """Have SQLite call ``stop`` every ``every`` steps of a statement and abandon the
+        statement when it returns True (it then fails as interrupted: a :class:`StoreError`).
+        For a caller that must be able to give up a long read, e.g. a search made stale by a
+        newer keystroke. None removes the check. Call it on the connection's own thread."""
+        self._db.set_progress_handler(None if stop is None else lambda: int(stop()), every)
+
     def close(self) -> None:
         self._db.close()
 
