@@ -117,10 +117,14 @@ class SnippetMaker:
         return result
 
     def _ensure_table(self) -> None:
+        # With prefix indexes, as the history's: a window of 2 KiB holds a few hundred
+        # distinct words that may all start with the query ("tok0 tok1 …"), and without them
+        # each of the two queries per round merged one list per such word (13 ms -> 3 ms for
+        # the 50 hits of the 40,000-distinct-word benchmark).
         if not self._ready:
             self._db.execute(
                 f"CREATE VIRTUAL TABLE IF NOT EXISTS {_TABLE}"
-                f" USING fts5(content, tokenize='{self._tokenize}')"
+                f" USING fts5(content, tokenize='{self._tokenize}', prefix='1 2 3 4')"
             )
             self._ready = True
 

@@ -1262,42 +1262,35 @@ class HistoryStore:
         # The history's own index, and the pieces it has not indexed yet (a read-only or
         # locked history, which this search could not catch up).
         indexes = ["pieces_fts"] + (["pieces_pending_fts"] if self._pending_index() else [])
+        # One query per word gives the replies holding it and, for each, the first piece that
+        # does: the first piece holding any word is the least of those (each lookup expands
+        # the word's prefix over the whole index once, never once per reply).
         found: set[int] | None = None
+        firsts_any: dict[int, int] = {}
         for word in words:
             query = _fts_query(word)
             if not query:
                 continue
-            ids = {
-                row[0]
-                for index in indexes
-                for row in self._read(
-                    f"SELECT DISTINCT p.message_id FROM {index}"
-                    f" JOIN message_pieces p ON p.id = {index}.rowid WHERE {index} MATCH ?",
+            first: dict[int, int] = {}
+            for index in indexes:
+                for message_id, piece_id in self._read(
+                    f"SELECT p.message_id, min(p.id) FROM {index}"
+                    f" JOIN message_pieces p ON p.id = {index}.rowid WHERE {index} MATCH ?"
+                    " GROUP BY p.message_id",
                     (query,),
-                )
-            }
-            found = ids if found is None else found & ids
+                ):
+                    first[message_id] = min(piece_id, first.get(message_id, piece_id))
+            found = set(first) if found is None else found & set(first)
             if not found:
                 return []
-        # The first piece of each reply that holds any of the words, and a snippet made from a
-        # bounded window of it (FTS5's snippet() over a whole piece took tens of seconds).
-        from chatterm.snippets import SnippetMaker, any_word_query
+            for message_id, piece_id in first.items():
+                firsts_any[message_id] = min(piece_id, firsts_any.get(message_id, piece_id))
+        # A snippet made from a bounded window of each reply's first matching piece (FTS5's
+        # snippet() over a whole piece took tens of seconds).
+        from chatterm.snippets import SnippetMaker
 
         hits: list[SearchHit] = []
-        firsts: dict[int, int] = {}
-        for message_id in sorted(found or (), reverse=True)[:limit]:
-            pieces = [
-                int(row[0])
-                for index in indexes
-                for row in self._read(
-                    f"SELECT min(p.id) FROM {index} JOIN message_pieces p ON p.id = {index}.rowid"
-                    f" WHERE {index} MATCH ? AND p.message_id = ?",
-                    (any_word_query(words), message_id),
-                )
-                if row[0] is not None
-            ]
-            if pieces:
-                firsts[message_id] = min(pieces)
+        firsts = {m: firsts_any[m] for m in sorted(found or (), reverse=True)[:limit]}
         maker = SnippetMaker(self._db, "message_pieces", "content", "unicode61")
         snippets = self._snippets(maker, list(firsts.values()), words)
         for message_id, piece_id in firsts.items():
