@@ -12,9 +12,11 @@ characters (cut at a space or line end): ``snippet()`` costs the square of the m
 row (a 2 KiB window of ``t t t …`` searched for ``t`` took 16 ms, 50 such hits most of a
 second); on rows of 96 characters it costs at most ~0.05 ms. Which rows match is asked
 first (rowids only: linear, no positions, no ranking), and only one row per hit gets a
-snippet: the first holding every word of the query, else the first holding any. A message
-that fits one row gets exactly the snippet FTS5 gives for the whole message. The rows are
-written inside a savepoint that is rolled back, so nothing is left to delete.
+snippet: the first holding every word of the query, else the first holding any. The rows
+of a first window go in a few at a time (4, then 8, 16, ...) until one settles the hit, so
+a message dense with matches costs a few rows, not its whole window. A message that fits one
+row gets exactly the snippet FTS5 gives for the whole message. The rows are written inside a
+savepoint that is rolled back, so nothing is left to delete.
 
 The snippet's matches come back as character spans: ``snippet()`` wraps them in a pair of
 private-use characters, chosen so that neither occurs in the text read, and the markers are
@@ -39,6 +41,7 @@ SCAN_LIMIT = 256 * 1024  # bytes of one message searched for a match, at most
 SEARCH_SCAN_LIMIT = 1024 * 1024  # bytes read past the first windows, over all hits of a search
 TOKENS = 12  # words in a snippet, as before
 ROW_CHARS = 96  # characters in one row of the snippet table, at most (~15 words)
+FIRST_ROWS = 4  # rows of a hit's first window in the first round (then 8, 16, ...)
 ELLIPSIS = "…"
 _TABLE = "temp.chatterm_snippet_window"
 # Pairs of private-use characters to mark matches; the first pair absent from the text is used.
@@ -74,6 +77,23 @@ class _Window:
     text: str
 
 
+# A snippet before its markers are parsed out: FTS5's text, the markers used, and whether the
+# window holds text before / after the row it was made from.
+_Raw = tuple[str, tuple[str, str], bool, bool]
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A hit whose snippet is not settled yet: its window, cut into rows as they are needed
+    (``next``: the character where the next row starts); ``batch`` rows go into the next
+    round."""
+
+    window: _Window
+    batch: int
+    next: int = 0
+    fallback: _Raw | None = None
+
+
 class SnippetMaker:
     """Makes snippets for hits of one query, reading at most a few windows of each message.
 
@@ -93,24 +113,30 @@ class SnippetMaker:
     def make(self, rowids: Sequence[int], words: Sequence[str]) -> dict[int, Snippet]:
         """Snippets for ``rowids`` (hits of a query made of ``words``), keyed by rowid."""
         query = any_word_query(words)
-        queries = [all_words_query(words), query] if len(words) > 1 else [query]
+        every = all_words_query(words) if len(words) > 1 else None
         if not rowids or not query:
             return {}
         self._ensure_table()
         first = {rowid: self._read(rowid, 0) for rowid in rowids}
         result: dict[int, Snippet] = {}
-        pending = list(first.values())
+        pending = [_Pending(window, FIRST_ROWS) for window in first.values()]
         budget = SEARCH_SCAN_LIMIT
         while pending:
-            found = self._snippets(pending, queries)
-            later: list[_Window] = []
-            for window in pending:
+            found = self._round(pending, query, every)
+            later: list[_Pending] = []
+            for item in pending:
+                window = item.window
                 raw = found.get(window.rowid)
                 if raw is not None:
                     result[window.rowid] = _parse(*raw, window)
+                elif item.next < len(window.text):
+                    later.append(item)  # the window's next rows, in the next round
+                elif item.fallback is not None:
+                    result[window.rowid] = _parse(*item.fallback, window)
                 elif window.end < min(window.size, SCAN_LIMIT) and budget > 0:
                     budget -= WINDOW
-                    later.append(self._read(window.rowid, window.end - OVERLAP))
+                    following = self._read(window.rowid, window.end - OVERLAP)
+                    later.append(_Pending(following, WINDOW))  # scanning: all of it at once
                 else:
                     result[window.rowid] = _opening(first[window.rowid])
             pending = later
@@ -145,80 +171,100 @@ class SnippetMaker:
             text = text[:cut] if cut is not None else text
         return _Window(rowid, start, end, size, text)
 
-    def _snippets(
-        self, windows: list[_Window], queries: list[str]
-    ) -> dict[int, tuple[str, tuple[str, str], bool, bool]]:
-        """FTS5's snippet of each window that matches, made from the first of its rows that
-        matches the first of ``queries`` it can (all words, else any); with each, the
-        markers used and whether text of the window lies before / after that row."""
-        texts = [w.text for w in windows]
+    def _round(
+        self, pending: list[_Pending], query: str, every: str | None
+    ) -> dict[int, _Raw]:
+        """Put the next rows of each pending window in the table and make the snippet of
+        each hit that is settled: the first row holding every word (``every``; a one-word
+        query: any match), keyed by message rowid. The first row holding only some words
+        is kept as the hit's fallback (``_Pending.fallback``), for when no row holds all.
+
+        Which rows match is asked first (rowids only: linear, no positions, no ranking),
+        and only the chosen rows get a ``snippet()``."""
+        rows: list[tuple[int, str]] = []
+        where: dict[int, tuple[_Pending, bool, bool]] = {}
+        for item in pending:
+            text = item.window.text
+            for _ in range(item.batch):
+                begin = item.next
+                row, item.next = _next_row(text, begin)
+                rows.append((len(rows) + 1, row))
+                where[len(rows)] = (item, begin > 0, item.next < len(text))
+                if item.next >= len(text):
+                    break
+            item.batch *= 2
+        texts = [text for _, text in rows]
         markers = next(
             (m for m in _MARKERS if not any(m[0] in t or m[1] in t for t in texts)), None
         )
         opening, closing = markers or ("", "")
-        rows: list[tuple[int, str]] = []
-        where: dict[int, tuple[_Window, bool, bool]] = {}
-        for window in windows:
-            parts = _rows(window.text)
-            for index, part in enumerate(parts):
-                rows.append((len(rows) + 1, part))
-                where[len(rows)] = (window, index > 0, index < len(parts) - 1)
         db = self._db
-        result: dict[int, tuple[str, tuple[str, str], bool, bool]] = {}
+        found: dict[int, _Raw] = {}
         db.execute("SAVEPOINT chatterm_snippet")
         try:
             db.executemany(f"INSERT INTO {_TABLE}(rowid, content) VALUES (?, ?)", rows)
-            # Which rows match: rowids only, no positions read and no ranking, so this is
-            # linear in the rows (FTS5 gives them in rowid order: the first is the earliest).
-            chosen: dict[int, int] = {}  # table row -> hit
-            taken: set[int] = set()
-            for query in queries:
+            # FTS5 gives the rows in rowid order: the first one seen is the earliest.
+            chosen: dict[int, _Pending] = {}
+            fallbacks: dict[int, _Pending] = {}
+            settled: set[int] = set()
+            for wanted in ([every] if every else []) + [query]:
                 for (row,) in db.execute(
                     f"SELECT rowid FROM {_TABLE} WHERE chatterm_snippet_window MATCH ?",
-                    (query,),
+                    (wanted,),
                 ):
-                    rowid = where[row][0].rowid
-                    if rowid not in taken:
-                        taken.add(rowid)
-                        chosen[row] = rowid
-            if chosen:
-                # One more pass, making a snippet for the chosen rows only (CASE evaluates
-                # snippet() only where it is taken); the row numbers are ours, not user text.
-                listed = ",".join(str(row) for row in sorted(chosen))
+                    item = where[row][0]
+                    if id(item) in settled:
+                        continue
+                    settled.add(id(item))
+                    if wanted is every or every is None:
+                        chosen[row] = item
+                    elif item.fallback is None:
+                        fallbacks[row] = item
+            if chosen or fallbacks:
+                # The row numbers are ours, not user text.
+                listed = ",".join(str(row) for row in sorted(chosen.keys() | fallbacks.keys()))
                 for row, text in db.execute(
                     f"SELECT rowid, snippet(chatterm_snippet_window, 0, ?, ?, ?, {TOKENS})"
                     f" FROM {_TABLE} WHERE chatterm_snippet_window MATCH ?"
                     f" AND rowid IN ({listed})",
-                    (opening, closing, ELLIPSIS, queries[-1]),
+                    (opening, closing, ELLIPSIS, query),
                 ):
-                    _, before, after = where[row]
-                    result[chosen[row]] = (str(text), (opening, closing), before, after)
+                    item, before, after = where[row]
+                    raw = (str(text), (opening, closing), before, after)
+                    if row in chosen:
+                        found[item.window.rowid] = raw
+                    else:
+                        item.fallback = raw
         finally:
             if db.in_transaction:  # SQLite may have rolled back already (a full disk)
                 db.execute("ROLLBACK TO chatterm_snippet")
                 db.execute("RELEASE chatterm_snippet")
-        return result
+        return found
+
+
+def _next_row(text: str, start: int) -> tuple[str, int]:
+    """The row of ``text`` from ``start``: at most :data:`ROW_CHARS` characters, cut at a
+    space or line end in its second half where there is one (the separator is dropped), and
+    where the next row starts."""
+    end = start + ROW_CHARS
+    if end >= len(text):
+        return text[start:], len(text)
+    cut = max(text.rfind(" ", start + ROW_CHARS // 2, end + 1),
+              text.rfind("\n", start + ROW_CHARS // 2, end + 1))
+    if cut < 0:
+        return text[start:end], end
+    return text[start:cut], cut + 1
 
 
 def _rows(text: str) -> list[str]:
-    """``text`` cut into rows of at most :data:`ROW_CHARS` characters, at a space or line end
-    in the second half of a row where there is one (the separator itself is dropped)."""
+    """All the rows of ``text`` (see :func:`_next_row`)."""
     rows: list[str] = []
-    start, size = 0, len(text)
-    while start < size:
-        end = start + ROW_CHARS
-        if end >= size:
-            rows.append(text[start:])
-            break
-        cut = max(text.rfind(" ", start + ROW_CHARS // 2, end + 1),
-                  text.rfind("\n", start + ROW_CHARS // 2, end + 1))
-        if cut < 0:
-            rows.append(text[start:end])
-            start = end
-        else:
-            rows.append(text[start:cut])
-            start = cut + 1
-    return rows or [""]
+    start = 0
+    while True:
+        row, start = _next_row(text, start)
+        rows.append(row)
+        if start >= len(text):
+            return rows
 
 
 def _parse(
