@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import re
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -62,6 +64,7 @@ from chatterm.tui.screens.search import SearchScreen
 from chatterm.tui.widgets.attachment_chips import AttachDialog, AttachmentChips
 from chatterm.tui.widgets.conversation_view import WELCOME, ConversationView
 from chatterm.tui.widgets.download_panel import DownloadPanel
+from chatterm.tui.widgets.markdown_render import warm_up
 from chatterm.tui.widgets.message_view import MessageView
 from chatterm.tui.widgets.prompt_input import PromptInput
 from chatterm.tui.widgets.sidebar import Sidebar
@@ -98,6 +101,18 @@ def default_export_dir(state_file: Path | None = None) -> Path:
 
     documents = Path(platformdirs.user_documents_dir())
     return documents if documents.is_dir() else Path.cwd()
+
+
+# Imported lazily on the first request's path (httpcore's locks, h11): imported on a thread
+# after the first frame instead, so the first reply does not pay 100-150 ms of imports on the
+# event loop while it streams.
+FIRST_REPLY_MODULES = ("sniffio", "anyio", "h11", "httpcore")
+
+
+def _preimport() -> None:
+    for name in FIRST_REPLY_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 class ChattermApp(App[int]):
@@ -276,8 +291,9 @@ class ChattermApp(App[int]):
             self.report_unexpected(exc)
 
     def _main_only(self) -> None:
-        """App keys step aside on a dialog (a priority binding would otherwise take them)."""
-        if isinstance(self.screen, ModalScreen):
+        """App keys step aside on a dialog or the reader (a priority binding would otherwise
+        take them)."""
+        if isinstance(self.screen, ModalScreen | ReaderScreen):
             raise SkipAction()
 
     # --- layout -------------------------------------------------------------------------
@@ -383,6 +399,8 @@ class ChattermApp(App[int]):
         self.ready_at = time.perf_counter()
         if self.gc_policy is not None:
             self.gc_policy.freeze_startup()
+        warm_up(self)
+        threading.Thread(target=_preimport, name="chatterm-preimport", daemon=True).start()
 
     def watch_theme(self, theme: str) -> None:
         if self._remember_theme:

@@ -71,6 +71,9 @@ class ConversationView(VerticalScroll, can_focus=False):
         self.hidden: list[Message] = []  # older messages of the branch, not mounted yet
         self.positions: dict[int, tuple[int, int]] = {}
         self._loading = False
+        # True from a show() until its layout is done: the scroll position moves then (new
+        # content, the anchor), which is not the user scrolling up to see older messages.
+        self._settling = False
 
     def on_mount(self) -> None:
         self.anchor()
@@ -136,6 +139,8 @@ class ConversationView(VerticalScroll, can_focus=False):
             ):
                 break
             keep += 1
+        self._settling = True
+        self.call_after_refresh(self._settled)
         with self.app.batch_update():
             for view in views[keep:]:
                 await view.remove()
@@ -205,9 +210,15 @@ class ConversationView(VerticalScroll, can_focus=False):
         finally:
             self._loading = False
 
+    def _settled(self) -> None:
+        self._settling = False
+
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        if new_value <= 0 and old_value > 0 and self.hidden and not self._loading:
+        if (
+            new_value <= 0 and old_value > 0 and self.hidden
+            and not self._loading and not self._settling
+        ):
             self.call_later(self.load_older)
 
     def follow(self) -> None:

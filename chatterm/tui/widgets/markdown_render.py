@@ -66,7 +66,7 @@ class MarkdownColors:
     dark: bool
 
     @classmethod
-    def from_app(cls, app: App[object]) -> MarkdownColors:
+    def from_app(cls, app: App[Any]) -> MarkdownColors:
         variables = app.get_css_variables()
 
         def color(name: str, fallback: str) -> Color:
@@ -220,16 +220,52 @@ def render_part(
     return lines, list(ids)
 
 
+# What the first reply usually holds: rendering it once on the render thread after the first
+# frame compiles pygments' lexer and markdown-it's rules there (first use costs 100-160 ms of
+# regular-expression compiling, which otherwise lands on the event loop mid-stream).
+WARM_UP_SAMPLE = """# Title
+
+Some *text* with `code`, **bold** and a [link](https://example.com).
+
+- one
+- two
+
+> a quote
+
+| a | b |
+|---|---|
+| 1 | 2 |
+
+```python
+def f(x: int) -> int:
+    return x * 2  # comment
+```
+"""
+
+
+def warm_up(app: App[Any]) -> None:
+    """Render a sample on the render thread, once (see ``WARM_UP_SAMPLE``)."""
+    colors = MarkdownColors.from_app(app)
+    spec = ConsoleSpec.of(app.console)
+    QUEUE.submit(lambda: render_part(WARM_UP_SAMPLE, 80, colors, spec),
+                 lambda _result, _error: None, lambda: True)
+
+
 def estimated_rows(source: str, width: int) -> int:
     """A part's height before it is rendered: its lines, plus the folds of long ones."""
     return source.count("\n") + 1 + len(source) // max(1, width)
+
+
+# A rendering at a width: (width, lines, styles).
+Shown = tuple[int, list[Line], list["Style | None"]]
 
 
 class _Part:
     """One piece of the reply and what is known of it at the current width and theme."""
 
     __slots__ = (
-        "asked", "estimate", "key", "lines", "placeholder", "plain", "source", "styles",
+        "asked", "estimate", "key", "lines", "placeholder", "plain", "source", "stale",
+        "styles",
     )
 
     def __init__(self, source: str) -> None:
@@ -241,12 +277,17 @@ class _Part:
         self.styles: list[Style | None] = []
         self.asked: tuple[int, str] | None = None  # a background render requested for
         self.estimate = (0, 0)  # (width, rows) of the last estimate
+        # An earlier rendering of (nearly) this text: the live segment's previous batch,
+        # shown until this one's rendering comes back, so a streaming reply never flickers.
+        self.stale: Shown | None = None
 
     def height(self, key: tuple[int, str]) -> int:
         if self.plain is not None:
             return self.plain.count(key[0])
         if self.key == key:
             return len(self.lines)
+        if self.stale is not None and self.stale[0] == key[0]:
+            return len(self.stale[1])
         width, rows = self.estimate
         if width != key[0]:
             rows = estimated_rows(self.source, key[0])
@@ -265,6 +306,7 @@ class PartRows:
 
     def __init__(self, source: str, on_change: ChangeCallback) -> None:
         self.parts: list[_Part] = [_Part(part) for part in _cut(source)]
+        self.chars = len(source)
         self.on_change = on_change
         self.key: tuple[int, str] | None = None  # the width and theme of the last layout
         self.colors: MarkdownColors | None = None
@@ -273,20 +315,51 @@ class PartRows:
         self.height = 0
         self.stale = True  # starts must be computed again
         self.alive: Callable[[], bool] = lambda: True
+        # Render every part on the render thread, however small (a streaming reply: the
+        # event loop only ever draws finished renderings, so typing stays responsive).
+        self.background = False
 
     @property
     def source(self) -> str:
         return "".join(part.source for part in self.parts)
 
-    def extend(self, sources: list[str]) -> bool:
+    def extend(self, sources: list[str], shown: Shown | None = None) -> bool:
+        """Append parts; the first shows ``shown`` until it is rendered (see _Part.stale)."""
         added = [_Part(part) for source in sources if source for part in _cut(source)]
-        self.parts.extend(added)
-        self.stale = self.stale or bool(added)
+        if added and shown is not None:
+            added[0].stale = shown
+        self.chars += sum(len(part.source) for part in added)
+        key = self.key
+        if not self.stale and key is not None and self.chars > SYNC_CHARS:
+            # Appended at the end (a streaming reply): only the new parts' rows are new.
+            for part in added:
+                row = self.height + (1 if self.parts else 0)
+                self.starts.append(row)
+                self.parts.append(part)
+                self.height = row + part.height(key)
+        else:
+            self.parts.extend(added)
+            self.stale = self.stale or bool(added)
         return bool(added)
 
-    def replace(self, source: str) -> None:
+    def replace(self, source: str, keep_shown: bool = True) -> None:
+        """The text is now ``source``: what was shown stays until the new text is drawn
+        (unless ``keep_shown`` is false: the text went elsewhere)."""
+        shown = self.shown() if keep_shown else None
         self.parts = [_Part(part) for part in _cut(source)]
+        self.chars = len(source)
+        if self.parts and shown is not None:
+            self.parts[0].stale = shown
         self.stale = True
+
+    def shown(self) -> Shown | None:
+        """The last rendering of the first part (or what it still shows), if any."""
+        if not self.parts:
+            return None
+        first = self.parts[0]
+        if first.key is not None:
+            return (first.key[0], first.lines, first.styles)
+        return first.stale
 
     def layout(self, width: int, app: App[object]) -> tuple[int, str]:
         """Rows at ``width`` in the app's theme: every part's first row and the total."""
@@ -297,7 +370,7 @@ class PartRows:
             self.spec = ConsoleSpec.of(app.console)
             self.stale = True
         if self.stale:
-            if sum(len(part.source) for part in self.parts) <= SYNC_CHARS:
+            if self.chars <= SYNC_CHARS:
                 # A short reply is rendered whole here: its height is exact from the first
                 # layout (nothing moves when it is first drawn).
                 for part in self.parts:
@@ -331,18 +404,22 @@ class PartRows:
             return Strip.blank(width, base)  # the separator after it
         if part.plain is not None:
             return _plain_strip(part.plain.row(width, row), width, base)
+        lines, styles = part.lines, part.styles
         if part.key != key:
-            if in_place or len(part.source) <= SYNC_CHARS:
+            if in_place or (len(part.source) <= SYNC_CHARS and not self.background):
                 self._take(index, key, render_part(part.source, width, *self._args()))
-                if row >= len(part.lines):
-                    return Strip.blank(width, base)
+                lines, styles = part.lines, part.styles
             else:
                 self._ask(part, key)
-                if part.placeholder is None:
-                    part.placeholder = PlainRows(part.source)
-                return _plain_strip(part.placeholder.row(width, row), width, base)
-        styles = part.styles
-        strip = Strip([Segment(text, styles[style]) for text, style in part.lines[row]])
+                if part.stale is not None and part.stale[0] == width:
+                    _, lines, styles = part.stale
+                else:
+                    if part.placeholder is None:
+                        part.placeholder = PlainRows(part.source)
+                    return _plain_strip(part.placeholder.row(width, row), width, base)
+        if row >= len(lines):
+            return Strip.blank(width, base)
+        strip = Strip([Segment(text, styles[style]) for text, style in lines[row]])
         return strip.adjust_cell_length(width, base).apply_style(base)
 
     def _store(
@@ -351,7 +428,7 @@ class PartRows:
     ) -> int:
         before = part.height(key)
         part.lines, part.styles = rendered
-        part.key, part.placeholder = key, None
+        part.key, part.placeholder, part.stale = key, None, None
         return len(part.lines) - before
 
     def _take(
@@ -359,9 +436,13 @@ class PartRows:
         rendered: tuple[list[Line], list[Style | None]],
     ) -> None:
         change = self._store(self.parts[index], key, rendered)
-        if change:
-            self.stale = True
-        self.on_change(self.starts[index], change)
+        if change and not self.stale:
+            # Only the rows after this part move: shift their starts, not a full layout.
+            starts = self.starts
+            for later in range(index + 1, len(starts)):
+                starts[later] += change
+            self.height += change
+        self.on_change(self.starts[index] if index < len(self.starts) else 0, change)
 
     def _ask(self, part: _Part, key: tuple[int, str]) -> None:
         """Have the render thread render ``part`` for ``key`` (once per key)."""
@@ -450,14 +531,15 @@ class FrozenMarkdown(Widget):
         """Append text cut at a safe boundary (chatterm.markdown_blocks)."""
         self.extend_parts([source])
 
-    def extend_parts(self, sources: list[str]) -> None:
-        """Append finished segments: nothing is rendered until it is drawn."""
-        if self.rows.extend(sources):
+    def extend_parts(self, sources: list[str], shown: Shown | None = None) -> None:
+        """Append finished segments: nothing is rendered until it is drawn (the first shows
+        ``shown``, the live segment's last rendering, until then)."""
+        if self.rows.extend(sources, shown):
             self.refresh(layout=True)
 
-    def replace(self, source: str) -> None:
-        """Show ``source`` instead (the live segment after its text was frozen)."""
-        self.rows.replace(source)
+    def replace(self, source: str, keep_shown: bool = True) -> None:
+        """Show ``source`` instead (``keep_shown``: the old rendering until it is drawn)."""
+        self.rows.replace(source, keep_shown)
         self.refresh(layout=True)
 
     @property

@@ -46,10 +46,13 @@ class LiveMarkdown(FrozenMarkdown):
     the reply waited for (bench/bench_tui.py: 55 s for a reply ``ask`` writes in 1 s). This
     segment is a few hundred characters (chatterm.markdown_blocks), so drawing it whole from a
     fresh parse at most ``FLUSH_INTERVAL_S`` apart is cheap, and never wrong across deltas.
-    It is rendered on the loop (never shown as a placeholder): it is what the user watches.
+    It is rendered on the render thread; the previous batch's rendering stays on screen until
+    the new one is back, so the event loop never waits for Rich while a reply streams.
     """
 
-    render_in_place = True
+    def __init__(self, source: str, *, classes: str | None = None) -> None:
+        super().__init__(source, classes=classes)
+        self.rows.background = True
 
     def extend(self, source: str) -> None:
         """Append a batch of deltas: cut anywhere, so the segment is drawn again whole."""
@@ -192,6 +195,7 @@ class MessageView(Vertical, can_focus=True):
                 # segment after it, and its finished segments go into the first.
                 frozen = FrozenMarkdown("" if self.live else self.text, classes="segment")
                 frozen.display = not self.live
+                frozen.rows.background = self.live
                 if self.is_attached:
                     keymap = getattr(self.app, "keymap_overrides", {})
                     frozen.notice_key = keys.key_label("message_read", keymap)
@@ -294,7 +298,7 @@ class MessageView(Vertical, can_focus=True):
         """The live segment's whole text joins the frozen rendering; the live one goes."""
         frozen = self._frozen()
         with self.app.batch_update():
-            frozen.extend(source)
+            frozen.extend_parts([source], live.rows.shown())
             await live.remove()
         return frozen
 
@@ -304,8 +308,8 @@ class MessageView(Vertical, can_focus=True):
         """The stream passed safe cuts: ``finished`` segments join the frozen rendering
         before the live one (rendered only if and when they are drawn), and the live one
         keeps only ``rest``. No widget is mounted or removed per cut."""
-        self._frozen().extend_parts(finished)
-        live.replace(rest)
+        self._frozen().extend_parts(finished, live.rows.shown())
+        live.replace(rest, keep_shown=False)  # what it showed went into the frozen part
 
     def finish(self, message: Message) -> None:
         """Take the stored outcome of a reply (status, model, error) after streaming."""
@@ -315,6 +319,8 @@ class MessageView(Vertical, can_focus=True):
         self.error = message.error
         self.text = message.content
         self.live = False
+        for segment in self.segments:
+            segment.rows.background = False  # small parts render when drawn again
         if message.reasoning:
             self.show_reasoning(message.reasoning)
         for section in self.query(Collapsible):
