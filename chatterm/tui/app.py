@@ -450,6 +450,7 @@ class ChattermApp(App[int]):
             self.fail(error_message(exc))
             return
         self.prompt_input.switch_draft(current, conv_id)
+        self.attachment_chips.switch(current, conv_id)  # chips belong to their conversation
         if self.controller.choice is not before:  # it goes back to where it was answered
             self.status_line.set_target(self.controller.describe_target())
             self._prewarm()
@@ -852,6 +853,8 @@ class ChattermApp(App[int]):
             self.fail(error_message(exc))
             return
         self.prompt_input.forget_draft(deleted.id)
+        self.attachment_chips.forget(deleted.id)
+        self.attachment_chips.clear()  # they were the deleted conversation's
         self.prompt_input.set_text("")
         self.sidebar.reload()
         self.conversations_changed()
