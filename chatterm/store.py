@@ -1323,10 +1323,9 @@ class PieceWriter:
         due = time.monotonic() + self._interval
         try:
             while True:
-                stopping = self._stop.wait(step)
-                early = (
-                    not stopping and pending is not None and time.monotonic() < due - step / 2
-                )
+                # Never past ``due``: what streamed is written at least every ``interval``.
+                stopping = self._stop.wait(max(0.0, min(step, due - time.monotonic())))
+                early = not stopping and pending is not None and time.monotonic() < due
                 if early and pending is not None and pending() < EAGER_CHARS:
                     continue  # not due yet, and not enough waiting to write early
                 if self.error is None:
