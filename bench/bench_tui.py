@@ -52,6 +52,7 @@ from chatterm.backend import BackendConfig  # noqa: E402
 from chatterm.config import Choice, Config  # noqa: E402
 from chatterm.store import HistoryStore  # noqa: E402
 from chatterm.tui.app import ChattermApp, build_app  # noqa: E402
+from chatterm.tui.widgets.render_queue import QUEUE  # noqa: E402
 
 SIZE = (120, 40)
 TICK_S = 0.010
@@ -99,6 +100,8 @@ async def bench_stream(base_url: str, chunks: int, tmp: Path, tune_gc: bool,
         latencies = await _type_while_streaming(app) if type_keys else []
         while app.last_renderer is None or app.last_renderer.rendered_at is None:
             await asyncio.sleep(0.01)
+        await QUEUE.idle()  # the parts on screen rendered on the render thread too
+        drawn_at = time.monotonic()
         await _settle(app)
         await pilot.pause()
         done = time.monotonic()
@@ -115,11 +118,11 @@ async def bench_stream(base_url: str, chunks: int, tmp: Path, tune_gc: bool,
             "segments_frozen": renderer.segments,
             "stream_s": round(streamer.last_chunk_at - streamer.first_token_at, 3),
             "total_s": round(done - started, 3),
-            "last_chunk_to_final_render_s": round(renderer.rendered_at - streamer.last_chunk_at, 3),
+            "last_chunk_to_final_render_s": round(drawn_at - streamer.last_chunk_at, 3),
             "max_stall_during_stream_ms": round(
                 1000 * meter.worst(streamer.first_token_at, streamer.last_chunk_at), 1),
             "max_stall_including_final_render_ms": round(
-                1000 * meter.worst(streamer.first_token_at, renderer.rendered_at), 1),
+                1000 * meter.worst(streamer.first_token_at, drawn_at), 1),
             "keystrokes": len(latencies),
             "keystroke_latency_p99_ms": round(1000 * _percentile(latencies, 0.99), 1),
             "keystroke_latency_max_ms": round(1000 * max(latencies, default=0.0), 1),

@@ -2,8 +2,9 @@
 
 Three histories, each opened at its conversation (as ``chatterm --session ID``) in the real app,
 headless: one 5 MB markdown reply, one 50 MB reply on a single line, and 2,000 messages. For each:
-time from starting the app to its first frame (``ChattermApp.ready_at``) and the time one
-terminal resize takes until the app is idle again. Medians with min-max over ``--repeat`` runs.
+time from starting the app to its first frame (``ChattermApp.ready_at``), to the conversation
+drawn (its messages mounted and every part on screen rendered, the render thread idle), whether
+it opened at its end, and the time one terminal resize takes until all that is true again. Medians with min-max over ``--repeat`` runs.
 Targets: first frame <= 1 s, resize <= 200 ms, the 2,000-message conversation open at its end.
 """
 
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "backends"), str(ROOT / "themes")]
@@ -24,7 +26,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "backends"), str(ROOT / "themes")]
 from chatterm.backend import BackendConfig  # noqa: E402
 from chatterm.config import Choice, Config  # noqa: E402
 from chatterm.store import HistoryStore  # noqa: E402
-from chatterm.tui.app import build_app  # noqa: E402
+from chatterm.tui.app import ChattermApp, build_app  # noqa: E402
+from chatterm.tui.widgets.render_queue import QUEUE  # noqa: E402
 
 SIZE = (120, 40)
 
@@ -54,7 +57,15 @@ CASES = {
 }
 
 
-async def open_once(folder: Path, conv_id: str) -> tuple[float, float]:
+async def _drawn(app: ChattermApp, pilot: Any) -> None:
+    """Until the app is idle: workers done, every part on screen rendered, a frame drawn."""
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await QUEUE.idle()
+    await pilot.pause()
+
+
+async def open_once(folder: Path, conv_id: str) -> tuple[float, float, float, bool]:
     store = HistoryStore(folder / "history.db")
     choice = Choice("openai", BackendConfig(base_url="http://127.0.0.1:9"), {}, None, None)
     app = build_app(choice, Config(path=folder / "config.toml"), store, session_id=conv_id,
@@ -64,13 +75,17 @@ async def open_once(folder: Path, conv_id: str) -> tuple[float, float]:
         while app.ready_at is None:
             await pilot.pause(0.005)
         first_frame = app.ready_at - started
+        while not app.view.message_views():
+            await pilot.pause(0.005)
+        await _drawn(app, pilot)
+        shown = time.perf_counter() - started
+        at_end = app.view.scroll_y >= app.view.max_scroll_y
         resize_start = time.perf_counter()
         await pilot.resize_terminal(SIZE[0] - 30, SIZE[1])
-        await pilot.pause()
-        await app.workers.wait_for_complete()
+        await _drawn(app, pilot)
         resize = time.perf_counter() - resize_start
     store.close()
-    return first_frame, resize
+    return first_frame, shown, resize, at_end
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -87,14 +102,20 @@ def main() -> None:
             folder = Path(tmp)
             with HistoryStore(folder / "history.db") as store:
                 conv_id = seed(store, pairs())
-            frames, resizes = [], []
+            frames, shown, resizes, at_end = [], [], [], []
             for _ in range(args.repeat):
-                frame, resize = asyncio.run(open_once(folder, conv_id))
+                frame, drawn, resize, end = asyncio.run(open_once(folder, conv_id))
                 frames.append(frame)
+                shown.append(drawn)
                 resizes.append(resize)
-            results[name] = {"first_frame_s": spread(frames), "resize_s": spread(resizes)}
+                at_end.append(end)
+            results[name] = {"first_frame_s": spread(frames), "conversation_drawn_s": spread(shown),
+                             "resize_s": spread(resizes), "opened_at_end": all(at_end),
+                             "runs": args.repeat}
             print(f"{name}: first frame {statistics.median(frames):.2f} s "
-                  f"({min(frames):.2f}-{max(frames):.2f}), resize "
+                  f"({min(frames):.2f}-{max(frames):.2f}), conversation drawn "
+                  f"{statistics.median(shown):.2f} s ({min(shown):.2f}-{max(shown):.2f}), "
+                  f"at its end: {all(at_end)}, resize "
                   f"{statistics.median(resizes) * 1000:.0f} ms "
                   f"({min(resizes) * 1000:.0f}-{max(resizes) * 1000:.0f})", flush=True)
     print(json.dumps(results, indent=2))

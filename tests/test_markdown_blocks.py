@@ -243,3 +243,27 @@ def test_streaming_in_any_pieces_cuts_like_the_whole_text(lines: list[str], size
             else:
                 blocks[-1] += part
     assert blocks == split_blocks(text)
+
+
+_ATOMS = [
+    "\n", "\n\n", "  \n", "```\n", "```py\n", "~~~\n", "````\n", " ```\n", "# h\n", "para text\n",
+    "- item\n", "1. x\n", "    code\n", "> q\n", "|a|b|\n", "x", "\r\n", "\t\n", "   ~~~\n",
+    "```x```\n", "~~~~\n", "<div>\n",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_ATOMS), max_size=60), st.sampled_from([0, 1, 5, 20, 80]))
+def test_whole_text_cuts_are_the_stream_cuts(atoms: list[str], limit: int) -> None:
+    """split_segments (regular expressions, for a stored reply) cuts exactly where the
+    streaming splitter does: a stored reply renders as it did while it streamed."""
+    from chatterm.markdown_blocks import BREAK, SegmentSplitter
+
+    text = "".join(atoms)
+    streamed: list[list[str]] = [[]]
+    for piece in SegmentSplitter(limit).feed(text):
+        if piece is BREAK:
+            streamed.append([])
+        else:
+            streamed[-1].append(piece)
+    assert split_segments(text, limit) == ["".join(pieces) for pieces in streamed]

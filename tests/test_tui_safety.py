@@ -41,8 +41,7 @@ def unsafe(text: str) -> list[str]:
 
 
 def rendered(segment: FrozenMarkdown) -> str:
-    segment._layout(90)
-    return "\n".join("".join(text for text, _ in line) for line in segment._lines)
+    return "\n".join(segment.rendered_lines(90))
 
 
 def test_hostile_reply_reasoning_and_error_are_held_sanitised(

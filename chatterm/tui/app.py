@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import re
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -57,10 +59,12 @@ from chatterm.tui.presenter import ReplyPresenter
 from chatterm.tui.screens.dialogs import ConfirmDialog, LineDialog, SettingsDialog, TextDialog
 from chatterm.tui.screens.help import HelpScreen
 from chatterm.tui.screens.model_dialog import ModelDialog
+from chatterm.tui.screens.reader import ReaderScreen
 from chatterm.tui.screens.search import SearchScreen
 from chatterm.tui.widgets.attachment_chips import AttachDialog, AttachmentChips
 from chatterm.tui.widgets.conversation_view import WELCOME, ConversationView
 from chatterm.tui.widgets.download_panel import DownloadPanel
+from chatterm.tui.widgets.markdown_render import warm_up
 from chatterm.tui.widgets.message_view import MessageView
 from chatterm.tui.widgets.prompt_input import PromptInput
 from chatterm.tui.widgets.sidebar import Sidebar
@@ -97,6 +101,18 @@ def default_export_dir(state_file: Path | None = None) -> Path:
 
     documents = Path(platformdirs.user_documents_dir())
     return documents if documents.is_dir() else Path.cwd()
+
+
+# Imported lazily on the first request's path (httpcore's locks, h11): imported on a thread
+# after the first frame instead, so the first reply does not pay 100-150 ms of imports on the
+# event loop while it streams.
+FIRST_REPLY_MODULES = ("sniffio", "anyio", "h11", "httpcore")
+
+
+def _preimport() -> None:
+    for name in FIRST_REPLY_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 class ChattermApp(App[int]):
@@ -275,8 +291,9 @@ class ChattermApp(App[int]):
             self.report_unexpected(exc)
 
     def _main_only(self) -> None:
-        """App keys step aside on a dialog (a priority binding would otherwise take them)."""
-        if isinstance(self.screen, ModalScreen):
+        """App keys step aside on a dialog or the reader (a priority binding would otherwise
+        take them)."""
+        if isinstance(self.screen, ModalScreen | ReaderScreen):
             raise SkipAction()
 
     # --- layout -------------------------------------------------------------------------
@@ -382,6 +399,8 @@ class ChattermApp(App[int]):
         self.ready_at = time.perf_counter()
         if self.gc_policy is not None:
             self.gc_policy.freeze_startup()
+        warm_up(self)
+        threading.Thread(target=_preimport, name="chatterm-preimport", daemon=True).start()
 
     def watch_theme(self, theme: str) -> None:
         if self._remember_theme:
@@ -750,6 +769,13 @@ class ChattermApp(App[int]):
             self._copy(blocks[-1], "the code block")
         else:
             self.tell("this message has no code block")
+
+    def on_message_view_read_requested(self, event: MessageView.ReadRequested) -> None:
+        event.stop()
+        segments = event.view.segments
+        if segments:
+            title = f"{event.view.header_text().plain}"
+            self.push_screen(ReaderScreen(segments[0], title))
 
     def _copy(self, text: str, what: str) -> None:
         # The terminal receives it base64-encoded (OSC 52): byte-exact, and it cannot act.

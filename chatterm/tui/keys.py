@@ -85,6 +85,7 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("message_copy", "c", "copy", "Copy this message", "message"),
     KeySpec("message_copy_code", "k", "copy_code", "Copy this message's last code block",
             "message"),
+    KeySpec("message_read", "o", "read", "Read this reply whole, full screen", "message"),
     KeySpec("message_branch_prev", "left,left_square_bracket", "branch(-1)",
             "Previous branch here", "message"),
     KeySpec("message_branch_next", "right,right_square_bracket", "branch(1)",

@@ -27,8 +27,12 @@ WELCOME = (
     "New conversation. Type below and press {send}.\n"
     "{help} keys and features · {command_palette} every command · {search} search all messages"
 )
-# Messages mounted when a conversation opens, and per step when scrolling up past them.
+# At most this many messages are mounted when a conversation opens, and per step when
+# scrolling up past them; fewer when they fill ``SCREENS`` screens already (every mounted
+# widget costs time in each layout: opening 2,000 short messages at 40 took 3 s to draw).
 WINDOW = 40
+SCREENS = 2
+MIN_WINDOW = 4
 
 # The stored attachments of some messages, by id (the controller's ``attachments_for``).
 AttachmentLookup = Callable[[Iterable[int]], Mapping[int, Sequence[Any]]]
@@ -67,6 +71,9 @@ class ConversationView(VerticalScroll, can_focus=False):
         self.hidden: list[Message] = []  # older messages of the branch, not mounted yet
         self.positions: dict[int, tuple[int, int]] = {}
         self._loading = False
+        # True from a show() until its layout is done: the scroll position moves then (new
+        # content, the anchor), which is not the user scrolling up to see older messages.
+        self._settling = False
 
     def on_mount(self) -> None:
         self.anchor()
@@ -77,6 +84,21 @@ class ConversationView(VerticalScroll, can_focus=False):
         if self.attachments is None or not ids:
             return {}
         return self.attachments(ids)
+
+    def _window(self, messages: Sequence[Message]) -> int:
+        """How many of the newest ``messages`` to mount: enough for ``SCREENS`` screens
+        (estimated from their length), at least ``MIN_WINDOW``, at most ``WINDOW``."""
+        width = max(20, (self.size.width or self.app.size.width) - 8)
+        wanted = SCREENS * max(10, self.size.height or self.app.size.height)
+        rows = 0
+        count = 0
+        for message in reversed(messages):
+            if count >= WINDOW or (count >= MIN_WINDOW and rows >= wanted):
+                break
+            text = message.content
+            rows += 3 + text.count("\n", 0, 20_000) + min(len(text), 20_000) // width
+            count += 1
+        return count
 
     def message_views(self) -> list[MessageView]:
         return list(self.query_children(MessageView).results(MessageView))
@@ -102,7 +124,7 @@ class ConversationView(VerticalScroll, can_focus=False):
         shown = [m for m in messages if m.role in ("user", "assistant")]
         views = self.message_views()
         # Keep the mounted window where it starts (a send adds at the end), else the newest.
-        start = max(0, len(shown) - WINDOW)
+        start = len(shown) - self._window(shown)
         if views:
             first = views[0].message_id
             index = next((i for i, m in enumerate(shown) if m.id == first), None)
@@ -117,6 +139,8 @@ class ConversationView(VerticalScroll, can_focus=False):
             ):
                 break
             keep += 1
+        self._settling = True
+        self.call_after_refresh(self._settled)
         with self.app.batch_update():
             for view in views[keep:]:
                 await view.remove()
@@ -164,7 +188,7 @@ class ConversationView(VerticalScroll, can_focus=False):
             return
         self._loading = True
         try:
-            count = WINDOW
+            count = self._window(self.hidden)
             if down_to is not None:
                 ids = [m.id for m in self.hidden]
                 if down_to in ids:
@@ -186,9 +210,15 @@ class ConversationView(VerticalScroll, can_focus=False):
         finally:
             self._loading = False
 
+    def _settled(self) -> None:
+        self._settling = False
+
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        if new_value <= 0 and old_value > 0 and self.hidden and not self._loading:
+        if (
+            new_value <= 0 and old_value > 0 and self.hidden
+            and not self._loading and not self._settling
+        ):
             self.call_later(self.load_older)
 
     def follow(self) -> None:

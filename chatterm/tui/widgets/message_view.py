@@ -12,8 +12,6 @@ to a sibling branch from the keyboard.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -24,7 +22,6 @@ from textual.containers import Vertical
 from textual.message import Message as TextualMessage
 from textual.widgets import Collapsible, Static
 
-from chatterm.markdown_blocks import FROZEN_CHARS, split_segments
 from chatterm.sanitize import safe_inline, safe_text
 from chatterm.store import COMPLETE, ERROR, INTERRUPTED, STREAMING, Message
 from chatterm.tui import keys
@@ -40,13 +37,6 @@ def author_label(message: Message | None, backend: str | None, model: str | None
     return safe_inline(model or backend or "assistant")
 
 
-# A streamed reply's frozen text is appended to one widget up to this size: appending renders
-# only the new part, and fewer widgets make each layout of the screen cheaper.
-STREAMED_FROZEN_CHARS = 24_000
-# While streaming, the loop is handed back after rendering this long (seconds).
-RENDER_SLICE_S = 0.02
-
-
 class LiveMarkdown(FrozenMarkdown):
     """The segment a reply is streaming into: one widget, its text drawn again per batch.
 
@@ -56,7 +46,13 @@ class LiveMarkdown(FrozenMarkdown):
     the reply waited for (bench/bench_tui.py: 55 s for a reply ``ask`` writes in 1 s). This
     segment is a few hundred characters (chatterm.markdown_blocks), so drawing it whole from a
     fresh parse at most ``FLUSH_INTERVAL_S`` apart is cheap, and never wrong across deltas.
+    It is rendered on the render thread; the previous batch's rendering stays on screen until
+    the new one is back, so the event loop never waits for Rich while a reply streams.
     """
+
+    def __init__(self, source: str, *, classes: str | None = None) -> None:
+        super().__init__(source, classes=classes)
+        self.rows.background = True
 
     def extend(self, source: str) -> None:
         """Append a batch of deltas: cut anywhere, so the segment is drawn again whole."""
@@ -141,6 +137,13 @@ class MessageView(Vertical, can_focus=True):
             self.view = view
             self.code = code
 
+    class ReadRequested(TextualMessage):
+        """The user asked to read this reply whole, full screen."""
+
+        def __init__(self, view: MessageView) -> None:
+            super().__init__()
+            self.view = view
+
     class BranchRequested(TextualMessage):
         """The user asked to show a sibling branch of this message (``step`` is ±1)."""
 
@@ -182,27 +185,39 @@ class MessageView(Vertical, can_focus=True):
     def compose(self) -> ComposeResult:
         yield Static(self.header_text(), classes="header", markup=False)
         if self.role != "user":
-            section = Collapsible(
-                Static(Text(safe_text(self.reasoning)), classes="reasoning", markup=False),
-                title="Reasoning",
-                collapsed=not self.live,
-                classes="reasoning-section",
-            )
-            section.display = bool(self.reasoning)
-            yield section
+            if self.reasoning or self.live:
+                # Only a reply with (or streaming, so perhaps with) reasoning has the section:
+                # fewer widgets per message make every layout of a long conversation cheaper.
+                yield self._reasoning_section()
             with Vertical(classes="reply-body body"):
+                # The whole reply as one widget that renders what is on screen (see
+                # chatterm.tui.widgets.markdown_render); a streaming reply adds its live
+                # segment after it, and its finished segments go into the first.
+                frozen = FrozenMarkdown("" if self.live else self.text, classes="segment")
+                frozen.display = not self.live
+                frozen.rows.background = self.live
+                if self.is_attached:
+                    keymap = getattr(self.app, "keymap_overrides", {})
+                    frozen.notice_key = keys.key_label("message_read", keymap)
+                yield frozen
                 if self.live:
                     yield LiveMarkdown("", classes="segment live")  # about to stream
-                else:
-                    for segment in split_segments(self.text, FROZEN_CHARS):
-                        yield FrozenMarkdown(segment, classes="segment")
         else:
             for attachment in self.attachments:
                 yield AttachmentBlock(attachment)
             yield Static(Text(safe_text(self.text)), classes="user-text body", markup=False)
-        problem = Static(self.problem_text(), classes="problem", markup=False)
-        problem.display = self.status in {ERROR, INTERRUPTED}
-        yield problem
+        if self.status in {ERROR, INTERRUPTED}:  # mounted when needed (refresh_header)
+            yield Static(self.problem_text(), classes="problem", markup=False)
+
+    def _reasoning_section(self) -> Collapsible:
+        section = Collapsible(
+            Static(Text(safe_text(self.reasoning)), classes="reasoning", markup=False),
+            title="Reasoning",
+            collapsed=not self.live,
+            classes="reasoning-section",
+        )
+        section.display = bool(self.reasoning)
+        return section
 
     def on_mount(self) -> None:
         self._sync_extras()
@@ -246,13 +261,21 @@ class MessageView(Vertical, can_focus=True):
 
     def refresh_header(self) -> None:
         self.query_one(".header", Static).update(self.header_text())
-        self.query_one(".problem", Static).update(self.problem_text())
+        problems = list(self.query(".problem").results(Static))
+        if problems:
+            problems[0].update(self.problem_text())
+        elif self.status in {ERROR, INTERRUPTED}:
+            self.mount(Static(self.problem_text(), classes="problem", markup=False))
         self._sync_extras()
 
     def show_reasoning(self, reasoning: str) -> None:
         """Show the reasoning so far (open while the reply streams, see :meth:`finish`)."""
         self.reasoning = reasoning
-        self.query_one(".reasoning", Static).update(Text(safe_text(reasoning)))
+        shown = list(self.query(".reasoning").results(Static))
+        if shown:
+            shown[0].update(Text(safe_text(reasoning)))
+        elif reasoning:
+            self.mount(self._reasoning_section(), after=self.query_one(".header"))
         self._sync_extras()
 
     @property
@@ -266,63 +289,27 @@ class MessageView(Vertical, can_focus=True):
         """The Markdown text currently shown."""
         return "".join(segment.source for segment in self.segments)
 
-    async def add_live_segment(self) -> LiveMarkdown:
-        """A new live segment at the end, for the stream to write into."""
-        segment = LiveMarkdown("", classes="segment live")
-        await self.query_one(".reply-body").mount(segment)
-        return segment
+    def _frozen(self) -> FrozenMarkdown:
+        frozen = self.segments[0]
+        frozen.display = True
+        return frozen
 
     async def freeze(self, live: LiveMarkdown, source: str) -> FrozenMarkdown:
-        """Replace a live segment by a frozen rendering of its whole text (a fresh parse).
-
-        Consecutive frozen segments are merged up to ``FROZEN_CHARS`` so a long reply stays a
-        handful of widgets (Textual lays out every widget on every frame).
-        """
-        body = self.query_one(".reply-body")
-        segments = self.segments
-        index = segments.index(live)
-        previous = segments[index - 1] if index > 0 else None
+        """The live segment's whole text joins the frozen rendering; the live one goes."""
+        frozen = self._frozen()
         with self.app.batch_update():
-            if (
-                isinstance(previous, FrozenMarkdown)
-                and len(previous.source) + len(source) <= STREAMED_FROZEN_CHARS
-            ):
-                previous.extend(source)
-                frozen = previous
-            else:
-                frozen = FrozenMarkdown(source, classes="segment")
-                await body.mount(frozen, before=live)
+            frozen.extend_parts([source], live.rows.shown())
             await live.remove()
         return frozen
 
     async def freeze_before(
         self, live: LiveMarkdown, finished: list[str], rest: str
     ) -> None:
-        """The stream passed safe cuts: ``finished`` segments go before the live one, frozen
-        (appended to the previous frozen rendering up to ``STREAMED_FROZEN_CHARS``), and the live one
-        keeps only ``rest``. The live widget stays: no mount or removal per cut.
-
-        Each finished segment is rendered here, one at a time with the loop handed back in
-        between, not all in the next layout: after a backlog (a burst of text) that layout
-        would otherwise hold the loop for as long as rendering the whole burst takes.
-        """
-        body = self.query_one(".reply-body")
-        segments = self.segments
-        index = segments.index(live)
-        target = segments[index - 1] if index > 0 else None
-        width = target._key[0] if target is not None and target._key else live.size.width
-        began = time.monotonic()
-        for source in finished:
-            if target is None or len(target.source) + len(source) > STREAMED_FROZEN_CHARS:
-                target = FrozenMarkdown("", classes="segment")
-                await body.mount(target, before=live)
-            target.extend(source)
-            if width > 0:
-                target.prepare(width)
-                if time.monotonic() - began >= RENDER_SLICE_S:
-                    await asyncio.sleep(0)
-                    began = time.monotonic()
-        live.replace(rest)
+        """The stream passed safe cuts: ``finished`` segments join the frozen rendering
+        before the live one (rendered only if and when they are drawn), and the live one
+        keeps only ``rest``. No widget is mounted or removed per cut."""
+        self._frozen().extend_parts(finished, live.rows.shown())
+        live.replace(rest, keep_shown=False)  # what it showed went into the frozen part
 
     def finish(self, message: Message) -> None:
         """Take the stored outcome of a reply (status, model, error) after streaming."""
@@ -332,6 +319,8 @@ class MessageView(Vertical, can_focus=True):
         self.error = message.error
         self.text = message.content
         self.live = False
+        for segment in self.segments:
+            segment.rows.background = False  # small parts render when drawn again
         if message.reasoning:
             self.show_reasoning(message.reasoning)
         for section in self.query(Collapsible):
@@ -348,6 +337,10 @@ class MessageView(Vertical, can_focus=True):
 
     def action_copy_code(self) -> None:
         self.post_message(self.CopyRequested(self, code=True))
+
+    def action_read(self) -> None:
+        if self.role != "user":
+            self.post_message(self.ReadRequested(self))
 
     def action_branch(self, step: int) -> None:
         self.post_message(self.BranchRequested(self, step))

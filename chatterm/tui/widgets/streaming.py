@@ -14,9 +14,10 @@ Why it is shaped this way:
   append; per batch it is independent of the reply's length. (It used to be Textual's
   ``MarkdownStream``: each append mounted new block widgets, and the mounts and the layouts
   they caused, not the chunks, were what a 20,000-chunk reply waited for.)
-* When the stream moves past a safe cut, the segment is frozen (merged into the previous
-  frozen rendering up to ``FROZEN_CHARS``) and a new live segment starts; finished segments
-  never render again while the reply streams.
+* When the stream moves past a safe cut, the segment is frozen (it becomes a part of the
+  reply's frozen rendering, drawn only if and when it is on screen) and the live segment
+  starts again; finished segments never render again while the reply streams, and those
+  that scrolled past unseen are never rendered at all.
 * When the stream stops (finished, failed, cancelled) the open segment is frozen from its
   complete text: one segment, so the final render is bounded.
 * Reasoning is redrawn at most 10 times a second.

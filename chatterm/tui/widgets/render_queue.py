@@ -1,0 +1,104 @@
+"""One background thread that renders Markdown parts, newest request first.
+
+Why a thread: Rich's Markdown costs about 13 µs per character of a reply with code blocks
+here (pygments), so drawing a few thousand characters on the event loop holds it for tens
+of milliseconds, and keys typed meanwhile wait. Rendered on this thread, the loop keeps the
+interpreter at least every switch interval (5 ms) and stays responsive; the widget shows
+the part as plain rows until its rendering comes back.
+
+Why one thread, newest first: the parts asked for last are the ones on screen now (the user
+scrolled, or the window was resized again); older requests whose widget is gone, or whose
+width or theme changed, are skipped when their turn comes (``wanted``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class _Job:
+    work: Callable[[], Any]
+    done: Callable[[Any, BaseException | None], None]
+    wanted: Callable[[], bool]
+    loop: asyncio.AbstractEventLoop
+
+
+class RenderQueue:
+    """Runs ``work`` on the render thread and hands its result to ``done`` on the loop."""
+
+    def __init__(self) -> None:
+        self._jobs: list[_Job] = []
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+        # Submitted, not yet handed back, per event loop (touched on that loop only).
+        self._pending: dict[asyncio.AbstractEventLoop, int] = {}
+
+    def submit(
+        self,
+        work: Callable[[], Any],
+        done: Callable[[Any, BaseException | None], None],
+        wanted: Callable[[], bool],
+    ) -> None:
+        """From the event loop: queue ``work``; ``done(result, error)`` runs on the loop."""
+        loop = asyncio.get_running_loop()
+        job = _Job(work, done, wanted, loop)
+        self._pending[loop] = self._pending.get(loop, 0) + 1
+        with self._ready:
+            self._jobs.append(job)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="chatterm-render", daemon=True
+                )
+                self._thread.start()
+            self._ready.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._jobs:
+                    self._ready.wait()
+                job = self._jobs.pop()  # the newest: what is on screen now
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                if job.wanted():
+                    result = job.work()
+                else:
+                    error = _Skipped()
+            except BaseException as exc:  # handed to the loop, which reports it
+                error = exc
+            try:
+                job.loop.call_soon_threadsafe(self._hand_back, job, result, error)
+            except RuntimeError:  # that loop is closed (the app ended): nothing to draw
+                continue
+
+    def _hand_back(self, job: _Job, result: Any, error: BaseException | None) -> None:
+        left = self._pending.get(job.loop, 1) - 1
+        if left > 0:
+            self._pending[job.loop] = left
+        else:
+            self._pending.pop(job.loop, None)
+        if not isinstance(error, _Skipped):
+            job.done(result, error)
+
+    async def idle(self) -> None:
+        """Wait until every part asked for is rendered and handed back (tests, benchmarks)."""
+        loop = asyncio.get_running_loop()
+        while self._pending.get(loop):
+            await asyncio.sleep(0.005)
+
+    def busy(self) -> bool:
+        """Whether parts asked for on this loop are still being rendered."""
+        return bool(self._pending.get(asyncio.get_running_loop()))
+
+
+class _Skipped(Exception):
+    """The job was no longer wanted when its turn came."""
+
+
+QUEUE = RenderQueue()

@@ -1,0 +1,186 @@
+"""Long content in the TUI (issue 9): drawn where it is on screen, never all at once.
+
+The real app, driven by the pilot, over real SQLite histories: a long stored reply renders
+only the parts on screen (the rest stays estimated), long parts render on the render thread,
+a reply taller than the inline cap shows its end under a notice and opens whole in the reader,
+a line too long for Markdown is folded as plain (sanitised) text, and the rows folding rules
+themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_tui import make_app, run, screen_text, seed, settle, wait_for
+
+from chatterm.backend import BackendConfig
+from chatterm.config import Choice
+from chatterm.tui.screens.reader import ReaderScreen, ReplyReader
+from chatterm.tui.widgets import markdown_render
+from chatterm.tui.widgets.markdown_render import FrozenMarkdown
+from chatterm.tui.widgets.message_view import MessageView
+from chatterm.tui.widgets.plain_rows import PlainRows
+from chatterm.tui.widgets.render_queue import QUEUE
+
+SIZE = (100, 30)
+CHOICE = Choice("openai", BackendConfig(), {}, None, None)
+
+
+def long_markdown(sections: int) -> str:
+    return "".join(
+        f"## Section {i}\n\nSome *prose* for section {i} with `code` in it.\n\n"
+        f"- point {i}a\n- point {i}b\n\n"
+        for i in range(sections)
+    )
+
+
+async def drawn(app: Any, pilot: Any) -> None:
+    """Workers done, the render thread idle, a frame drawn."""
+    await settle(app, pilot)
+    await QUEUE.idle()
+    await pilot.pause()
+
+
+def reply_body(app: Any) -> FrozenMarkdown:
+    view = app.view.message_views()[-1]
+    assert isinstance(view, MessageView) and view.role == "assistant"
+    return view.segments[0]
+
+
+def test_a_long_stored_reply_renders_only_the_parts_on_screen(tmp_path: Path) -> None:
+    reply = long_markdown(2_000)  # about 190 KB, some 160 parts
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, CHOICE)
+        conv = seed(store, "Long", [("write a lot", reply)])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await drawn(app, pilot)
+            body = reply_body(app)
+            parts = body.rows.parts
+            assert body.source == reply and len(parts) > 100
+            rendered = [part for part in parts if part.key is not None]
+            # The screen shows the end of the reply: a few parts rendered, not all of them.
+            assert 0 < len(rendered) < 10 and parts[-1].key is not None
+            text = screen_text(app)
+            assert "Section 1999" in text and "## Section" not in text  # rendered Markdown
+            assert app.view.scroll_y >= app.view.max_scroll_y  # opened at its end
+
+    run(scenario)
+
+
+def test_a_long_part_renders_on_the_render_thread(tmp_path: Path, monkeypatch: Any) -> None:
+    # One code block with no place to cut it: a single part, too long to render on the loop.
+    code = "```python\n" + "".join(f"value_{i} = {i} * 2\n" for i in range(150)) + "```\n"
+    assert len(code) > markdown_render.SYNC_CHARS
+    threads: list[str] = []
+    real = markdown_render.render_part
+
+    def recording(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(markdown_render, "render_part", recording)
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, CHOICE)
+        conv = seed(store, "Code", [("code please", code)])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await drawn(app, pilot)
+            body = reply_body(app)
+            assert len(body.rows.parts) == 1 and body.rows.parts[0].key is not None
+            assert "chatterm-render" in threads and "MainThread" not in threads
+            text = screen_text(app)
+            assert "value_149 = 149 * 2" in text and "```" not in text
+
+    run(scenario)
+
+
+def test_a_reply_taller_than_the_cap_shows_its_end_and_opens_whole(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(markdown_render, "MAX_INLINE_ROWS", 120)
+    reply = "".join(f"Paragraph number {i}.\n\n" for i in range(400))
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, CHOICE)
+        conv = seed(store, "Tall", [("many paragraphs", reply)])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await drawn(app, pilot)
+            body = reply_body(app)
+            assert body.cut_rows > 0 and body.size.height == 121  # the cap and the notice
+            text = screen_text(app)
+            assert "Paragraph number 399." in text
+            app.view.scroll_home(animate=False, immediate=True)
+            await pilot.pause()
+            text = screen_text(app)
+            assert f"{body.cut_rows:,} earlier rows not shown here" in text
+            assert "o opens the whole reply" in text
+            view = app.view.message_views()[-1]
+            view.focus()
+            await pilot.press("o")
+            await wait_for(lambda: isinstance(app.screen, ReaderScreen), pilot)
+            reader = app.screen.query_one(ReplyReader)
+            await drawn(app, pilot)
+            assert reader.rows.parts is body.rows.parts  # the same parts, rendered once per width
+            # Every row (its height is a number: the reader's own rows, at its width).
+            assert reader.virtual_size.height == reader.rows.height > 120
+            assert "Paragraph number 0." in screen_text(app)
+            reader.scroll_end(animate=False, immediate=True)
+            await drawn(app, pilot)
+            assert "Paragraph number 399." in screen_text(app)
+            await pilot.press("escape")
+            await wait_for(lambda: not isinstance(app.screen, ReaderScreen), pilot)
+
+    run(scenario)
+
+
+def test_a_line_too_long_for_markdown_is_folded_plain_and_sanitised(tmp_path: Path) -> None:
+    line = "x" * 250_000 + "\x1b]52;c;PWNLONG\x07" + "y" * 50
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, CHOICE)
+        conv = seed(store, "Line", [("one line", line)])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await drawn(app, pilot)
+            body = reply_body(app)
+            (part,) = body.rows.parts
+            assert part.plain is not None and body.source == line  # stored byte-exact
+            width = body.size.width
+            assert body.rows.height == part.plain.count(width) >= 250_000 // width
+            text = screen_text(app)
+            assert "␛]52;c;PWNLONG" in text and "\x1b" not in text and "\x07" not in text
+            assert "x" * (width - 1) in text
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("text", "width", "rows"),
+    [
+        ("", 10, [""]),
+        ("abcdefghij", 4, ["abcd", "efgh", "ij"]),
+        ("ab\n\ncd", 4, ["ab", "", "cd"]),
+        ("a\tb", 10, ["a    b"]),
+        ("日本語テキスト", 4, ["日本", "語テ", "キス", "ト"]),
+        ("é" * 6, 4, ["éééé", "éé"]),
+        ("a\x1b[2Jb", 20, ["a␛[2Jb"]),
+    ],
+)
+def test_plain_rows_fold_at_the_width_by_cells(text: str, width: int, rows: list[str]) -> None:
+    folded = PlainRows(text)
+    assert folded.count(width) == len(rows)
+    assert [folded.row(width, y) for y in range(len(rows))] == rows
+    assert folded.row(width, len(rows)) == ""  # past the end
+
+
+def test_plain_rows_refold_at_a_new_width() -> None:
+    folded = PlainRows("0123456789" * 3)
+    assert folded.count(10) == 3 and folded.row(10, 2) == "0123456789"
+    assert folded.count(7) == 5 and folded.row(7, 4) == "89"
