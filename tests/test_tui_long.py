@@ -184,3 +184,26 @@ def test_plain_rows_refold_at_a_new_width() -> None:
     folded = PlainRows("0123456789" * 3)
     assert folded.count(10) == 3 and folded.row(10, 2) == "0123456789"
     assert folded.count(7) == 5 and folded.row(7, 4) == "89"
+
+
+def test_rows_kept_up_to_date_while_streaming_equal_a_fresh_layout(
+    tmp_path: Path, openai_server: Any
+) -> None:
+    from test_tui import send, server_choice
+
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, server_choice(openai_server, "chunks:2000:markdown"))
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, "write a long report")
+            await drawn(app, pilot)
+            rows = reply_body(app).rows
+            assert len(rows.parts) > 5  # streamed in many finished parts
+            # Starts shifted part by part (appends, renderings coming back) are what a
+            # layout from scratch gives.
+            kept = (list(rows.starts), rows.height)
+            rows.stale = True
+            assert rows.key is not None
+            rows.layout(rows.key[0], app)
+            assert (rows.starts, rows.height) == kept
+
+    run(scenario)

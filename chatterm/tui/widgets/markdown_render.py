@@ -306,6 +306,7 @@ class PartRows:
 
     def __init__(self, source: str, on_change: ChangeCallback) -> None:
         self.parts: list[_Part] = [_Part(part) for part in _cut(source)]
+        self.chars = len(source)
         self.on_change = on_change
         self.key: tuple[int, str] | None = None  # the width and theme of the last layout
         self.colors: MarkdownColors | None = None
@@ -327,8 +328,18 @@ class PartRows:
         added = [_Part(part) for source in sources if source for part in _cut(source)]
         if added and shown is not None:
             added[0].stale = shown
-        self.parts.extend(added)
-        self.stale = self.stale or bool(added)
+        self.chars += sum(len(part.source) for part in added)
+        key = self.key
+        if not self.stale and key is not None and self.chars > SYNC_CHARS:
+            # Appended at the end (a streaming reply): only the new parts' rows are new.
+            for part in added:
+                row = self.height + (1 if self.parts else 0)
+                self.starts.append(row)
+                self.parts.append(part)
+                self.height = row + part.height(key)
+        else:
+            self.parts.extend(added)
+            self.stale = self.stale or bool(added)
         return bool(added)
 
     def replace(self, source: str, keep_shown: bool = True) -> None:
@@ -336,6 +347,7 @@ class PartRows:
         (unless ``keep_shown`` is false: the text went elsewhere)."""
         shown = self.shown() if keep_shown else None
         self.parts = [_Part(part) for part in _cut(source)]
+        self.chars = len(source)
         if self.parts and shown is not None:
             self.parts[0].stale = shown
         self.stale = True
@@ -358,7 +370,7 @@ class PartRows:
             self.spec = ConsoleSpec.of(app.console)
             self.stale = True
         if self.stale:
-            if sum(len(part.source) for part in self.parts) <= SYNC_CHARS:
+            if self.chars <= SYNC_CHARS:
                 # A short reply is rendered whole here: its height is exact from the first
                 # layout (nothing moves when it is first drawn).
                 for part in self.parts:
@@ -424,9 +436,13 @@ class PartRows:
         rendered: tuple[list[Line], list[Style | None]],
     ) -> None:
         change = self._store(self.parts[index], key, rendered)
-        if change:
-            self.stale = True
-        self.on_change(self.starts[index], change)
+        if change and not self.stale:
+            # Only the rows after this part move: shift their starts, not a full layout.
+            starts = self.starts
+            for later in range(index + 1, len(starts)):
+                starts[later] += change
+            self.height += change
+        self.on_change(self.starts[index] if index < len(self.starts) else 0, change)
 
     def _ask(self, part: _Part, key: tuple[int, str]) -> None:
         """Have the render thread render ``part`` for ``key`` (once per key)."""
