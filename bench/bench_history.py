@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,7 +139,7 @@ def main() -> None:
                 other_s.append(seconds)
                 other_cpu.append(cpu)
     ratios = [a / b for a, b in zip(ask_s, bare_s, strict=True)]
-    result = {
+    result: dict[str, Any] = {
         "python": sys.version.split()[0],
         "repeats": repeats,
         "reply_bytes": expected,
