@@ -469,7 +469,9 @@ def test_domain_errors_in_actions_become_notifications(
             def broken(*args: Any, **kwargs: Any) -> Any:
                 raise StoreError("the history is locked")
 
-            monkeypatch.setattr(store, "branch", broken)
+            # Every connection's branch read (the view reads on a connection of its own,
+            # in a thread).
+            monkeypatch.setattr(HistoryStore, "branch", broken)
             await app.open_conversation(conv_id)
             await pilot.pause()
             monkeypatch.setattr(store, "rename_conversation", broken)

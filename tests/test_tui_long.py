@@ -207,3 +207,30 @@ def test_rows_kept_up_to_date_while_streaming_equal_a_fresh_layout(
             assert (rows.starts, rows.height) == kept
 
     run(scenario)
+
+
+def test_opening_a_conversation_reads_it_off_the_event_loop(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from chatterm.store import HistoryStore
+
+    reads: list[tuple[str, bool]] = []
+    real = HistoryStore.branch
+
+    def recording(self: HistoryStore, conv_id: str) -> Any:
+        reads.append((threading.current_thread().name, self.readonly))
+        return real(self, conv_id)
+
+    monkeypatch.setattr(HistoryStore, "branch", recording)
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, CHOICE)
+        conv = seed(store, "Read", [("q", "an answer")])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await drawn(app, pilot)
+            assert "an answer" in screen_text(app)
+        # Read in a worker thread, on a read-only connection of its own.
+        assert reads and all(name != "MainThread" and readonly for name, readonly in reads)
+
+    run(scenario)

@@ -45,7 +45,7 @@ from chatterm import paths, state
 from chatterm.backend import BackendError
 from chatterm.backend_pool import BackendPool
 from chatterm.config import Choice, Config
-from chatterm.controller import ControllerError, ConversationController
+from chatterm.controller import BranchView, ControllerError, ConversationController
 from chatterm.controller_events import (
     Reply,
     ReplyKind,
@@ -466,17 +466,32 @@ class ChattermApp(App[int]):
         """Show the active branch of the open conversation again (after a switch of
         conversation or branch), then reclaim the replaced widgets (chatterm.gc_policy)."""
         self.title_bar.show(self.conversation)
+        wanted = self.conversation.id if self.conversation else None
         try:
-            branch = self.controller.branch()
-            positions = self.controller.positions()
-            history = self.controller.prompt_history()
+            view = await self._read_view()
         except DOMAIN_ERRORS as exc:
             self.fail(error_message(exc))
             return
-        await self.view.show(branch, positions)
-        self.prompt_input.set_history(history)
+        current = self.conversation.id if self.conversation else None
+        if view.conversation_id != wanted or current != wanted:
+            return  # another conversation was opened meanwhile: its own read shows it
+        await self.view.show(view.branch, view.positions)
+        self.prompt_input.set_history(view.prompt_history)
         if self.gc_policy is not None:
             self.set_timer(0.3, self._collect_full)
+
+    async def _read_view(self) -> BranchView:
+        """The open conversation, read in a thread on a read-only connection of its own (an
+        SQLite connection belongs to its thread), so a long history never holds the loop."""
+        path = self.store.path
+        if str(path) == ":memory:":
+            return self.controller.read_view()
+
+        def read() -> BranchView:
+            with HistoryStore(path, readonly=True) as store:
+                return self.controller.read_view(store)
+
+        return await asyncio.to_thread(read)
 
     def _collect_full(self) -> None:
         """Reclaim widgets that were frozen and have since been replaced (gc_policy)."""
