@@ -828,10 +828,14 @@ class HistoryStore:
             db.execute("UPDATE messages SET pieces = pieces + 1 WHERE id = ?", (message_id,))
 
     def piece_writer(
-        self, message_id: int, source: PieceSource, interval: float
+        self,
+        message_id: int,
+        source: PieceSource,
+        interval: float,
+        pending: Callable[[], int] | None = None,
     ) -> PieceWriter:
         """What writes a streaming reply (see :class:`PieceWriter`)."""
-        return PieceWriter(self, message_id, source, interval)
+        return PieceWriter(self, message_id, source, interval, pending)
 
     def update_message(
         self,
@@ -848,11 +852,14 @@ class HistoryStore:
         first_token_s: float | None = None,
         duration_s: float | None = None,
         only_if_streaming: bool = False,
+        pieces_chars: int | None = None,
     ) -> bool:
         """Record the outcome of a reply; None leaves a field as is.
 
         ``content`` (or ``reasoning``) given replaces the text, pieces included.
-        ``only_if_streaming`` changes nothing unless the row is still streaming. Returns
+        ``only_if_streaming`` changes nothing unless the row is still streaming.
+        ``pieces_chars``: how many characters the reply's pieces hold, from the writer that
+        wrote them all (else they are measured, which reads the first MB of them). Returns
         whether a row was changed.
         """
         fields = {
@@ -867,7 +874,11 @@ class HistoryStore:
             return False
         assignments = [f"{k} = ?" for k in sets]
         finishing = status is not None and status != STREAMING
-        if finishing and not replace and not self._pieces_exceed(message_id, FOLD_LIMIT):
+        if finishing and not replace and not (
+            pieces_chars > FOLD_LIMIT
+            if pieces_chars is not None
+            else self._pieces_exceed(message_id, FOLD_LIMIT)
+        ):
             # A reply of ordinary size ends up whole in its row, as every other message is
             # (cheap: at most FOLD_LIMIT characters); a big one stays in its pieces.
             replace = True
@@ -1321,25 +1332,40 @@ class HistoryStore:
 
 PieceSource = Callable[[bool], tuple[str, str] | None]
 
+# How often a threaded writer looks at how much is pending, and how much makes it write at once
+# instead of at its interval: a fast stream (100 MB in a fraction of a second) is then written,
+# and its WAL checkpoints synced, while it streams, not all after it ended.
+EAGER_POLL_S = 0.05
+EAGER_CHARS = 2 << 20
+
 
 class PieceWriter:
     """Writes a streaming reply's pieces, in order, taking them from ``source`` as they come.
 
     ``source(final)`` returns the next (text, reasoning) piece to write, or None when there is
     nothing new. For a file, a thread with its own connection pulls every ``interval`` seconds
-    (and at the end): SQLite releases the GIL while it writes and indexes, so a fast stream is
-    not held up by its own history, and only one piece is in flight at a time. For
-    ``:memory:`` the caller runs :meth:`poll` on its own timer. :meth:`finish` writes the rest
-    and raises the storage error, if a write failed (nothing after it is written).
+    (and at the end): SQLite releases the GIL while it writes and syncs, so a fast stream is
+    not held up by its own history, and only one piece is in flight at a time. Given
+    ``pending`` (how many characters are waiting), the thread also looks every
+    ``EAGER_POLL_S`` and writes as soon as ``EAGER_CHARS`` are waiting, so the history keeps
+    pace with a fast stream. For ``:memory:`` the caller runs :meth:`poll` on its own timer.
+    :meth:`finish` writes the rest and raises the storage error, if a write failed (nothing
+    after it is written).
     """
 
     def __init__(
-        self, store: HistoryStore, message_id: int, source: PieceSource, interval: float
+        self,
+        store: HistoryStore,
+        message_id: int,
+        source: PieceSource,
+        interval: float,
+        pending: Callable[[], int] | None = None,
     ) -> None:
         self._store = store
         self._message_id = message_id
         self._source = source
         self._interval = interval
+        self._pending = pending
         self.error: StoreError | None = None
         self.threaded = str(store.path) != ":memory:"
         self._stop = threading.Event()
@@ -1370,25 +1396,39 @@ class PieceWriter:
         if self.error is not None:
             raise self.error
 
-    def _drain(self, store: HistoryStore, final: bool) -> None:
+    def _drain(self, store: HistoryStore, final: bool, eager: bool = False) -> None:
+        """Write what is new; ``eager`` (written early, before the interval ended): only while
+        a piece's worth is waiting, so a fast stream is written in big pieces, not many small
+        transactions."""
         while True:
             piece = self._source(final)
             if piece is None:
                 return
             store.append_pieces(self._message_id, *piece)
+            if eager and self._pending is not None and self._pending() < EAGER_CHARS:
+                return
 
     def _run(self) -> None:
         writer: HistoryStore | None = None
+        pending = self._pending
+        step = self._interval if pending is None else min(EAGER_POLL_S, self._interval)
+        due = time.monotonic() + self._interval
         try:
             while True:
-                stopping = self._stop.wait(self._interval)
+                # Never past ``due``: what streamed is written at least every ``interval``.
+                stopping = self._stop.wait(max(0.0, min(step, due - time.monotonic())))
+                early = not stopping and pending is not None and time.monotonic() < due
+                if early and pending is not None and pending() < EAGER_CHARS:
+                    continue  # not due yet, and not enough waiting to write early
                 if self.error is None:
                     if writer is None:
                         writer = HistoryStore.__new__(HistoryStore)
                         writer.path = self._store.path
                         writer.readonly = self._store.readonly
                         writer._db = writer._connect_writable()
-                    self._drain(writer, stopping)
+                    self._drain(writer, stopping, eager=early)
+                if not early:
+                    due = time.monotonic() + self._interval
                 if stopping:
                     return
         except StoreError as exc:
