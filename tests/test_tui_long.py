@@ -136,6 +136,11 @@ def test_a_reply_taller_than_the_cap_shows_its_end_and_opens_whole(
             assert "Paragraph number 399." in screen_text(app)
             await pilot.press("escape")
             await wait_for(lambda: not isinstance(app.screen, ReaderScreen), pilot)
+            # A click on the notice opens the reader too.
+            app.view.scroll_home(animate=False, immediate=True)
+            await pilot.pause()
+            assert await pilot.click(FrozenMarkdown, offset=(2, 0))
+            await wait_for(lambda: isinstance(app.screen, ReaderScreen), pilot)
 
     run(scenario)
 

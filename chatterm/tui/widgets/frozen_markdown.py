@@ -17,7 +17,9 @@ from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
+from textual.events import Click
 from textual.geometry import Size
+from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -48,6 +50,9 @@ class FrozenMarkdown(Widget):
     render_in_place: ClassVar[bool] = False
     # The notice above a cut reply; ``{rows}`` and ``{key}`` are filled in.
     CUT_NOTICE: ClassVar[str] = "⋯ {rows:,} earlier rows not shown here · {key} opens the whole reply"
+
+    class NoticeClicked(Message):
+        """The notice above a cut reply was clicked: the owner opens the reader."""
 
     def __init__(self, source: str, *, classes: str | None = None) -> None:
         super().__init__(classes=classes)
@@ -102,6 +107,11 @@ class FrozenMarkdown(Widget):
                     width, base).apply_style(base)
             y += cut - 1
         return self.rows.strip(y, width, base, self.render_in_place)
+
+    def on_click(self, event: Click) -> None:
+        if self.cut_rows and event.y == 0:
+            event.stop()
+            self.post_message(self.NoticeClicked())
 
     def _changed(self, start: int, change: int) -> None:
         """A part's rendering came: lay out again if its height changed, keeping what is on

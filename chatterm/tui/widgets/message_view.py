@@ -338,6 +338,10 @@ class MessageView(Vertical, can_focus=True):
     def action_copy_code(self) -> None:
         self.post_message(self.CopyRequested(self, code=True))
 
+    def on_frozen_markdown_notice_clicked(self, event: FrozenMarkdown.NoticeClicked) -> None:
+        event.stop()
+        self.action_read()
+
     def action_read(self) -> None:
         if self.role != "user":
             self.post_message(self.ReadRequested(self))
