@@ -239,3 +239,19 @@ def test_opening_a_conversation_reads_it_off_the_event_loop(
         assert reads and all(name != "MainThread" and readonly for name, readonly in reads)
 
     run(scenario)
+
+
+def test_the_sidebar_narrows_below_100_columns_and_widens_again(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, CHOICE)
+        async with app.run_test(size=(80, 30)) as pilot:
+            await pilot.pause()
+            narrow = app.query_one("#sidebar").size.width
+            await pilot.resize_terminal(130, 30)
+            await pilot.pause()
+            wide = app.query_one("#sidebar").size.width
+            await pilot.resize_terminal(90, 30)
+            await pilot.pause()
+            assert narrow < wide and app.query_one("#sidebar").size.width == narrow
+
+    run(scenario)
