@@ -255,3 +255,31 @@ def test_the_sidebar_narrows_below_100_columns_and_widens_again(tmp_path: Path) 
             assert narrow < wide and app.query_one("#sidebar").size.width == narrow
 
     run(scenario)
+
+
+def test_a_rendering_that_fails_leaves_the_plain_text_and_one_notice(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    code = "```python\n" + "".join(f"value_{i} = {i}\n" for i in range(200)) + "```\n"
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("token=sk-secret in a renderer bug")
+
+    monkeypatch.setattr(markdown_render, "render_part", broken)
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, CHOICE)
+        conv = seed(store, "Broken", [("code", code)])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await drawn(app, pilot)
+            await drawn(app, pilot)
+            (part,) = reply_body(app).rows.parts
+            assert part.plain is not None  # shown as its text from now on
+            assert "value_199 = 199" in screen_text(app)
+            errors = [text for severity, text in app.notices if severity == "error"]
+            assert errors == ["unexpected error (RuntimeError) while drawing a reply; "
+                              "run with --debug for details"]
+            assert app.is_running
+
+    run(scenario)

@@ -58,6 +58,7 @@ class FrozenMarkdown(Widget):
         super().__init__(classes=classes)
         self.rows = PartRows(source, self._changed)
         self.rows.alive = lambda: self.is_attached
+        self.rows.on_error = self._report
         self.notice_key = "o"  # set by the message view from the key table
 
     @property
@@ -107,6 +108,11 @@ class FrozenMarkdown(Widget):
                     width, base).apply_style(base)
             y += cut - 1
         return self.rows.strip(y, width, base, self.render_in_place)
+
+    def _report(self, error: BaseException) -> None:
+        report = getattr(self.app, "report_unexpected", None) if self.is_attached else None
+        if report is not None:
+            report(error, "drawing a reply")
 
     def on_click(self, event: Click) -> None:
         if self.cut_rows and event.y == 0:

@@ -103,6 +103,7 @@ class PartRows:
         self.height = 0
         self.stale = True  # starts must be computed again
         self.alive: Callable[[], bool] = lambda: True
+        self.on_error: Callable[[BaseException], None] = lambda error: None
         # Render every part on the render thread, however small (a streaming reply: the
         # event loop only ever draws finished renderings, so typing stays responsive).
         self.background = False
@@ -247,7 +248,13 @@ class PartRows:
             if part.asked == key:
                 part.asked = None
             if error is not None:
-                raise error  # Textual reports it as any error of the app
+                # A rendering bug: the part stays on screen as its plain text, and the owner
+                # reports it (once per part); the reply itself is untouched in the history.
+                part.plain = PlainRows(part.source)
+                self.stale = True
+                self.on_error(error)
+                self.on_change(0, 1)
+                return
             if self.alive() and self.key == key and part in self.parts:
                 self._take(self.parts.index(part), key, rendered)
 
