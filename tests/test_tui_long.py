@@ -227,16 +227,29 @@ def test_opening_a_conversation_reads_it_off_the_event_loop(
         return real(self, conv_id)
 
     monkeypatch.setattr(HistoryStore, "branch", recording)
+    cuts: list[str] = []
+    real_cut = part_rows._cut
+
+    def recording_cut(source: str) -> list[str]:
+        if len(source) > 10_000:
+            cuts.append(threading.current_thread().name)
+        return real_cut(source)
+
+    monkeypatch.setattr(part_rows, "_cut", recording_cut)
+    long_reply = long_markdown(300)
 
     async def scenario() -> None:
         app, store = make_app(tmp_path, CHOICE)
-        conv = seed(store, "Read", [("q", "an answer")])
+        conv = seed(store, "Read", [("q", "an answer"), ("more", long_reply)])
         async with app.run_test(size=SIZE) as pilot:
             await app.open_conversation(conv)
             await drawn(app, pilot)
-            assert "an answer" in screen_text(app)
-        # Read in a worker thread, on a read-only connection of its own.
+            assert "Section 299" in screen_text(app)
+            assert reply_body(app).source == long_reply
+        # Read in a worker thread, on a read-only connection of its own; the long reply cut
+        # into parts on that thread too.
         assert reads and all(name != "MainThread" and readonly for name, readonly in reads)
+        assert cuts and "MainThread" not in cuts
 
     run(scenario)
 

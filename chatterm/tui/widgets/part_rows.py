@@ -92,8 +92,11 @@ class PartRows:
     """A reply's parts as rows at a width and theme: the layout both the inline widget and
     the full-screen reader draw from (see the module docstring). Not a widget."""
 
-    def __init__(self, source: str, on_change: ChangeCallback) -> None:
-        self.parts: list[_Part] = [_Part(part) for part in _cut(source)]
+    def __init__(
+        self, source: str, on_change: ChangeCallback, parts: list[_Part] | None = None
+    ) -> None:
+        # ``parts``: ``prepare(source)``, already made on another thread (a long reply).
+        self.parts: list[_Part] = parts if parts is not None else prepare(source)
         self.chars = len(source)
         self.on_change = on_change
         self.key: tuple[int, str] | None = None  # the width and theme of the last layout
@@ -280,6 +283,12 @@ class PartRows:
 
 def _plain_strip(text: str, width: int, base: Style) -> Strip:
     return Strip([Segment(text)]).adjust_cell_length(width, base).apply_style(base)
+
+
+def prepare(source: str) -> list[_Part]:
+    """``source`` cut into parts (pure Python, any thread: the TUI prepares a long stored
+    reply's parts on the thread that reads it, so the event loop never cuts 5 MB)."""
+    return [_Part(part) for part in _cut(source)]
 
 
 def _cut(source: str) -> list[str]:
