@@ -1184,7 +1184,8 @@ def test_sidebar_shows_date_model_filters_and_scales(tmp_path: Path) -> None:
             await pilot.press("enter")
             await pilot.pause()
             await pilot.press("enter")
-            await pilot.pause()
+            # Opening reads the conversation in a thread: wait for it, do not race it.
+            await wait_for(lambda: app.conversation is not None, pilot)
             assert app.conversation is not None and app.conversation.title == "needle 0"
 
     run(scenario)

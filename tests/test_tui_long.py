@@ -9,12 +9,13 @@ themselves.
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_tui import make_app, run, screen_text, seed, settle, wait_for
+from test_tui import make_app, run, screen_text, seed, server_choice, settle, type_now, wait_for
 
 from chatterm.backend import BackendConfig
 from chatterm.config import Choice
@@ -127,7 +128,9 @@ def test_a_reply_taller_than_the_cap_shows_its_end_and_opens_whole(
             await wait_for(lambda: isinstance(app.screen, ReaderScreen), pilot)
             reader = app.screen.query_one(ReplyReader)
             await drawn(app, pilot)
-            assert reader.rows.parts is body.rows.parts  # the same parts, rendered once per width
+            # The same text in twins of its parts (renderings of their own, at its width).
+            assert [p.source for p in reader.rows.parts] == [p.source for p in body.rows.parts]
+            assert not set(map(id, reader.rows.parts)) & set(map(id, body.rows.parts))
             # Every row (its height is a number: the reader's own rows, at its width).
             assert reader.virtual_size.height == reader.rows.height > 120
             assert "Paragraph number 0." in screen_text(app)
@@ -294,5 +297,188 @@ def test_a_rendering_that_fails_leaves_the_plain_text_and_one_notice(
             assert errors == ["unexpected error (RuntimeError) while drawing a reply; "
                               "run with --debug for details"]
             assert app.is_running
+
+    run(scenario)
+
+
+# --- found in review: the reader, skipped jobs, shared parts, the live segment -------------
+
+
+def _consistent(rows: Any) -> list[int]:
+    """Indexes of rendered parts whose rows in ``starts`` are not their rendered height."""
+    key = rows.key
+    bad = []
+    for i, part in enumerate(rows.parts):
+        if part.key != key or part.plain is not None:
+            continue
+        end = rows.starts[i + 1] - 1 if i + 1 < len(rows.starts) else rows.height
+        if end - rows.starts[i] != len(part.lines):
+            bad.append(i)
+    return bad
+
+
+def test_reader_renders_only_what_is_on_screen(tmp_path: Path, monkeypatch: Any) -> None:
+    """ReplyReader makes PartRows("") then swaps in the parts: chars stays 0, so layout()
+    takes the 'short reply: render whole on the loop' path for every part."""
+    monkeypatch.setattr(frozen_markdown, "MAX_INLINE_ROWS", 120)
+    reply = long_markdown(2_000)  # ~160 parts
+    calls: list[str] = []
+    real = markdown_render.render_part
+
+    def recording(*args: Any) -> Any:
+        calls.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(markdown_render, "render_part", recording)
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, CHOICE)
+        conv = seed(store, "Long", [("q", reply)])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await drawn(app, pilot)
+            body = reply_body(app)
+            assert len(body.rows.parts) > 100
+            calls.clear()
+            app.view.message_views()[-1].focus()
+            await pilot.press("o")
+            await wait_for(lambda: isinstance(app.screen, ReaderScreen), pilot)
+            await drawn(app, pilot)
+            on_loop = calls.count("MainThread")
+            assert on_loop < 20, f"{on_loop} parts rendered on the event loop by the reader"
+
+    run(scenario)
+
+
+def test_a_skipped_render_job_is_asked_again(tmp_path: Path) -> None:
+    """A job skipped by wanted() (the theme changed meanwhile) leaves part.asked set, so when
+    the theme comes back _ask() returns early: the part stays a plain placeholder."""
+    para = lambda n: " ".join(f"word{n}x{i}" for i in range(170)) + "\n\n"  # noqa: E731
+    code = "```python\n" + "".join(f"value_{i} = {i} * 2\n" for i in range(150)) + "```\n"
+    reply = para(1) + para(2) + code + "\nThe end.\n"
+    started, release = threading.Event(), threading.Event()
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, CHOICE)
+        conv = seed(store, "Code", [("q", reply)])
+        async with app.run_test(size=SIZE) as pilot:
+            await drawn(app, pilot)
+            QUEUE.submit(lambda: (started.set(), release.wait(30)),
+                         lambda _r, _e: None, lambda: True)
+            await wait_for(started.is_set, pilot)
+            await app.open_conversation(conv)
+            await pilot.pause()
+            await pilot.pause()
+            rows = reply_body(app).rows
+            code_part = next(p for p in rows.parts if p.source.startswith("```"))
+            assert code_part.asked == rows.key  # queued behind the blocker
+            first = rows.key
+            app.view.scroll_home(animate=False, immediate=True)
+            await pilot.pause()
+            other = next(name for name in app.available_themes if name != app.theme)
+            original = app.theme
+            app.theme = other
+            await pilot.pause()
+            await pilot.pause()
+            assert rows.key != first and code_part.asked == first  # not drawn meanwhile
+            release.set()
+            await QUEUE.idle()  # the job is skipped: the theme is not its theme
+            app.theme = original
+            await pilot.pause()
+            app.view.scroll_end(animate=False, immediate=True)
+            await drawn(app, pilot)
+            await drawn(app, pilot)
+            assert rows.key == first
+            text = screen_text(app)
+            assert code_part.key == first, "never rendered again: still its placeholder"
+            assert "```" not in text
+
+    try:
+        run(scenario)
+    finally:
+        release.set()
+
+
+def test_the_live_segment_renders_off_the_loop(tmp_path: Path, openai_server: Any,
+                                               monkeypatch: Any) -> None:
+    """LiveMarkdown sets rows.background, but PartRows.layout renders every part on the loop
+    when chars <= SYNC_CHARS without looking at background: the live segment (~600 chars)
+    is rendered by Rich on the event loop on every batch."""
+    from test_tui import send
+
+    on_loop: list[int] = []
+    real = markdown_render.render_part
+
+    def recording(*args: Any) -> Any:
+        frame = sys._getframe(1)
+        owner = frame.f_locals.get("self")
+        if (threading.current_thread().name == "MainThread"
+                and isinstance(owner, part_rows.PartRows) and owner.background):
+            on_loop.append(len(args[0]))
+        return real(*args)
+
+    monkeypatch.setattr(markdown_render, "render_part", recording)
+
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, server_choice(openai_server, "slow:40:40@review"))
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, "write a long report")
+            await drawn(app, pilot)
+            assert on_loop == [], f"{len(on_loop)} renders of a streaming reply on the loop"
+
+    run(scenario)
+
+
+def test_two_part_rows_sharing_parts_keep_their_starts(tmp_path: Path) -> None:
+    """What ReplyReader does (PartRows over the inline widget's very _Part list, at its own
+    width), done step by step: the reader's rendering of a part overwrites part.key/lines,
+    the inline rows then re-render it and shift later starts by (real - estimate) although
+    its starts already held the real height."""
+    from rich.style import Style
+
+    reply = long_markdown(300)
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, CHOICE)
+        conv = seed(store, "Long", [("q", reply)])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await drawn(app, pilot)
+            inline = reply_body(app).rows
+            width = inline.key[0]
+            last = len(inline.parts) - 2
+            y = inline.starts[last] + 1
+            inline.strip(y, width, Style())  # drawn inline: starts hold its real height
+            assert inline.parts[last].key == inline.key and _consistent(inline) == []
+            reader = part_rows.PartRows("", lambda start, change: None)
+            reader.parts = inline.parts  # as ReplyReader.__init__
+            reader.layout(width + 30, app)
+            reader.strip(reader.starts[last] + 1, width + 30, Style())
+            inline.strip(y, width, Style())  # the inline reply drawn again after Esc
+            assert _consistent(inline) == [], "inline starts shifted by a wrong height change"
+
+    run(scenario)
+
+
+def test_the_reader_opened_while_a_reply_streams_shows_it_whole(
+    tmp_path: Path, openai_server: Any
+) -> None:
+    """The reader takes segments[0] only (not the live segment) and lays its shared parts
+    out once: parts frozen after it opened are never in its starts, so it never shows them
+    (until a resize)."""
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, server_choice(openai_server, "slow:60:40@reader"))
+        async with app.run_test(size=SIZE) as pilot:
+            app.prompt_input.text = "go"
+            await pilot.press("enter")
+            await wait_for(lambda: "tok5" in screen_text(app), pilot)
+            view = app.view.message_views()[-1]
+            view.focus()
+            await type_now(app, "o")
+            await wait_for(lambda: isinstance(app.screen, ReaderScreen), pilot)
+            await settle(app, pilot)  # the reply ends, the reader still open
+            await drawn(app, pilot)
+            assert isinstance(app.screen, ReaderScreen)
+            assert "tok59" in screen_text(app), "the reader never shows the reply's text"
 
     run(scenario)

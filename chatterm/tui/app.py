@@ -807,10 +807,8 @@ class ChattermApp(App[int]):
 
     def on_message_view_read_requested(self, event: MessageView.ReadRequested) -> None:
         event.stop()
-        segments = event.view.segments
-        if segments:
-            title = f"{event.view.header_text().plain}"
-            self.push_screen(ReaderScreen(segments[0], title))
+        if event.view.segments:
+            self.push_screen(ReaderScreen(event.view))
 
     def _copy(self, text: str, what: str) -> None:
         # The terminal receives it base64-encoded (OSC 52): byte-exact, and it cannot act.

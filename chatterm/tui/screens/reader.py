@@ -22,8 +22,8 @@ from textual.strip import Strip
 from textual.widgets import Static
 
 from chatterm.sanitize import safe_inline
-from chatterm.tui.widgets.frozen_markdown import FrozenMarkdown
-from chatterm.tui.widgets.part_rows import PartRows
+from chatterm.tui.widgets.message_view import MessageView
+from chatterm.tui.widgets.part_rows import Part, PartRows
 
 
 class ReplyReader(ScrollView, can_focus=True):
@@ -36,12 +36,40 @@ class ReplyReader(ScrollView, can_focus=True):
     }
     """
 
-    def __init__(self, frozen: FrozenMarkdown) -> None:
+    def __init__(self, view: MessageView) -> None:
         super().__init__()
-        self.rows = PartRows("", self._changed)
-        self.rows.parts = frozen.rows.parts  # the same parts: rendered once per width
+        self.view = view
+        # Twins of the reply's parts (its frozen ones, then the live segment's): the same
+        # text with renderings of their own, at the reader's width.
+        self._twins: dict[int, tuple[Part, Part]] = {}
+        self.rows = PartRows("", self._changed, parts=self._snapshot())
         self.rows.alive = lambda: self.is_attached
-        self.rows.on_error = frozen.rows.on_error
+        segments = view.segments
+        if segments:
+            self.rows.on_error = segments[0].rows.on_error
+
+    def _snapshot(self) -> list[Part]:
+        twins: dict[int, tuple[Part, Part]] = {}
+        parts: list[Part] = []
+        for segment in self.view.segments if self.view.is_attached else []:
+            for part in segment.rows.parts:
+                known = self._twins.get(id(part))
+                twin = known[1] if known is not None and known[0] is part else part.twin()
+                twins[id(part)] = (part, twin)
+                parts.append(twin)
+        self._twins = twins
+        return parts
+
+    def follow(self) -> None:
+        """While the reply streams: take in what it added since (called a few times a second
+        by the screen)."""
+        parts = self._snapshot()
+        if [id(part) for part in parts] != [id(part) for part in self.rows.parts]:
+            self.rows.parts = parts
+            self.rows.chars = sum(len(part.source) for part in parts)
+            self.rows.stale = True
+            self._sync_size()
+            self.refresh()
 
     def _sync_size(self) -> None:
         width = self.scrollable_content_region.width
@@ -87,20 +115,31 @@ class ReaderScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "close", "Back", show=True),
     ]
+    FOLLOW_S = 0.2  # how often a streaming reply's new text is taken in
 
-    def __init__(self, frozen: FrozenMarkdown, title: str) -> None:
+    def __init__(self, view: MessageView) -> None:
         super().__init__()
-        self.frozen = frozen
-        self.title_text = title
+        self.view = view
+
+    def _title(self) -> Text:
+        header = self.view.header_text().plain if self.view.is_attached else "reply"
+        return Text(f"{safe_inline(header)} · Esc or q goes back", no_wrap=True,
+                    overflow="ellipsis")
 
     def compose(self) -> ComposeResult:
-        label = Text(f"{safe_inline(self.title_text)} · Esc or q goes back", no_wrap=True,
-                     overflow="ellipsis")
-        yield Static(label, classes="reader-title", markup=False)
-        yield ReplyReader(self.frozen)
+        yield Static(self._title(), classes="reader-title", markup=False)
+        yield ReplyReader(self.view)
 
     def on_mount(self) -> None:
         self.query_one(ReplyReader).focus()
+        if self.view.live:
+            self._following = self.set_interval(self.FOLLOW_S, self._follow)
+
+    def _follow(self) -> None:
+        self.query_one(ReplyReader).follow()
+        self.query_one(".reader-title", Static).update(self._title())
+        if not self.view.live:  # the reply ended: that was its last text
+            self._following.stop()
 
     def action_close(self) -> None:
         if self.app.screen is self:

@@ -30,7 +30,7 @@ from chatterm.markdown_blocks import FROZEN_CHARS, split_segments
 from chatterm.tui.widgets import markdown_render
 from chatterm.tui.widgets.markdown_render import ConsoleSpec, Line, MarkdownColors
 from chatterm.tui.widgets.plain_rows import PlainRows
-from chatterm.tui.widgets.render_queue import QUEUE
+from chatterm.tui.widgets.render_queue import QUEUE, Skipped
 
 # A part up to this many characters is rendered when first drawn (a few milliseconds); a
 # longer one on the render thread.
@@ -48,7 +48,7 @@ def estimated_rows(source: str, width: int) -> int:
 Shown = tuple[int, list[Line], list["Style | None"]]
 
 
-class _Part:
+class Part:
     """One piece of the reply and what is known of it at the current width and theme."""
 
     __slots__ = (
@@ -68,6 +68,16 @@ class _Part:
         # An earlier rendering of (nearly) this text: the live segment's previous batch,
         # shown until this one's rendering comes back, so a streaming reply never flickers.
         self.stale: Shown | None = None
+
+    def twin(self) -> Part:
+        """The same text with state of its own (the reader draws at its own width, so it must
+        not share renderings, or heights, with the inline reply); the folded plain rows are
+        shared (they refold per width)."""
+        twin = Part.__new__(Part)
+        twin.source, twin.plain, twin.placeholder = self.source, self.plain, None
+        twin.key, twin.lines, twin.styles = self.key, self.lines, self.styles
+        twin.asked, twin.estimate, twin.stale = None, self.estimate, self.stale
+        return twin
 
     def height(self, key: tuple[int, str]) -> int:
         if self.plain is not None:
@@ -93,11 +103,11 @@ class PartRows:
     the full-screen reader draw from (see the module docstring). Not a widget."""
 
     def __init__(
-        self, source: str, on_change: ChangeCallback, parts: list[_Part] | None = None
+        self, source: str, on_change: ChangeCallback, parts: list[Part] | None = None
     ) -> None:
         # ``parts``: ``prepare(source)``, already made on another thread (a long reply).
-        self.parts: list[_Part] = parts if parts is not None else prepare(source)
-        self.chars = len(source)
+        self.parts: list[Part] = parts if parts is not None else prepare(source)
+        self.chars = len(source) if parts is None else sum(len(p.source) for p in parts)
         self.on_change = on_change
         self.key: tuple[int, str] | None = None  # the width and theme of the last layout
         self.colors: MarkdownColors | None = None
@@ -116,8 +126,8 @@ class PartRows:
         return "".join(part.source for part in self.parts)
 
     def extend(self, sources: list[str], shown: Shown | None = None) -> bool:
-        """Append parts; the first shows ``shown`` until it is rendered (see _Part.stale)."""
-        added = [_Part(part) for source in sources if source for part in _cut(source)]
+        """Append parts; the first shows ``shown`` until it is rendered (see Part.stale)."""
+        added = [Part(part) for source in sources if source for part in _cut(source)]
         if added and shown is not None:
             added[0].stale = shown
         self.chars += sum(len(part.source) for part in added)
@@ -138,7 +148,7 @@ class PartRows:
         """The text is now ``source``: what was shown stays until the new text is drawn
         (unless ``keep_shown`` is false: the text went elsewhere)."""
         shown = self.shown() if keep_shown else None
-        self.parts = [_Part(part) for part in _cut(source)]
+        self.parts = [Part(part) for part in _cut(source)]
         self.chars = len(source)
         if self.parts and shown is not None:
             self.parts[0].stale = shown
@@ -162,7 +172,7 @@ class PartRows:
             self.spec = ConsoleSpec.of(app.console)
             self.stale = True
         if self.stale:
-            if self.chars <= SYNC_CHARS:
+            if self.chars <= SYNC_CHARS and not self.background:
                 # A short reply is rendered whole here: its height is exact from the first
                 # layout (nothing moves when it is first drawn).
                 for part in self.parts:
@@ -215,7 +225,7 @@ class PartRows:
         return strip.adjust_cell_length(width, base).apply_style(base)
 
     def _store(
-        self, part: _Part, key: tuple[int, str],
+        self, part: Part, key: tuple[int, str],
         rendered: tuple[list[Line], list[Style | None]],
     ) -> int:
         before = part.height(key)
@@ -227,7 +237,16 @@ class PartRows:
         self, index: int, key: tuple[int, str],
         rendered: tuple[list[Line], list[Style | None]],
     ) -> None:
-        change = self._store(self.parts[index], key, rendered)
+        starts = self.starts
+        if not self.stale and index < len(starts):
+            # The height its rows were laid out with (what ``starts`` hold), not what the
+            # part would say now.
+            end = starts[index + 1] - 1 if index + 1 < len(starts) else self.height
+            before = end - starts[index]
+            self._store(self.parts[index], key, rendered)
+            change = len(self.parts[index].lines) - before
+        else:
+            change = self._store(self.parts[index], key, rendered)
         if change and not self.stale:
             # Only the rows after this part move: shift their starts, not a full layout.
             starts = self.starts
@@ -236,7 +255,7 @@ class PartRows:
             self.height += change
         self.on_change(self.starts[index] if index < len(self.starts) else 0, change)
 
-    def _ask(self, part: _Part, key: tuple[int, str]) -> None:
+    def _ask(self, part: Part, key: tuple[int, str]) -> None:
         """Have the render thread render ``part`` for ``key`` (once per key)."""
         if part.asked == key:
             return
@@ -249,7 +268,9 @@ class PartRows:
 
         def done(rendered: Any, error: BaseException | None) -> None:
             if part.asked == key:
-                part.asked = None
+                part.asked = None  # asked again if it is drawn at this key again
+            if isinstance(error, Skipped):
+                return
             if error is not None:
                 # A rendering bug: the part stays on screen as its plain text, and the owner
                 # reports it (once per part); the reply itself is untouched in the history.
@@ -285,10 +306,10 @@ def _plain_strip(text: str, width: int, base: Style) -> Strip:
     return Strip([Segment(text)]).adjust_cell_length(width, base).apply_style(base)
 
 
-def prepare(source: str) -> list[_Part]:
+def prepare(source: str) -> list[Part]:
     """``source`` cut into parts (pure Python, any thread: the TUI prepares a long stored
     reply's parts on the thread that reads it, so the event loop never cuts 5 MB)."""
-    return [_Part(part) for part in _cut(source)]
+    return [Part(part) for part in _cut(source)]
 
 
 def _cut(source: str) -> list[str]:

@@ -47,8 +47,8 @@ class RenderQueue:
         """From the event loop: queue ``work``; ``done(result, error)`` runs on the loop."""
         loop = asyncio.get_running_loop()
         job = _Job(work, done, wanted, loop)
-        self._pending[loop] = self._pending.get(loop, 0) + 1
         with self._ready:
+            self._pending[loop] = self._pending.get(loop, 0) + 1
             self._jobs.append(job)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -69,22 +69,23 @@ class RenderQueue:
                 if job.wanted():
                     result = job.work()
                 else:
-                    error = _Skipped()
+                    error = Skipped()
             except BaseException as exc:  # handed to the loop, which reports it
                 error = exc
             try:
                 job.loop.call_soon_threadsafe(self._hand_back, job, result, error)
             except RuntimeError:  # that loop is closed (the app ended): nothing to draw
-                continue
+                with self._ready:
+                    self._pending.pop(job.loop, None)
 
     def _hand_back(self, job: _Job, result: Any, error: BaseException | None) -> None:
-        left = self._pending.get(job.loop, 1) - 1
-        if left > 0:
-            self._pending[job.loop] = left
-        else:
-            self._pending.pop(job.loop, None)
-        if not isinstance(error, _Skipped):
-            job.done(result, error)
+        with self._ready:
+            left = self._pending.get(job.loop, 1) - 1
+            if left > 0:
+                self._pending[job.loop] = left
+            else:
+                self._pending.pop(job.loop, None)
+        job.done(result, error)  # Skipped too: the owner may ask again later
 
     async def idle(self) -> None:
         """Wait until every part asked for is rendered and handed back (tests, benchmarks)."""
@@ -97,8 +98,8 @@ class RenderQueue:
         return bool(self._pending.get(asyncio.get_running_loop()))
 
 
-class _Skipped(Exception):
-    """The job was no longer wanted when its turn came."""
+class Skipped(Exception):
+    """The job was no longer wanted when its turn came (handed to ``done`` as its error)."""
 
 
 QUEUE = RenderQueue()
