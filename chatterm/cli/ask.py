@@ -72,10 +72,12 @@ class _AskHandler(NullHandler):
         self._sink.reasoning(text)
 
     def on_notice(self, message: str) -> None:
+        self._sink.flush()  # what came before the notice goes out before it (2>&1 keeps order)
         _say(message)
 
     def on_metadata(self, values: dict[str, Any]) -> None:
         if self._debug:
+            self._sink.flush()
             _say(f"backend: {values}")
 
 
