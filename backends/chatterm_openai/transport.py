@@ -18,8 +18,28 @@ from chatterm.secrets_mask import key_problem
 
 
 def make_client(base_url: str, timeout: httpx.Timeout) -> httpx.AsyncClient:
-    """An ``AsyncClient`` for one server; it never follows redirects (see ``tls_context``)."""
+    """An ``AsyncClient`` for one server; it never follows redirects (see ``tls_context``).
+
+    A plain-HTTP server reached without a proxy gets :class:`~chatterm_openai.http11.
+    HTTP11Transport` (no httpcore, no anyio: see there why); with a proxy configured for http
+    (which httpx reads from the environment only for its own transports), httpx's transport.
+    """
+    if base_url.lower().startswith("http://") and not _http_proxy_configured():
+        from chatterm_openai.http11 import HTTP11Transport
+
+        return httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, transport=HTTP11Transport()
+        )
     return httpx.AsyncClient(timeout=timeout, follow_redirects=False, verify=tls_context(base_url))
+
+
+def _http_proxy_configured() -> bool:
+    """Whether httpx would send an http:// request through a proxy (it asks urllib the same
+    way); then its own transport goes, honouring NO_PROXY and the rest as before."""
+    from urllib.request import getproxies
+
+    proxies = getproxies()
+    return bool(proxies.get("http") or proxies.get("all"))
 
 
 def tls_context(base_url: str) -> ssl.SSLContext | bool:
