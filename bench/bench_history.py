@@ -2,6 +2,7 @@
 
     python bench/bench_history.py           # prints a table, writes bench/out/history.json
     BENCH_MB=20 BENCH_REPEATS=3 python bench/bench_history.py
+    BENCH_COMPARE=/tmp/old python bench/bench_history.py   # also `ask` from another checkout
 
 The suite's loopback server (tests/openai_server.py, scenario ``big:MB:KB``) sends MB megabytes
 of text as one SSE event per KB-kilobyte piece, as fast as the socket takes them. Timed as whole
@@ -12,6 +13,10 @@ indexed for search later, by the next search) and (c) `chatterm ask -n` (no hist
 alone). Peak RSS is the child's own (``wait4``), compared with the
 reply's size. Targets (issue 9): time ratio <= 1.3, peak RSS <= 3x the reply.
 After each chatterm run the script checks that the stored reply is complete and whole.
+CPU time (user + sys, all threads) is reported too: on a shared machine it moves less than the
+wall-clock time. ``BENCH_COMPARE=DIR`` (a checkout of another commit, e.g. made with ``git
+archive``) runs that checkout's `ask` in each round as well, so a change is measured against
+what it replaced in the same run.
 """
 
 from __future__ import annotations
@@ -25,18 +30,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from bench_common import BARE_LOOP  # noqa: E402  (bench/ is the script's folder)
+from bench_common import BARE_LOOP, compile_sources  # noqa: E402  (bench/ is the script's folder)
 
 sys.path.insert(0, str(ROOT / "tests"))
 
 from openai_server import OpenAIServer, big_text  # noqa: E402
 
 
-def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """(seconds, peak RSS in bytes) of one whole process."""
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, float]:
+    """(seconds, peak RSS in bytes, CPU seconds: user + sys, all threads) of one process."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -47,7 +53,7 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
     err = proc.stderr.read().decode() if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{cmd} failed: {err[-500:]}")
-    return elapsed, usage.ru_maxrss * 1024
+    return elapsed, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def check_history(home: str, expected: int) -> None:
@@ -70,6 +76,7 @@ def spread(values: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
+    compile_sources()
     repeats = int(os.environ.get("BENCH_REPEATS", "5"))
     megabytes = int(os.environ.get("BENCH_MB", "100"))
     kilobytes = int(os.environ.get("BENCH_KB", "64"))
@@ -80,6 +87,13 @@ def main() -> None:
     nolog_s: list[float] = []
     bare_rss: list[float] = []
     ask_rss: list[float] = []
+    bare_cpu: list[float] = []
+    ask_cpu: list[float] = []
+    nolog_cpu: list[float] = []
+    compare = os.environ.get("BENCH_COMPARE")
+    other_s: list[float] = []
+    other_cpu: list[float] = []
+    load_before = os.getloadavg()[0]
     with OpenAIServer() as server:
         for _ in range(repeats):
             home = tempfile.mkdtemp(prefix="chatterm-bench-history-")
@@ -91,21 +105,41 @@ def main() -> None:
                     str(ROOT / part) for part in ("", "backends", "themes")
                 ),
             )
-            seconds, rss = run([sys.executable, "-c", BARE_LOOP, server.base_url, model], env)
+            seconds, rss, cpu = run(
+                [sys.executable, "-c", BARE_LOOP, server.base_url, model], env
+            )
             bare_s.append(seconds)
             bare_rss.append(rss)
-            seconds, rss = run(
+            bare_cpu.append(cpu)
+            seconds, rss, cpu = run(
                 [sys.executable, "-m", "chatterm", "ask", "-m", model, "go"], env
             )
             check_history(home, expected)
             ask_s.append(seconds)
             ask_rss.append(rss)
+            ask_cpu.append(cpu)
             # The same without the history: what the stream path alone costs.
-            nolog_s.append(
-                run([sys.executable, "-m", "chatterm", "ask", "-n", "-m", model, "go"], env)[0]
+            seconds, _, cpu = run(
+                [sys.executable, "-m", "chatterm", "ask", "-n", "-m", model, "go"], env
             )
+            nolog_s.append(seconds)
+            nolog_cpu.append(cpu)
+            if compare:
+                other = tempfile.mkdtemp(prefix="chatterm-bench-history-")
+                seconds, _, cpu = run(
+                    [sys.executable, "-m", "chatterm", "ask", "-m", model, "go"],
+                    dict(
+                        env, XDG_DATA_HOME=other, XDG_CONFIG_HOME=other, XDG_STATE_HOME=other,
+                        PYTHONPATH=os.pathsep.join(
+                            str(Path(compare) / part) for part in ("", "backends", "themes")
+                        ),
+                    ),
+                )
+                check_history(other, expected)
+                other_s.append(seconds)
+                other_cpu.append(cpu)
     ratios = [a / b for a, b in zip(ask_s, bare_s, strict=True)]
-    result = {
+    result: dict[str, Any] = {
         "python": sys.version.split()[0],
         "repeats": repeats,
         "reply_bytes": expected,
@@ -118,7 +152,19 @@ def main() -> None:
         "bare_peak_rss_mb": spread([r / 2**20 for r in bare_rss]),
         "chatterm_peak_rss_mb": spread([r / 2**20 for r in ask_rss]),
         "chatterm_rss_over_reply": spread([r / expected for r in ask_rss]),
+        "bare_httpx_cpu_s": spread(bare_cpu),
+        "chatterm_cpu_s": spread(ask_cpu),
+        "chatterm_no_log_cpu_s": spread(nolog_cpu),
+        # The machine may be shared: its 1-minute load average before and after the runs.
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
+    if compare:
+        result["compare"] = {
+            "tree": compare,
+            "chatterm_s": spread(other_s),
+            "ratio": spread([a / b for a, b in zip(other_s, bare_s, strict=True)]),
+            "chatterm_cpu_s": spread(other_cpu),
+        }
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "history.json").write_text(json.dumps(result, indent=2))
@@ -127,7 +173,8 @@ def main() -> None:
         return f"{d['median']:{fmt}} ({d['min']:{fmt}}–{d['max']:{fmt}})"
 
     print(f"{megabytes} MB reply in {kilobytes} KB pieces, history on; median (min–max) of "
-          f"{repeats} interleaved runs")
+          f"{repeats} interleaved runs; load average {result['load_average'][0]} before, "
+          f"{result['load_average'][1]} after")
     print("| measure | bare httpx | chatterm ask | target |")
     print("|---|---:|---:|---:|")
     print(f"| time (s) | {cell(result['bare_httpx_s'], '.2f')} | "
@@ -135,10 +182,18 @@ def main() -> None:
     print(f"| ratio | | **{cell(result['ratio'], '.2f')}×** | ≤ 1.3× |")
     print(f"| `ask -n` (no history): time (s); ratio | | "
           f"{cell(result['chatterm_no_log_s'], '.2f')}; {cell(result['no_log_ratio'], '.2f')}× | |")
+    print(f"| CPU, user + sys (s); `ask -n` | {cell(result['bare_httpx_cpu_s'], '.2f')} | "
+          f"{cell(result['chatterm_cpu_s'], '.2f')}; "
+          f"{cell(result['chatterm_no_log_cpu_s'], '.2f')} | |")
     print(f"| peak RSS (MB) | {cell(result['bare_peak_rss_mb'], '.0f')} | "
           f"{cell(result['chatterm_peak_rss_mb'], '.0f')} | |")
     print(f"| peak RSS / reply | | **{cell(result['chatterm_rss_over_reply'], '.2f')}×** | "
           f"≤ 3× |")
+    if compare:
+        other = result["compare"]
+        print(f"| `ask` from {compare}: time (s); ratio; CPU (s) | | "
+              f"{cell(other['chatterm_s'], '.2f')}; {cell(other['ratio'], '.2f')}×; "
+              f"{cell(other['chatterm_cpu_s'], '.2f')} | |")
 
 
 if __name__ == "__main__":

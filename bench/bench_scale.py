@@ -12,10 +12,14 @@
    process is reported too. Target: `ask` <= 1.5x the bare client. Then, in-process, the SSE
    decoder alone on the same line at a quarter, half and the whole size (it must double).
 2. **Search**: a history of 200 ordinary conversations plus one 40,000-word reply in which
-   every word matches the query (``tok0 tok1 ...``, the issue's case), and the same with a
-   40,000-word reply of ordinary words; ``HistoryStore.search`` in-process, in ms. Target:
-   <= 20 ms. The reply's size is then doubled twice to show the time does not follow it, and
-   a 1,000,000-word reply is stored in pieces, as a streamed reply over 1 MB stays.
+   every word matches the query (``tok0 tok1 ...``, the issue's case; also queried by 1-, 4-
+   and 5-letter prefixes and two words), and the same with a 40,000-word reply of ordinary
+   words; ``HistoryStore.search`` in-process, in ms. Target: <= 20 ms. The reply's size is
+   then doubled twice to show the time does not follow it. Then the cases the design bounds
+   differently: 40,000 distinct words sharing a 5-letter prefix (beyond the prefix index),
+   60 messages in which every token matches (snippet cost), and replies of 40,000 and
+   1,000,000 words kept in pieces, as a streamed reply over 1 MB stays (``tok1`` matches
+   nothing else, so the pieces' own index is what is searched).
 3. **Export**: a conversation of 2,000 messages (~1 KB each) and one 20 MB reply; `chatterm
    sessions export` to a file (md and json), whole process, against a bare script that reads
    the same rows with sqlite3 and writes their text.
@@ -219,25 +223,54 @@ def time_search(path: Path, query: str, repeats: int) -> dict[str, Any]:
             for _ in range(5):
                 hits = store.search(query)
             runs.append((time.perf_counter() - start) / 5 * 1000)
-    return {"ms": spread(runs), "hits": len(hits), "snippet_chars": max(len(h.snippet) for h in hits)}
+    return {"query": query, "ms": spread(runs), "hits": len(hits),
+            "snippet_chars": max((len(h.snippet) for h in hits), default=0)}
+
+
+def build_dense_history(path: Path, messages: int, words: int) -> None:
+    """``messages`` messages of ``t t t …``: every token of every one a match for ``t``."""
+    with HistoryStore(path) as store:
+        conv = store.create_conversation("dense")
+        for _ in range(messages):
+            store.add_message(conv.id, "user", "t " * words)
 
 
 def bench_search(tmp: Path, repeats: int) -> dict[str, Any]:
     words = ("lorem", "ipsum", "dolor", "sit", "amet", "elit", "sed", "tokens", "tempor", "magna")
     rows: list[dict[str, Any]] = []
+
+    def measure(label: str, n: int, path: Path, queries: tuple[str, ...]) -> None:
+        for query in queries:
+            rows.append({"reply": label, "words": n, **time_search(path, query, repeats)})
+
+    distinct = "every word matches, each a distinct word (tok0 tok1 ...)"
     for label, make in (
-        ("every word matches (tok0 tok1 ...)", lambda n: " ".join(f"tok{i}" for i in range(n))),
+        (distinct, lambda n: " ".join(f"tok{i}" for i in range(n))),
         ("ordinary words, 1 in 10 matches", lambda n: " ".join(words[i % 10] for i in range(n))),
     ):
         for n in (40_000, 80_000, 160_000):
             path = tmp / f"search-{len(rows)}.db"
             build_search_history(path, make(n))
-            rows.append({"reply": label, "words": n, **time_search(path, "tok", repeats)})
-    n = 1_000_000  # ~6.9 MB: kept in its pieces, as a streamed reply over 1 MB is
-    path = tmp / "search-pieces.db"
-    build_search_history(path, " ".join(f"tok{i}" for i in range(n)), in_pieces=True)
-    rows.append({"reply": "every word matches, kept in pieces", "words": n,
-                 **time_search(path, "tok", repeats)})
+            # Shorter and longer prefixes, and two words, for the issue's case at 40,000 words.
+            extra = ("t", "tok1", "tok12", "tok1 tok2") if label == distinct and n == 40_000 else ()
+            measure(label, n, path, ("tok", *extra))
+    # What the prefix index (1-4 characters) does not cover: distinct words sharing a longer
+    # prefix, queried by it ("token" expands to 40,000 words, one list each).
+    n = 40_000
+    path = tmp / "search-shared.db"
+    build_search_history(path, " ".join(f"token{i}" for i in range(n)))
+    measure("distinct words sharing 5 letters (token0 token1 ...)", n, path, ("token", "token1"))
+    # Every token a match in 60 messages of 4,000 words each: snippet() is quadratic in the
+    # matches of the text it is given.
+    path = tmp / "search-dense.db"
+    build_dense_history(path, 60, 4000)
+    measure("60 messages of 4,000 words, all 't'", 4000, path, ("t",))
+    # A reply kept in its pieces (a streamed reply over 1 MB stays so): 'tok1' matches nothing
+    # else, so the pieces' own index is searched ('tok' is answered by 50 message hits first).
+    for n in (40_000, 1_000_000):
+        path = tmp / f"search-pieces-{n}.db"
+        build_search_history(path, " ".join(f"tok{i}" for i in range(n)), in_pieces=True)
+        measure("every word matches, kept in pieces", n, path, ("tok1", "tok"))
     return {"rows": rows}
 
 
@@ -326,11 +359,13 @@ def main() -> None:
             print(f"| {row['bytes']:,} | {fmt(row['decoder_s'], 's', 3)} | {fmt(row['bare_s'], 's', 3)} |")
     if args.only in (None, "search"):
         results["search"] = search = bench_search(tmp, max(repeats, 7))
-        print("\nsearch 'tok', in-process, median (min–max) of 5-call means:")
-        print("| reply | words | time | hits |")
-        print("|---|---:|---:|---:|")
+        runs = max(repeats, 7)
+        print(f"\nsearch, in-process, median (min–max) of {runs} runs, each the mean of 5 calls:")
+        print("| reply | words | query | time | hits | longest snippet |")
+        print("|---|---:|---|---:|---:|---:|")
         for row in search["rows"]:
-            print(f"| {row['reply']} | {row['words']:,} | {fmt(row['ms'], 'ms', 1)} | {row['hits']} |")
+            print(f"| {row['reply']} | {row['words']:,} | `{row['query']}` "
+                  f"| {fmt(row['ms'], 'ms', 1)} | {row['hits']} | {row['snippet_chars']} |")
     out_dir = ROOT / "bench" / "out"
     out_dir.mkdir(exist_ok=True)
     (out_dir / "scale.json").write_text(json.dumps(results, indent=2))

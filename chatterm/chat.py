@@ -424,6 +424,7 @@ class ChatSession:
             flusher.finish()
             self.store.update_message(
                 reply_id,
+                pieces_chars=flusher.written,
                 status=outcome.status,
                 error=outcome.error,
                 model=outcome.model,
@@ -453,6 +454,37 @@ class ChatSession:
 MAX_PIECE_CHARS = 1 << 22
 
 
+# A word cut at a flush is held back for the next piece only if it is shorter than this: a long
+# run without whitespace (a base64 blob) is written as it is.
+HELD_WORD_CHARS = 4096
+
+
+def _held_word(parts: list[str]) -> str:
+    """Take off the end of ``parts`` what follows its last whitespace, and return it.
+
+    Nothing is taken when the text ends in whitespace, has none, or its last word is
+    ``HELD_WORD_CHARS`` or longer. Only the last few KB are searched and only the chunk holding
+    the cut is copied, never the whole text.
+    """
+    held = 0  # characters after the chunk being searched
+    for index in range(len(parts) - 1, -1, -1):
+        chunk = parts[index]
+        lowest = max(0, len(chunk) - (HELD_WORD_CHARS - held))
+        cut = max(chunk.rfind(" ", lowest), chunk.rfind("\n", lowest), chunk.rfind("\t", lowest))
+        if cut >= 0:
+            if cut == len(chunk) - 1 and held == 0:
+                return ""  # the text ends in whitespace: no word is cut
+            word = chunk[cut + 1 :] + "".join(parts[index + 1 :])
+            if len(word) >= HELD_WORD_CHARS - 1:
+                return ""
+            parts[index:] = [chunk[: cut + 1]]
+            return word
+        held += len(chunk)
+        if held >= HELD_WORD_CHARS - 1:
+            return ""
+    return ""
+
+
 class _Flusher:
     """Cuts what streamed since the last write into the next piece for the history.
 
@@ -463,7 +495,17 @@ class _Flusher:
     in two. A storage error is raised by the stream at its next event.
     """
 
-    __slots__ = ("_carry", "_pieces", "_text_done", "_thought_done", "_thoughts", "writer")
+    __slots__ = (
+        "_carry",
+        "_counted",
+        "_pieces",
+        "_text_done",
+        "_thought_done",
+        "_thoughts",
+        "_waiting",
+        "writer",
+        "written",
+    )
 
     def __init__(
         self, store: HistoryStore, message_id: int, pieces: list[str], thoughts: list[str]
@@ -473,11 +515,26 @@ class _Flusher:
         self._text_done = 0
         self._thought_done = 0
         self._carry = ""  # text after the last whitespace, held for the next piece
-        self.writer: PieceWriter = store.piece_writer(message_id, self.take, FLUSH_INTERVAL_S)
+        self._counted = 0  # pieces[:_counted] are in ``_waiting`` or written
+        self._waiting = 0  # characters streamed and not yet taken
+        self.written = 0  # characters (text and reasoning) taken for the history so far
+        self.writer: PieceWriter = store.piece_writer(
+            message_id, self.take, FLUSH_INTERVAL_S, self.pending
+        )
 
     @property
     def error(self) -> StoreError | None:
         return self.writer.error
+
+    def pending(self) -> int:
+        """About how many characters of text wait to be written (the writer's cue to write
+        early). Counts only the chunks that arrived since the last call."""
+        pieces, counted = self._pieces, self._counted
+        end = len(pieces)
+        if end > counted:
+            self._waiting += sum(map(len, pieces[counted:end]))
+            self._counted = end
+        return self._waiting
 
     def take(self, final: bool) -> tuple[str, str] | None:
         """The next piece: up to MAX_PIECE_CHARS of new text (None: nothing new)."""
@@ -487,19 +544,24 @@ class _Flusher:
         while end < available and size < MAX_PIECE_CHARS:
             size += len(pieces[end])
             end += 1
+        self.pending()
+        self._waiting -= size - len(self._carry)
         thought_end = len(self._thoughts)
         idle = end == start and thought_end == self._thought_done
         if idle and not self._carry:
             return None
-        text = self._carry + "".join(pieces[start:end])
-        self._carry = ""
+        parts = pieces[start:end]
+        if self._carry:
+            parts.insert(0, self._carry)
         # Hold back a word cut here, unless the stream has gone quiet (then what was shown is
         # written whole, however it ends).
-        if not final and not idle:
-            cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t"))
-            if 0 <= cut < len(text) - 1 and len(text) - cut < 4096:
-                text, self._carry = text[: cut + 1], text[cut + 1 :]
+        carry = "" if final or idle else _held_word(parts)
+        # One join: the piece is copied once on its way to SQLite (a 4 MB piece copied three
+        # times held the GIL for milliseconds the stream was waiting for).
+        text = parts[0] if len(parts) == 1 else "".join(parts)  # [] when only reasoning came
+        self._carry = carry
         thoughts = "".join(self._thoughts[self._thought_done : thought_end])
+        self.written += len(text) + len(thoughts)
         self._text_done, self._thought_done = end, thought_end
         return text, thoughts
 

@@ -167,6 +167,17 @@ class _ReplyHandler(NullHandler):
         return None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class BranchView:
+    """One read of what the conversation view shows: the branch, the sibling positions of
+    its messages, and the prompts ↑ recalls."""
+
+    conversation_id: str | None
+    branch: list[Message]
+    positions: dict[int, tuple[int, int]]
+    prompt_history: list[str]
+
+
 class ConversationController:
     """The active conversation, its :class:`ChatSession` and the backend the next turn uses."""
 
@@ -262,6 +273,21 @@ class ConversationController:
         if self.conversation is None:
             return []
         return self.store.branch(self.conversation.id)
+
+    def read_view(self, store: HistoryStore | None = None) -> BranchView:
+        """What the view shows of the open conversation, read from ``store`` (a connection
+        of another thread: the TUI reads a conversation off its event loop, as a 50 MB reply
+        takes a fifth of a second to read)."""
+        store = store or self.store
+        conversation = self.conversation
+        if conversation is None:
+            return BranchView(None, [], {}, store.recent_prompts(200))
+        return BranchView(
+            conversation.id,
+            store.branch(conversation.id),
+            branch_positions(store.all_messages(conversation.id)),
+            store.recent_prompts(200),
+        )
 
     def positions(self) -> dict[int, tuple[int, int]]:
         if self.conversation is None:

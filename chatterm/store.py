@@ -158,6 +158,35 @@ _MIGRATIONS: tuple[str, ...] = (
         DELETE FROM pieces_unindexed WHERE piece_id = old.id;
     END;
     """,
+    # 4 -> 5: prefix indexes for 1- to 4-character prefixes on the messages' index. Every
+    # search word is a prefix query, and without them FTS5 merges one list per distinct word
+    # that starts with it: "tok" over one reply of 40,000 distinct words starting with "tok"
+    # took 21 ms in FTS5 alone (the TUI searches at every keystroke, from one letter on).
+    # With them a query word of up to 4 characters reads one list whatever it expands to.
+    # They cost indexing time (a 20 KB message ~2.3 -> ~6 ms) and index size (~3.5x); the
+    # pieces' index, which a search catches up on all at once, is left without them. FTS5
+    # cannot add the option to a table, so the index is made again from the messages.
+    """
+    DROP TRIGGER messages_ai;
+    DROP TRIGGER messages_ad;
+    DROP TRIGGER messages_au;
+    DROP TABLE messages_fts;
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        content, content='messages', content_rowid='id', tokenize='unicode61',
+        prefix='1 2 3 4'
+    );
+    INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
+    CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+    END;
+    CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    END;
+    CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+    END;
+    """,
 )
 
 # How much piece text one indexing transaction takes at most, so that a search catching up on
@@ -166,6 +195,11 @@ INDEX_BATCH_CHARS = 8 << 20
 
 # The schema version is the number of migrations: adding one is appending one entry above.
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+# The oldest schema a read-only history may have and still be read without migrating: what
+# came after it changes no table or column this code reads (migration 5 only remade the
+# search index with prefix indexes, so such a history is searched the slower way).
+READABLE_FROM = 4
 
 # Message status values.
 COMPLETE = "complete"
@@ -436,6 +470,7 @@ class HistoryStore:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         self.readonly = readonly
+        self._pending_indexed = False  # whether temp.pieces_pending_fts exists
         memory = str(path) == ":memory:"
         try:
             if readonly:
@@ -501,6 +536,13 @@ class HistoryStore:
 
     # --- lifecycle ---------------------------------------------------------------------
 
+    def set_progress_check(self, stop: Callable[[], bool] | None, every: int = 1000) -> None:
+        """Have SQLite call ``stop`` every ``every`` steps of a statement and abandon the
+        statement when it returns True (it then fails as interrupted: a :class:`StoreError`).
+        For a caller that must be able to give up a long read, e.g. a search made stale by a
+        newer keystroke. None removes the check. Call it on the connection's own thread."""
+        self._db.set_progress_handler(None if stop is None else lambda: int(stop()), every)
+
     def close(self) -> None:
         self._db.close()
 
@@ -533,6 +575,8 @@ class HistoryStore:
                 f"{version}, this one knows {SCHEMA_VERSION}); upgrade chatterm to use it"
             )
         if version < SCHEMA_VERSION and self.readonly:
+            if version >= READABLE_FROM:
+                return  # nothing this version reads is missing there: read it as it is
             if version == 0 and not self._db.execute(
                 "SELECT count(*) FROM sqlite_master"
             ).fetchone()[0]:
@@ -784,10 +828,14 @@ class HistoryStore:
             db.execute("UPDATE messages SET pieces = pieces + 1 WHERE id = ?", (message_id,))
 
     def piece_writer(
-        self, message_id: int, source: PieceSource, interval: float
+        self,
+        message_id: int,
+        source: PieceSource,
+        interval: float,
+        pending: Callable[[], int] | None = None,
     ) -> PieceWriter:
         """What writes a streaming reply (see :class:`PieceWriter`)."""
-        return PieceWriter(self, message_id, source, interval)
+        return PieceWriter(self, message_id, source, interval, pending)
 
     def update_message(
         self,
@@ -804,11 +852,14 @@ class HistoryStore:
         first_token_s: float | None = None,
         duration_s: float | None = None,
         only_if_streaming: bool = False,
+        pieces_chars: int | None = None,
     ) -> bool:
         """Record the outcome of a reply; None leaves a field as is.
 
         ``content`` (or ``reasoning``) given replaces the text, pieces included.
-        ``only_if_streaming`` changes nothing unless the row is still streaming. Returns
+        ``only_if_streaming`` changes nothing unless the row is still streaming.
+        ``pieces_chars``: how many characters the reply's pieces hold, from the writer that
+        wrote them all (else they are measured, which reads the first MB of them). Returns
         whether a row was changed.
         """
         fields = {
@@ -823,7 +874,11 @@ class HistoryStore:
             return False
         assignments = [f"{k} = ?" for k in sets]
         finishing = status is not None and status != STREAMING
-        if finishing and not replace and not self._pieces_exceed(message_id, FOLD_LIMIT):
+        if finishing and not replace and not (
+            pieces_chars > FOLD_LIMIT
+            if pieces_chars is not None
+            else self._pieces_exceed(message_id, FOLD_LIMIT)
+        ):
             # A reply of ordinary size ends up whole in its row, as every other message is
             # (cheap: at most FOLD_LIMIT characters); a big one stays in its pieces.
             replace = True
@@ -1138,12 +1193,58 @@ class HistoryStore:
 
     def _index_pending_quietly(self) -> None:
         """Catch the index up before a search. A history that cannot be written now (read-only,
-        locked, disk full) is searched as it is: pieces not yet indexed are then not found,
-        until a writable search indexes them."""
+        locked, disk full) is searched as it is, and the pieces still pending are found
+        through a private index of this connection (see :meth:`_pending_index`)."""
         if self.readonly:
             return
         with contextlib.suppress(StoreError):
             self.index_pending()
+
+    def _pending_index(self) -> bool:
+        """Index the pieces the history lists as pending in a temporary full-text index of
+        this connection (``temp.pieces_pending_fts``), when they cannot be indexed in the
+        history itself; return whether it holds any.
+
+        The temporary database is private and writable even when the history is opened
+        read-only, the tokenizer and options are those of ``pieces_fts`` (so both find the
+        same words), and the index is contentless (the text stays in ``message_pieces``).
+        Each piece is indexed once per connection (the TUI's searches reuse it): the cost is
+        that of the pending text, the same as :meth:`index_pending` pays to index it for good.
+        """
+        try:
+            if not self._db.execute("SELECT 1 FROM pieces_unindexed LIMIT 1").fetchone():
+                return False  # what was pending has been indexed in the history since
+            if not self._pending_indexed:
+                self._db.execute(
+                    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.pieces_pending_fts USING fts5("
+                    "content, content='', tokenize='unicode61', detail='column')"
+                )
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS temp.pieces_pending_done"
+                    " (piece_id INTEGER PRIMARY KEY)"
+                )
+                self._pending_indexed = True
+            self._db.execute("SAVEPOINT chatterm_pending")
+            try:
+                self._db.execute(
+                    "INSERT INTO temp.pieces_pending_fts(rowid, content)"
+                    " SELECT p.id, p.content FROM pieces_unindexed u"
+                    " JOIN message_pieces p ON p.id = u.piece_id"
+                    " WHERE u.piece_id NOT IN (SELECT piece_id FROM temp.pieces_pending_done)"
+                )
+                self._db.execute(
+                    "INSERT OR IGNORE INTO temp.pieces_pending_done(piece_id)"
+                    " SELECT piece_id FROM pieces_unindexed"
+                )
+                self._db.execute("RELEASE chatterm_pending")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK TO chatterm_pending")
+                    self._db.execute("RELEASE chatterm_pending")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise self._explain(exc, "read") from exc
+        return True
 
     def _attachment_hits(self, words: list[str], limit: int) -> list[SearchHit]:
         """Messages whose attached file names contain every word (case-insensitive)."""
@@ -1169,36 +1270,38 @@ class HistoryStore:
         # A word such as app.py or shared_notes is several index tokens, i.e. a phrase, which
         # a detail='column' index refuses: look its tokens up one by one instead.
         words = [token for word in words for token in re.findall(r"[^\W_]+", word)]
+        # The history's own index, and the pieces it has not indexed yet (a read-only or
+        # locked history, which this search could not catch up).
+        indexes = ["pieces_fts"] + (["pieces_pending_fts"] if self._pending_index() else [])
+        # One query per word gives the replies holding it and, for each, the first piece that
+        # does: the first piece holding any word is the least of those (each lookup expands
+        # the word's prefix over the whole index once, never once per reply).
         found: set[int] | None = None
+        firsts_any: dict[int, int] = {}
         for word in words:
             query = _fts_query(word)
             if not query:
                 continue
-            ids = {
-                row[0]
-                for row in self._read(
-                    "SELECT DISTINCT p.message_id FROM pieces_fts"
-                    " JOIN message_pieces p ON p.id = pieces_fts.rowid WHERE pieces_fts MATCH ?",
+            first: dict[int, int] = {}
+            for index in indexes:
+                for message_id, piece_id in self._read(
+                    f"SELECT p.message_id, min(p.id) FROM {index}"
+                    f" JOIN message_pieces p ON p.id = {index}.rowid WHERE {index} MATCH ?"
+                    " GROUP BY p.message_id",
                     (query,),
-                )
-            }
-            found = ids if found is None else found & ids
+                ):
+                    first[message_id] = min(piece_id, first.get(message_id, piece_id))
+            found = set(first) if found is None else found & set(first)
             if not found:
                 return []
-        # The first piece of each reply that holds any of the words, and a snippet made from a
-        # bounded window of it (FTS5's snippet() over a whole piece took tens of seconds).
-        from chatterm.snippets import SnippetMaker, any_word_query
+            for message_id, piece_id in first.items():
+                firsts_any[message_id] = min(piece_id, firsts_any.get(message_id, piece_id))
+        # A snippet made from a bounded window of each reply's first matching piece (FTS5's
+        # snippet() over a whole piece took tens of seconds).
+        from chatterm.snippets import SnippetMaker
 
         hits: list[SearchHit] = []
-        firsts: dict[int, int] = {}
-        for message_id in sorted(found or (), reverse=True)[:limit]:
-            rows = self._read(
-                "SELECT min(p.id) FROM pieces_fts JOIN message_pieces p ON p.id = pieces_fts.rowid"
-                " WHERE pieces_fts MATCH ? AND p.message_id = ?",
-                (any_word_query(words), message_id),
-            )
-            if rows and rows[0][0] is not None:
-                firsts[message_id] = int(rows[0][0])
+        firsts = {m: firsts_any[m] for m in sorted(found or (), reverse=True)[:limit]}
         maker = SnippetMaker(self._db, "message_pieces", "content", "unicode61")
         snippets = self._snippets(maker, list(firsts.values()), words)
         for message_id, piece_id in firsts.items():
@@ -1229,25 +1332,40 @@ class HistoryStore:
 
 PieceSource = Callable[[bool], tuple[str, str] | None]
 
+# How often a threaded writer looks at how much is pending, and how much makes it write at once
+# instead of at its interval: a fast stream (100 MB in a fraction of a second) is then written,
+# and its WAL checkpoints synced, while it streams, not all after it ended.
+EAGER_POLL_S = 0.05
+EAGER_CHARS = 2 << 20
+
 
 class PieceWriter:
     """Writes a streaming reply's pieces, in order, taking them from ``source`` as they come.
 
     ``source(final)`` returns the next (text, reasoning) piece to write, or None when there is
     nothing new. For a file, a thread with its own connection pulls every ``interval`` seconds
-    (and at the end): SQLite releases the GIL while it writes and indexes, so a fast stream is
-    not held up by its own history, and only one piece is in flight at a time. For
-    ``:memory:`` the caller runs :meth:`poll` on its own timer. :meth:`finish` writes the rest
-    and raises the storage error, if a write failed (nothing after it is written).
+    (and at the end): SQLite releases the GIL while it writes and syncs, so a fast stream is
+    not held up by its own history, and only one piece is in flight at a time. Given
+    ``pending`` (how many characters are waiting), the thread also looks every
+    ``EAGER_POLL_S`` and writes as soon as ``EAGER_CHARS`` are waiting, so the history keeps
+    pace with a fast stream. For ``:memory:`` the caller runs :meth:`poll` on its own timer.
+    :meth:`finish` writes the rest and raises the storage error, if a write failed (nothing
+    after it is written).
     """
 
     def __init__(
-        self, store: HistoryStore, message_id: int, source: PieceSource, interval: float
+        self,
+        store: HistoryStore,
+        message_id: int,
+        source: PieceSource,
+        interval: float,
+        pending: Callable[[], int] | None = None,
     ) -> None:
         self._store = store
         self._message_id = message_id
         self._source = source
         self._interval = interval
+        self._pending = pending
         self.error: StoreError | None = None
         self.threaded = str(store.path) != ":memory:"
         self._stop = threading.Event()
@@ -1278,25 +1396,39 @@ class PieceWriter:
         if self.error is not None:
             raise self.error
 
-    def _drain(self, store: HistoryStore, final: bool) -> None:
+    def _drain(self, store: HistoryStore, final: bool, eager: bool = False) -> None:
+        """Write what is new; ``eager`` (written early, before the interval ended): only while
+        a piece's worth is waiting, so a fast stream is written in big pieces, not many small
+        transactions."""
         while True:
             piece = self._source(final)
             if piece is None:
                 return
             store.append_pieces(self._message_id, *piece)
+            if eager and self._pending is not None and self._pending() < EAGER_CHARS:
+                return
 
     def _run(self) -> None:
         writer: HistoryStore | None = None
+        pending = self._pending
+        step = self._interval if pending is None else min(EAGER_POLL_S, self._interval)
+        due = time.monotonic() + self._interval
         try:
             while True:
-                stopping = self._stop.wait(self._interval)
+                # Never past ``due``: what streamed is written at least every ``interval``.
+                stopping = self._stop.wait(max(0.0, min(step, due - time.monotonic())))
+                early = not stopping and pending is not None and time.monotonic() < due
+                if early and pending is not None and pending() < EAGER_CHARS:
+                    continue  # not due yet, and not enough waiting to write early
                 if self.error is None:
                     if writer is None:
                         writer = HistoryStore.__new__(HistoryStore)
                         writer.path = self._store.path
                         writer.readonly = self._store.readonly
                         writer._db = writer._connect_writable()
-                    self._drain(writer, stopping)
+                    self._drain(writer, stopping, eager=early)
+                if not early:
+                    due = time.monotonic() + self._interval
                 if stopping:
                     return
         except StoreError as exc:

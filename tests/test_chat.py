@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatterm.backend import (
     Backend,
@@ -200,3 +202,112 @@ def test_the_route_is_remembered_after_a_reply(tmp_path: Path) -> None:
     assert chat.conversation.route == {
         "backend": "scripted", "base_url": "http://127.0.0.1:9/v1", "model": "m1",
     }  # never a key
+
+
+# --- issue 9: a big, fast reply into the history ---------------------------------------------
+
+
+class BurstBackend(Backend):
+    """Sends ``chunks`` as fast as they are taken, then waits until told before finishing."""
+
+    name = "burst"
+
+    def __init__(self, chunks: list[str]) -> None:
+        super().__init__(BackendConfig(model="burst-1"))
+        self.chunks = chunks
+        self.release = asyncio.Event()
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        for chunk in self.chunks:
+            yield TextDelta(chunk)
+        await self.release.wait()
+        yield Finish("stop")
+
+
+def test_a_fast_stream_is_written_while_it_streams_not_only_at_the_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the interval timer out of the way, the writer still writes once a piece's worth is
+    waiting: a fast reply's text (and its WAL syncs) reach the file while it streams."""
+    import chatterm.chat
+    import chatterm.store
+
+    monkeypatch.setattr(chatterm.chat, "FLUSH_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(chatterm.store, "EAGER_CHARS", 64 * 1024)
+    chunks = [f"word{i} " * 1000 for i in range(40)]  # ~330 KB, no pause between chunks
+    backend = BurstBackend(chunks)
+    chat = session(tmp_path, backend)
+    other = HistoryStore(tmp_path / "h.db")
+
+    async def run() -> None:
+        task = asyncio.create_task(drain(chat.send("go")))
+        stored = 0
+        for _ in range(400):  # poll for the state, however slow the machine is
+            await asyncio.sleep(0.05)
+            stored = other._db.execute(
+                "SELECT coalesce(sum(length(content)), 0) FROM message_pieces"
+            ).fetchone()[0]
+            if stored >= 256 * 1024:
+                break
+        assert stored >= 256 * 1024  # written although the interval (an hour) never came
+        reply = other.branch(chat.conversation.id)[-1]  # type: ignore[union-attr]
+        assert reply.status == "streaming" and "".join(chunks).startswith(reply.content)
+        # In pieces of at least the eager size, not one transaction per chunk.
+        pieces = other._db.execute("SELECT count(*) FROM message_pieces").fetchone()[0]
+        assert 1 <= pieces <= stored // (64 * 1024)
+        backend.release.set()
+        await task
+
+    asyncio.run(run())
+    reply = other.branch(chat.conversation.id)[-1]  # type: ignore[union-attr]
+    assert (reply.content, reply.status) == ("".join(chunks), "complete")
+
+
+def test_a_big_reply_is_stored_byte_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pieces cut anywhere (in words, in runs with no whitespace, after multi-byte characters,
+    control bytes and CRs) join back to exactly what streamed, for a reply kept in pieces."""
+    import random
+
+    import chatterm.chat
+    import chatterm.store
+
+    monkeypatch.setattr(chatterm.store, "EAGER_CHARS", 200_000)
+    monkeypatch.setattr(chatterm.chat, "MAX_PIECE_CHARS", 300_000)
+    rng = random.Random(9)
+    alphabet = "abc déf \n\t\r\x00\x1b😀 " + "x" * 20
+    chunks = []
+    for _ in range(600):
+        size = rng.choice([1, 7, 500, 4095, 4096, 5000, 20_000])
+        pool = rng.choice([alphabet, "y", "z "])
+        chunks.append("".join(rng.choice(pool) for _ in range(size)))
+    expected = "".join(chunks)
+    assert len(expected) > chatterm.store.FOLD_LIMIT  # kept in pieces, not folded
+    chat = session(tmp_path, ScriptedBackend(chunks))
+    assert asyncio.run(drain(chat.send("go"))) == expected
+    with HistoryStore(tmp_path / "h.db") as other:
+        reply = other.branch(chat.conversation.id)[-1]  # type: ignore[union-attr]
+        assert reply.status == "complete" and reply.content == expected
+        assert other._db.execute("SELECT count(*) FROM message_pieces").fetchone()[0] > 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet=st.sampled_from("ab \n\t"), min_size=1, max_size=5000),
+        min_size=1, max_size=5,
+    )
+)
+def test_a_word_cut_at_a_flush_is_held_back_exactly_as_before(parts: list[str]) -> None:
+    """The piece ends after its last whitespace, the word after it waits for the next piece,
+    unless it is long (HELD_WORD_CHARS) or there is none; found without joining the text."""
+    from chatterm.chat import HELD_WORD_CHARS, _held_word
+
+    text = "".join(parts)
+    cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t"))
+    if 0 <= cut < len(text) - 1 and len(text) - cut < HELD_WORD_CHARS:
+        want = (text[: cut + 1], text[cut + 1 :])
+    else:
+        want = (text, "")
+    kept = list(parts)
+    held = _held_word(kept)
+    assert ("".join(kept), held) == want

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatterm.paths import history_path
-from chatterm.snippets import OVERLAP, SCAN_LIMIT, WINDOW, SnippetMaker
+from chatterm.snippets import OVERLAP, ROW_CHARS, SCAN_LIMIT, WINDOW, SnippetMaker, _rows
 from chatterm.store import HistoryStore, SearchHit
 
 
@@ -244,3 +244,68 @@ def test_a_reply_kept_in_pieces_gets_a_bounded_snippet_with_spans(tmp_path: Path
     assert hit.snippet.endswith("…")
     assert marked(late) == "and a ripe [kumquat] at the end"
     assert counting.bytes_read <= 2 * WINDOW
+
+
+# --- issue 9: time independent of the matches one message holds -----------------------------
+
+
+def test_a_dense_message_gets_a_snippet_from_one_short_row(tmp_path: Path) -> None:
+    """``t t t …``: every token a match. FTS5's snippet() is quadratic in the matches of its
+    row, so it is only ever given one row of at most ROW_CHARS characters per hit."""
+    store, message_id = one_message_store(tmp_path, "t " * 20_000)
+    with store:
+        (hit,) = store.search("t")
+        left = store._db.execute("SELECT count(*) FROM temp.chatterm_snippet_window").fetchone()
+    assert hit.message_id == message_id
+    assert hit.snippet == "t " * 11 + "t…"
+    assert len(hit.snippet) <= ROW_CHARS + 2
+    assert [hit.snippet[a:b] for a, b in hit.matches] == ["t"] * 12
+    assert left == (0,)  # the snippet rows were rolled back, nothing is kept between searches
+
+
+def test_the_snippet_comes_from_where_all_the_words_are(tmp_path: Path) -> None:
+    early = "a kumquat alone at the start, " + "filler words go on and on here " * 9
+    text = early + "then a ripe kumquat next to a quince, and more filler after it"
+    assert any("kumquat next to a quince" in row for row in _rows(text))  # one row holds both
+    store, _ = one_message_store(tmp_path, text)
+    with store:
+        (both,) = store.search("kumquat quince")
+        (one,) = store.search("kumquat")
+    assert "[kumquat] next to a [quince]" in marked(both)
+    assert both.snippet.startswith("…") and both.snippet.endswith("…")
+    assert marked(one).startswith("a [kumquat] alone at the start")  # the first one
+    assert one.snippet.endswith("…")
+
+
+def test_prefixes_of_every_length_find_a_reply_of_distinct_words(tmp_path: Path) -> None:
+    """The bench's worst case: one 40,000-word reply whose every word is distinct and starts
+    with the query (the prefix index answers up to 4 characters from one list)."""
+    text = " ".join(f"tok{i}" for i in range(40_000))
+    with HistoryStore(tmp_path / "h.db") as store:
+        conv = store.create_conversation("t")
+        other = store.add_message(conv.id, "user", "a token or two")
+        huge = store.add_message(conv.id, "assistant", text)
+        for query in ("t", "to", "tok"):
+            assert {h.message_id for h in store.search(query)} == {other.id, huge.id}, query
+        for query, first in (("tok1", "tok1"), ("tok39", "tok39"), ("tok3999", "tok3999")):
+            (hit,) = store.search(query)
+            assert hit.message_id == huge.id
+            assert hit.snippet[hit.matches[0][0]:hit.matches[0][1]] == first
+            assert len(hit.snippet) <= ROW_CHARS + 2
+        assert [h.message_id for h in store.search("tok39999")] == [huge.id]
+        assert store.search("tok40000") == []
+        assert [h.message_id for h in store.search("toke")] == [other.id]
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from("ab \n—é日"), max_size=2000))
+def test_snippet_rows_are_short_and_lose_only_the_separators_they_were_cut_at(text: str) -> None:
+    rows = _rows(text)
+    assert all(len(row) <= ROW_CHARS for row in rows)
+    rest = text  # the rows, in order, each followed by the separator it was cut at, if any
+    for row in rows:
+        assert rest.startswith(row)
+        rest = rest[len(row):]
+        if rest[:1] in (" ", "\n"):
+            rest = rest[1:]
+    assert rest == ""

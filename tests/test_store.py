@@ -407,3 +407,111 @@ def test_a_scratch_history_never_indexes_pieces() -> None:
         store.update_message(reply.id, status="complete")
         assert store._db.execute("SELECT count(*) FROM pieces_fts_docsize").fetchone()[0] == 0
         assert _pending(store) == 3
+
+
+def test_a_version_4_history_gets_the_prefix_index_and_keeps_finding_everything(
+    tmp_path: Path,
+) -> None:
+    """Migration 4 -> 5 remakes the messages' index with prefix indexes, on a real file."""
+    from chatterm.store import _MIGRATIONS, _split_sql
+
+    path = tmp_path / "v4.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for script in _MIGRATIONS[:4]:
+        for statement in _split_sql(script):
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 4")
+    db.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES ('c', 't', 1, 1)")
+    db.execute(
+        "INSERT INTO messages (id, conversation_id, role, content, status, created_at)"
+        " VALUES (1, 'c', 'user', 'an old kumquat question', 'complete', 1),"
+        " (2, 'c', 'assistant', ?, 'complete', 2)",
+        (" ".join(f"tok{i}" for i in range(5000)),),
+    )
+    db.close()
+    with HistoryStore(path) as store:
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        sql = store._db.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'messages_fts'"
+        ).fetchone()[0]
+        assert "prefix='1 2 3 4'" in sql
+        store._db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
+        # What was there before is found through the remade index, by every prefix length.
+        for query in ("k", "ku", "kum", "kumq", "kumquat"):
+            assert [h.message_id for h in store.search(query)] == [1], query
+        for query in ("t", "tok4", "tok4999"):
+            assert [h.message_id for h in store.search(query)] == [2], query
+        # The triggers were remade with it: new, changed and deleted rows stay in step.
+        new = store.add_message("c", "user", "a quince")
+        assert [h.message_id for h in store.search("qui")] == [new.id]
+        store.update_message(new.id, content="a medlar")
+        assert store.search("qui") == [] and [h.message_id for h in store.search("med")] == [new.id]
+        assert store.delete_conversation("c")
+        assert store.search("k") == [] and store.search("med") == []
+        store._db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
+
+
+def test_a_read_only_history_finds_text_in_pieces_not_yet_indexed(tmp_path: Path) -> None:
+    """Pieces are indexed by the next search, which a read-only history cannot write: it
+    indexes them in a private temporary index instead, once per connection."""
+    path = tmp_path / "h.db"
+    with HistoryStore(path) as writer:
+        conv = writer.create_conversation("t")
+        reply = writer.add_message(conv.id, "assistant", "", status="streaming")  # ours: live
+        writer.append_pieces(reply.id, "lorem ipsum " * 10_000 + "a ripe Kümquat ")
+        writer.append_pieces(reply.id, "next to a quince")
+        assert _pending(writer) == 2  # nothing has searched yet
+    with HistoryStore(path, readonly=True) as store:
+        assert store.readonly
+        (hit,) = store.search("kumquat")
+        assert hit.message_id == reply.id
+        assert [hit.snippet[a:b] for a, b in hit.matches] == ["Kümquat"]
+        # Every word must appear in some piece of the reply, as for indexed pieces.
+        assert [h.message_id for h in store.search("kumq quin")] == [reply.id]
+        assert store.search("kumquat medlar") == []
+        assert _pending(store) == 2  # the history itself is untouched
+        done = store._db.execute("SELECT count(*) FROM temp.pieces_pending_done").fetchone()
+        assert done == (2,)
+        # A piece written meanwhile by another process is indexed at the next search.
+        with HistoryStore(path) as other:
+            other.append_pieces(reply.id, " and a medlar")
+            assert _pending(other) == 3
+        assert [h.message_id for h in store.search("medlar")] == [reply.id]
+        assert [h.message_id for h in store.search("kumquat medlar")] == [reply.id]
+        # Once a writable search has indexed everything, the history's own index answers.
+        with HistoryStore(path) as other:
+            assert [h.message_id for h in other.search("medlar")] == [reply.id]
+            assert _pending(other) == 0
+        assert [h.message_id for h in store.search("quince")] == [reply.id]
+        assert store.search("okapi") == []
+
+
+def test_a_read_only_version_4_history_is_read_and_searched_without_migrating(
+    tmp_path: Path,
+) -> None:
+    """Migration 5 only adds prefix indexes: a history that cannot be migrated (read-only)
+    is still read and searched as it is, not refused."""
+    from chatterm.store import _MIGRATIONS, _split_sql
+
+    path = tmp_path / "v4.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for script in _MIGRATIONS[:4]:
+        for statement in _split_sql(script):
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 4")
+    db.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES ('c', 't', 1, 1)")
+    db.execute(
+        "INSERT INTO messages (id, conversation_id, role, content, status, created_at)"
+        " VALUES (1, 'c', 'user', 'an old kumquat question', 'complete', 1)"
+    )
+    db.close()
+    with HistoryStore(path, readonly=True) as store:
+        assert [m.content for m in store.all_messages("c")] == ["an old kumquat question"]
+        assert [h.message_id for h in store.search("kum")] == [1]
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == 4
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 3")  # older than that: refused, as before
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="needs an upgrade but is read-only"):
+        HistoryStore(path, readonly=True)

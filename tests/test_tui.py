@@ -32,7 +32,7 @@ from chatterm.config import Choice, Config, Profile, resolve
 from chatterm.store import COMPLETE, ERROR, INTERRUPTED, HistoryStore, StoreError
 from chatterm.tui.app import ChattermApp, build_app
 from chatterm.tui.screens.search import SearchScreen
-from chatterm.tui.widgets.markdown_render import FrozenMarkdown
+from chatterm.tui.widgets.frozen_markdown import FrozenMarkdown
 from chatterm.tui.widgets.message_view import MessageView
 from chatterm.tui.widgets.prompt_input import PromptInput
 from chatterm.tui.widgets.sidebar import PAGE_SIZE
@@ -469,7 +469,9 @@ def test_domain_errors_in_actions_become_notifications(
             def broken(*args: Any, **kwargs: Any) -> Any:
                 raise StoreError("the history is locked")
 
-            monkeypatch.setattr(store, "branch", broken)
+            # Every connection's branch read (the view reads on a connection of its own,
+            # in a thread).
+            monkeypatch.setattr(HistoryStore, "branch", broken)
             await app.open_conversation(conv_id)
             await pilot.pause()
             monkeypatch.setattr(store, "rename_conversation", broken)

@@ -329,3 +329,85 @@ def test_a_conversation_holding_images_is_not_continued_on_a_text_only_model(
             assert app.prompt_input.text == "and now?"
 
     run(scenario())
+
+
+def test_pending_chips_stay_with_the_conversation_they_were_added_in(
+    files: Path, openai_server: Any
+) -> None:
+    """Chips go with a prompt of their own conversation only: switching away keeps them
+    aside (as the typed draft is), switching back shows them again, and the other
+    conversation sends without them."""
+    from test_tui import seed
+
+    from chatterm.tui.screens.dialogs import ConfirmDialog
+
+    tag = "tuiatt_switch"
+
+    async def scenario() -> None:
+        app, store = make_app(files, server_choice(openai_server, f"echo@{tag}"))
+        first = seed(store, "First", [("a", "b")])
+        second = seed(store, "Second", [("c", "d")])
+        async with app.run_test(size=SIZE) as pilot:
+            chips = app.attachment_chips
+            await app.open_conversation(first)
+            await attach(app, pilot, "notes.md")
+            assert [a.name for a in chips.attachments] == ["notes.md"]
+
+            await app.open_conversation(second)
+            await pilot.pause()
+            assert chips.attachments == [] and not chips.has_class("-has-chips")
+            assert "notes.md" not in screen_text(app)
+            await send_box(app, pilot, "nothing attached here")
+            [body] = bodies(openai_server, tag)
+            assert user_content(body) == "nothing attached here"
+            sent = [m for m in store.branch(second) if m.role == "user"][-1]
+            assert store.attachments_for([sent.id]).get(sent.id, []) == []
+
+            # A new conversation (Ctrl+N) starts without them too, and keeps its own.
+            app.prompt_input.focus()
+            await pilot.press("ctrl+n")
+            await pilot.pause()
+            assert app.conversation is None and chips.attachments == []
+            await attach(app, pilot, "shot.png")
+
+            await app.open_conversation(first)
+            await pilot.pause()
+            assert [a.name for a in chips.attachments] == ["notes.md"]
+            assert "text notes.md · 16 B" in screen_text(app)
+            await send_box(app, pilot, "with the notes")
+            body = bodies(openai_server, tag)[-1]
+            assert text_of(user_content(body)) == (
+                f"File: notes.md\n```markdown\n{NOTES}```\n\nwith the notes"
+            )
+            sent = [m for m in store.branch(first) if m.role == "user"][-1]
+            assert [a.name for a in store.attachments_for([sent.id])[sent.id]] == ["notes.md"]
+            assert chips.attachments == []
+
+            # Chips pending in a conversation that is deleted go with it; the new
+            # conversation's stay its own.
+            await attach(app, pilot, "blob.bin")  # refused (binary): nothing added
+            await attach(app, pilot, "notes.md")
+            assert [a.name for a in chips.attachments] == ["notes.md"]
+            app.prompt_input.focus()
+            await pilot.press("f8")
+            await pilot.pause()
+            assert isinstance(app.screen, ConfirmDialog)
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert store.get_conversation(first) is None
+            await app.open_conversation(None)
+            await pilot.pause()
+            assert [a.name for a in chips.attachments] == ["shot.png"]
+            await app.open_conversation(second)
+            await pilot.pause()
+            assert chips.attachments == []
+            # Deleting the last conversation opens a new one: its own chips come back.
+            await pilot.press("f8")
+            await pilot.pause()
+            assert isinstance(app.screen, ConfirmDialog)
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert store.count_conversations() == 0 and app.conversation is None
+            assert [a.name for a in chips.attachments] == ["shot.png"]
+
+    run(scenario())

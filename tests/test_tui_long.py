@@ -19,8 +19,8 @@ from test_tui import make_app, run, screen_text, seed, settle, wait_for
 from chatterm.backend import BackendConfig
 from chatterm.config import Choice
 from chatterm.tui.screens.reader import ReaderScreen, ReplyReader
-from chatterm.tui.widgets import markdown_render
-from chatterm.tui.widgets.markdown_render import FrozenMarkdown
+from chatterm.tui.widgets import frozen_markdown, markdown_render, part_rows
+from chatterm.tui.widgets.frozen_markdown import FrozenMarkdown
 from chatterm.tui.widgets.message_view import MessageView
 from chatterm.tui.widgets.plain_rows import PlainRows
 from chatterm.tui.widgets.render_queue import QUEUE
@@ -75,7 +75,7 @@ def test_a_long_stored_reply_renders_only_the_parts_on_screen(tmp_path: Path) ->
 def test_a_long_part_renders_on_the_render_thread(tmp_path: Path, monkeypatch: Any) -> None:
     # One code block with no place to cut it: a single part, too long to render on the loop.
     code = "```python\n" + "".join(f"value_{i} = {i} * 2\n" for i in range(150)) + "```\n"
-    assert len(code) > markdown_render.SYNC_CHARS
+    assert len(code) > part_rows.SYNC_CHARS
     threads: list[str] = []
     real = markdown_render.render_part
 
@@ -103,7 +103,7 @@ def test_a_long_part_renders_on_the_render_thread(tmp_path: Path, monkeypatch: A
 def test_a_reply_taller_than_the_cap_shows_its_end_and_opens_whole(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(markdown_render, "MAX_INLINE_ROWS", 120)
+    monkeypatch.setattr(frozen_markdown, "MAX_INLINE_ROWS", 120)
     reply = "".join(f"Paragraph number {i}.\n\n" for i in range(400))
 
     async def scenario() -> None:
@@ -136,6 +136,11 @@ def test_a_reply_taller_than_the_cap_shows_its_end_and_opens_whole(
             assert "Paragraph number 399." in screen_text(app)
             await pilot.press("escape")
             await wait_for(lambda: not isinstance(app.screen, ReaderScreen), pilot)
+            # A click on the notice opens the reader too.
+            app.view.scroll_home(animate=False, immediate=True)
+            await pilot.pause()
+            assert await pilot.click(FrozenMarkdown, offset=(2, 0))
+            await wait_for(lambda: isinstance(app.screen, ReaderScreen), pilot)
 
     run(scenario)
 
@@ -184,3 +189,69 @@ def test_plain_rows_refold_at_a_new_width() -> None:
     folded = PlainRows("0123456789" * 3)
     assert folded.count(10) == 3 and folded.row(10, 2) == "0123456789"
     assert folded.count(7) == 5 and folded.row(7, 4) == "89"
+
+
+def test_rows_kept_up_to_date_while_streaming_equal_a_fresh_layout(
+    tmp_path: Path, openai_server: Any
+) -> None:
+    from test_tui import send, server_choice
+
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, server_choice(openai_server, "chunks:2000:markdown"))
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, "write a long report")
+            await drawn(app, pilot)
+            rows = reply_body(app).rows
+            assert len(rows.parts) > 5  # streamed in many finished parts
+            # Starts shifted part by part (appends, renderings coming back) are what a
+            # layout from scratch gives.
+            kept = (list(rows.starts), rows.height)
+            rows.stale = True
+            assert rows.key is not None
+            rows.layout(rows.key[0], app)
+            assert (rows.starts, rows.height) == kept
+
+    run(scenario)
+
+
+def test_opening_a_conversation_reads_it_off_the_event_loop(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from chatterm.store import HistoryStore
+
+    reads: list[tuple[str, bool]] = []
+    real = HistoryStore.branch
+
+    def recording(self: HistoryStore, conv_id: str) -> Any:
+        reads.append((threading.current_thread().name, self.readonly))
+        return real(self, conv_id)
+
+    monkeypatch.setattr(HistoryStore, "branch", recording)
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, CHOICE)
+        conv = seed(store, "Read", [("q", "an answer")])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await drawn(app, pilot)
+            assert "an answer" in screen_text(app)
+        # Read in a worker thread, on a read-only connection of its own.
+        assert reads and all(name != "MainThread" and readonly for name, readonly in reads)
+
+    run(scenario)
+
+
+def test_the_sidebar_narrows_below_100_columns_and_widens_again(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, CHOICE)
+        async with app.run_test(size=(80, 30)) as pilot:
+            await pilot.pause()
+            narrow = app.query_one("#sidebar").size.width
+            await pilot.resize_terminal(130, 30)
+            await pilot.pause()
+            wide = app.query_one("#sidebar").size.width
+            await pilot.resize_terminal(90, 30)
+            await pilot.pause()
+            assert narrow < wide and app.query_one("#sidebar").size.width == narrow
+
+    run(scenario)

@@ -27,7 +27,7 @@ from chatterm.backend import BackendConfig
 from chatterm.config import Choice
 from chatterm.controller_events import Reply
 from chatterm.sanitize import UNSAFE_CODE_POINTS
-from chatterm.tui.widgets.markdown_render import FrozenMarkdown
+from chatterm.tui.widgets.frozen_markdown import FrozenMarkdown
 from chatterm.tui.widgets.message_view import MessageView
 from chatterm.tui.widgets.streaming import ReplyRenderer
 

@@ -32,20 +32,25 @@ import httpx
 
 __all__ = ["HTTP11Transport"]
 
-_READ_SIZE = 64 * 1024
+_READ_SIZE = 256 * 1024  # see chatterm_openai.transport.BODY_READ_BYTES
 
 
 class _Connection:
     """One TCP connection and its h11 state machine."""
 
-    __slots__ = ("h11", "key", "reader", "writer")
+    __slots__ = ("h11", "key", "read_size", "reader", "writer")
 
     def __init__(
-        self, key: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        key: tuple[str, int],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        read_size: int,
     ) -> None:
         self.key = key
         self.reader = reader
         self.writer = writer
+        self.read_size = read_size
         self.h11 = h11.Connection(our_role=h11.CLIENT)
 
     def reusable(self) -> bool:
@@ -114,8 +119,9 @@ class _Body(httpx.AsyncByteStream):
 class HTTP11Transport(httpx.AsyncBaseTransport):
     """``httpx.AsyncClient(transport=HTTP11Transport())`` for plain-HTTP servers."""
 
-    def __init__(self) -> None:
+    def __init__(self, read_size: int = _READ_SIZE) -> None:
         self._idle: list[_Connection] = []
+        self._read_size = read_size
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -177,12 +183,12 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
                 for family, *_, address in await _addresses(*key):
                     try:
                         reader, writer = await asyncio.open_connection(
-                            address[0], address[1], family=family, limit=_READ_SIZE
+                            address[0], address[1], family=family, limit=self._read_size
                         )
                     except OSError as exc:
                         first = first or exc
                         continue
-                    return _Connection(key, reader, writer)
+                    return _Connection(key, reader, writer, self._read_size)
                 raise first or OSError(f"no address for {key[0]}")
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(str(exc) or "timed out") from exc
@@ -247,7 +253,7 @@ async def _next_event(connection: _Connection, timeout: float | None) -> Any:
             return event
         try:
             async with asyncio.timeout(timeout):
-                data = await connection.reader.read(_READ_SIZE)
+                data = await connection.reader.read(connection.read_size)
         except TimeoutError as exc:
             raise httpx.ReadTimeout(str(exc) or "timed out") from exc
         except OSError as exc:

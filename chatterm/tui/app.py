@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.actions import SkipAction
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import BindingType
@@ -45,7 +45,7 @@ from chatterm import paths, state
 from chatterm.backend import BackendError
 from chatterm.backend_pool import BackendPool
 from chatterm.config import Choice, Config
-from chatterm.controller import ControllerError, ConversationController
+from chatterm.controller import BranchView, ControllerError, ConversationController
 from chatterm.controller_events import (
     Reply,
     ReplyKind,
@@ -119,13 +119,16 @@ class ChattermApp(App[int]):
     """One window onto the history; sends go to the controller's choice (switchable)."""
 
     TITLE = "chatterm"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    # Below this width the sidebar narrows. Set on the sidebar itself in on_resize, not as a
+    # Textual breakpoint: a breakpoint class on the screen restyles every widget of it (0.2 s
+    # with a long conversation open), for a rule that concerns one.
+    NARROW_BELOW = 100
+    NARROW_SIDEBAR = 22
     BINDINGS: ClassVar[list[BindingType]] = keys.bindings("app")
     CSS = """
     #main { height: 1fr; }
     #chat { width: 1fr; height: 1fr; }
     Footer { height: 1; }
-    Screen.-narrow #sidebar { width: 22; }
     """
 
     def __init__(
@@ -395,6 +398,13 @@ class ChattermApp(App[int]):
             endings.detach()
         self.exit(code)
 
+    def on_resize(self, event: events.Resize) -> None:
+        narrow = event.size.width < self.NARROW_BELOW
+        for sidebar in self.query("#sidebar"):
+            width = self.NARROW_SIDEBAR if narrow else None  # None: the sidebar's own CSS
+            if sidebar.styles.width != width:
+                sidebar.styles.width = width
+
     def on_ready(self) -> None:
         self.ready_at = time.perf_counter()
         if self.gc_policy is not None:
@@ -450,6 +460,7 @@ class ChattermApp(App[int]):
             self.fail(error_message(exc))
             return
         self.prompt_input.switch_draft(current, conv_id)
+        self.attachment_chips.switch(current, conv_id)  # chips belong to their conversation
         if self.controller.choice is not before:  # it goes back to where it was answered
             self.status_line.set_target(self.controller.describe_target())
             self._prewarm()
@@ -466,17 +477,32 @@ class ChattermApp(App[int]):
         """Show the active branch of the open conversation again (after a switch of
         conversation or branch), then reclaim the replaced widgets (chatterm.gc_policy)."""
         self.title_bar.show(self.conversation)
+        wanted = self.conversation.id if self.conversation else None
         try:
-            branch = self.controller.branch()
-            positions = self.controller.positions()
-            history = self.controller.prompt_history()
+            view = await self._read_view()
         except DOMAIN_ERRORS as exc:
             self.fail(error_message(exc))
             return
-        await self.view.show(branch, positions)
-        self.prompt_input.set_history(history)
+        current = self.conversation.id if self.conversation else None
+        if view.conversation_id != wanted or current != wanted:
+            return  # another conversation was opened meanwhile: its own read shows it
+        await self.view.show(view.branch, view.positions)
+        self.prompt_input.set_history(view.prompt_history)
         if self.gc_policy is not None:
             self.set_timer(0.3, self._collect_full)
+
+    async def _read_view(self) -> BranchView:
+        """The open conversation, read in a thread on a read-only connection of its own (an
+        SQLite connection belongs to its thread), so a long history never holds the loop."""
+        path = self.store.path
+        if str(path) == ":memory:":
+            return self.controller.read_view()
+
+        def read() -> BranchView:
+            with HistoryStore(path, readonly=True) as store:
+                return self.controller.read_view(store)
+
+        return await asyncio.to_thread(read)
 
     def _collect_full(self) -> None:
         """Reclaim widgets that were frozen and have since been replaced (gc_policy)."""
@@ -837,6 +863,8 @@ class ChattermApp(App[int]):
             self.fail(error_message(exc))
             return
         self.prompt_input.forget_draft(deleted.id)
+        self.attachment_chips.forget(deleted.id)
+        self.attachment_chips.clear()  # they were the deleted conversation's
         self.prompt_input.set_text("")
         self.sidebar.reload()
         self.conversations_changed()

@@ -22,7 +22,8 @@ from textual.strip import Strip
 from textual.widgets import Static
 
 from chatterm.sanitize import safe_inline
-from chatterm.tui.widgets.markdown_render import FrozenMarkdown, PartRows
+from chatterm.tui.widgets.frozen_markdown import FrozenMarkdown
+from chatterm.tui.widgets.part_rows import PartRows
 
 
 class ReplyReader(ScrollView, can_focus=True):

@@ -1,8 +1,11 @@
 """Full-text search over every message of every conversation.
 
 Why it is shaped this way: the store's FTS index answers in milliseconds, but a keystroke must
-never wait for it, so each query runs in a thread (on its own connection) after a short pause
-in typing, and a newer keystroke cancels the older query (``exclusive``). The matched words are highlighted in each hit; ↓
+never wait for it, so each query runs after a short pause in typing on one thread of the
+screen's own, with one connection for all its queries (what a search sets up once stays set
+up: a read-only history's private index of pieces it could not index, the snippet table),
+and a newer keystroke cancels the older query: its worker (``exclusive``) and, through
+SQLite's progress handler, the statements it still runs. The matched words are highlighted in each hit; ↓
 moves straight to the first hit (not just to the list), Enter opens the highlighted hit (the
 first one from the query box). Choosing a hit returns ``(conversation_id, message_id)``; the
 app opens that conversation scrolled to that message. Titles and snippets are user and model
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -63,6 +68,49 @@ def summary_text(count: int, query: str, limit: int = RESULT_LIMIT) -> str:
     return f"{count}{more} {noun} · {HINT}"
 
 
+class SearchThread:
+    """One thread and one history connection for the queries of one search screen.
+
+    An SQLite connection belongs to the thread that opened it, so the connection is opened,
+    used and closed on the thread. Each query gets a number; a query whose number is no longer
+    the latest (a newer keystroke) is stopped by the progress handler at its next check and
+    any statement it has left fails at once, so a stale query never holds the thread long.
+    """
+
+    CHECK_EVERY = 1000  # SQLite virtual-machine steps between checks
+
+    def __init__(self, path: Path, readonly: bool) -> None:
+        self._path = path
+        self._readonly = readonly
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatterm-search")
+        self._store: HistoryStore | None = None
+        self._latest = 0
+
+    async def search(self, query: str, limit: int) -> list[SearchHit]:
+        self._latest += 1
+        number = self._latest
+        future = self._pool.submit(self._run, query, limit, number)
+        return await asyncio.wrap_future(future)  # cancelled while queued: never runs
+
+    def _run(self, query: str, limit: int, number: int) -> list[SearchHit]:
+        if self._store is None:
+            self._store = HistoryStore(self._path, readonly=self._readonly)
+        self._store.set_progress_check(lambda: self._latest != number, self.CHECK_EVERY)
+        return self._store.search(query, limit)
+
+    def close(self) -> None:
+        """Stop what runs, close the connection on its thread, let the thread end."""
+        self._latest += 1
+
+        def close() -> None:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+        self._pool.submit(close)
+        self._pool.shutdown(wait=False)
+
+
 class SearchScreen(OnceModal[tuple[str, int] | None]):
     """A search box over the whole history; dismissed with the chosen hit or None."""
 
@@ -107,6 +155,7 @@ class SearchScreen(OnceModal[tuple[str, int] | None]):
         self.hits: list[SearchHit] = []
         self.query_text = ""
         self.searches = 0  # queries that ran to the end (newer keystrokes cancel older ones)
+        self._thread: SearchThread | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -156,17 +205,19 @@ class SearchScreen(OnceModal[tuple[str, int] | None]):
         self.searches += 1
 
     async def _search_off_loop(self, query: str) -> list[SearchHit]:
-        """The query in a thread, on a connection of its own (an SQLite connection belongs
-        to the thread that opened it); an in-memory history can only be asked on the loop."""
+        """The query on the screen's search thread (:class:`SearchThread`); an in-memory
+        history can only be asked on the loop."""
         path = self.store.path
         if str(path) == ":memory:":
             return self.store.search(query, RESULT_LIMIT)
+        if self._thread is None:
+            self._thread = SearchThread(path, self.store.readonly)
+        return await self._thread.search(query, RESULT_LIMIT)
 
-        def search() -> list[SearchHit]:
-            with HistoryStore(path) as store:
-                return store.search(query, RESULT_LIMIT)
-
-        return await asyncio.to_thread(search)
+    def on_unmount(self) -> None:
+        if self._thread is not None:
+            self._thread.close()
+            self._thread = None
 
     def _show(self, hits: list[SearchHit], query: str) -> None:
         self.hits = hits

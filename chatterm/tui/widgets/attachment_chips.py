@@ -88,7 +88,12 @@ class AttachmentChip(Static, can_focus=True):
 
 
 class AttachmentChips(Horizontal):
-    """The attachments waiting to go with the next prompt; hidden while there are none."""
+    """The attachments waiting to go with the next prompt; hidden while there are none.
+
+    They belong to the conversation they were added in, as the typed draft does: switching
+    conversations keeps them aside (:meth:`switch`) and brings them back on return, so they
+    never go with a prompt sent somewhere else.
+    """
 
     DEFAULT_CSS = """
     AttachmentChips {
@@ -117,6 +122,8 @@ class AttachmentChips(Horizontal):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._pending: list[Attachment] = []
+        # The chips of conversations not shown, by conversation id (None: a new one).
+        self._kept: dict[str | None, list[Attachment]] = {}
 
     @property
     def attachments(self) -> list[Attachment]:
@@ -138,9 +145,39 @@ class AttachmentChips(Horizontal):
         self.clear()
         return taken
 
+    def switch(self, leaving: str | None, entering: str | None) -> None:
+        """Keep the chips of the conversation we leave, show those kept for the one we enter."""
+        if leaving == entering and (self._pending or entering not in self._kept):
+            return  # the same conversation again (after a delete, the shown ones were cleared)
+        if self._pending:
+            self._kept[leaving] = self._pending
+        restored = self._kept.pop(entering, [])
+        if not self._pending and not restored:
+            return
+        self._pending = list(restored)
+        self.remove_children()
+        if restored:
+            self.mount_all([AttachmentChip(a) for a in restored])
+        self._changed()
+
+    def forget(self, conversation_id: str | None) -> None:
+        """Drop the chips kept for a conversation that is gone (deleted)."""
+        self._kept.pop(conversation_id, None)
+
+    def kept_for(self, conversation_id: str | None) -> list[Attachment]:
+        """The chips kept aside for a conversation not shown."""
+        return list(self._kept.get(conversation_id, ()))
+
     def drop(self, sent: Sequence[Attachment]) -> None:
-        """Remove the chips of attachments that went with a prompt (others stay pending)."""
+        """Remove the chips of attachments that went with a prompt (others stay pending).
+        A reply can be stored after the user switched away: its chips are kept aside then."""
         gone = {id(a) for a in sent}
+        for conversation_id, kept in list(self._kept.items()):
+            left = [a for a in kept if id(a) not in gone]
+            if left:
+                self._kept[conversation_id] = left
+            else:
+                del self._kept[conversation_id]
         keep = [a for a in self._pending if id(a) not in gone]
         if len(keep) == len(self._pending):
             return

@@ -26,7 +26,7 @@ from chatterm.sanitize import safe_inline, safe_text
 from chatterm.store import COMPLETE, ERROR, INTERRUPTED, STREAMING, Message
 from chatterm.tui import keys
 from chatterm.tui.widgets.attachment_chips import AttachmentBlock
-from chatterm.tui.widgets.markdown_render import FrozenMarkdown
+from chatterm.tui.widgets.frozen_markdown import FrozenMarkdown
 
 
 def author_label(message: Message | None, backend: str | None, model: str | None) -> str:
@@ -337,6 +337,10 @@ class MessageView(Vertical, can_focus=True):
 
     def action_copy_code(self) -> None:
         self.post_message(self.CopyRequested(self, code=True))
+
+    def on_frozen_markdown_notice_clicked(self, event: FrozenMarkdown.NoticeClicked) -> None:
+        event.stop()
+        self.action_read()
 
     def action_read(self) -> None:
         if self.role != "user":

@@ -1,0 +1,284 @@
+"""A reply as rows: parts rendered where they are on screen, estimated elsewhere.
+
+Why: rendering is the cost (about 13 µs a character with code blocks), and a 5 MB reply is a
+hundred screens of it. A reply's text is kept in parts cut where a cut cannot change the
+rendering (chatterm.markdown_blocks), each rendered by Rich (chatterm.tui.widgets.
+markdown_render) and kept per width and theme. A part is rendered when a row of it is first
+asked for; until then its height is an estimate from its length and newlines. A small part is
+rendered at once; a longer one (or any part of a streaming reply) on the render thread
+(chatterm.tui.widgets.render_queue), shown meanwhile as its previous rendering or its plain
+text, so the event loop never waits for Rich. A part too long to lay out as Markdown at all (a
+50 MB line, a code block with no place to cut) is shown as plain text folded at the width
+(chatterm.tui.widgets.plain_rows). Opening, resizing and streaming therefore cost what the
+screen shows, not what the reply holds. :class:`PartRows` is not a widget: the inline reply
+(chatterm.tui.widgets.frozen_markdown) and the full-screen reader (chatterm.tui.screens.reader)
+both draw from it.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable
+from typing import Any
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.app import App
+from textual.strip import Strip
+
+from chatterm.markdown_blocks import FROZEN_CHARS, split_segments
+from chatterm.tui.widgets import markdown_render
+from chatterm.tui.widgets.markdown_render import ConsoleSpec, Line, MarkdownColors
+from chatterm.tui.widgets.plain_rows import PlainRows
+from chatterm.tui.widgets.render_queue import QUEUE
+
+# A part up to this many characters is rendered when first drawn (a few milliseconds); a
+# longer one on the render thread.
+SYNC_CHARS = 1_500
+# A part longer than this is shown as plain text folded at the width: Rich's Markdown of a
+# part this long would take seconds, and its rendering hundreds of megabytes.
+PLAIN_CHARS = 200_000
+
+def estimated_rows(source: str, width: int) -> int:
+    """A part's height before it is rendered: its lines, plus the folds of long ones."""
+    return source.count("\n") + 1 + len(source) // max(1, width)
+
+
+# A rendering at a width: (width, lines, styles).
+Shown = tuple[int, list[Line], list["Style | None"]]
+
+
+class _Part:
+    """One piece of the reply and what is known of it at the current width and theme."""
+
+    __slots__ = (
+        "asked", "estimate", "key", "lines", "placeholder", "plain", "source", "stale",
+        "styles",
+    )
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.plain = PlainRows(source) if len(source) > PLAIN_CHARS else None
+        self.placeholder: PlainRows | None = None  # its plain rows, while it renders
+        self.key: tuple[int, str] | None = None  # what ``lines`` were rendered for
+        self.lines: list[Line] = []
+        self.styles: list[Style | None] = []
+        self.asked: tuple[int, str] | None = None  # a background render requested for
+        self.estimate = (0, 0)  # (width, rows) of the last estimate
+        # An earlier rendering of (nearly) this text: the live segment's previous batch,
+        # shown until this one's rendering comes back, so a streaming reply never flickers.
+        self.stale: Shown | None = None
+
+    def height(self, key: tuple[int, str]) -> int:
+        if self.plain is not None:
+            return self.plain.count(key[0])
+        if self.key == key:
+            return len(self.lines)
+        if self.stale is not None and self.stale[0] == key[0]:
+            return len(self.stale[1])
+        width, rows = self.estimate
+        if width != key[0]:
+            rows = estimated_rows(self.source, key[0])
+            self.estimate = (key[0], rows)
+        return rows
+
+
+# What a part-rows owner does when a part's rendering arrives: (part's first row, change in
+# height); the owner lays itself out again and keeps what the user reads where it is.
+ChangeCallback = Callable[[int, int], None]
+
+
+class PartRows:
+    """A reply's parts as rows at a width and theme: the layout both the inline widget and
+    the full-screen reader draw from (see the module docstring). Not a widget."""
+
+    def __init__(self, source: str, on_change: ChangeCallback) -> None:
+        self.parts: list[_Part] = [_Part(part) for part in _cut(source)]
+        self.chars = len(source)
+        self.on_change = on_change
+        self.key: tuple[int, str] | None = None  # the width and theme of the last layout
+        self.colors: MarkdownColors | None = None
+        self.spec: ConsoleSpec | None = None
+        self.starts: list[int] = []  # the first row of each part (after its separator)
+        self.height = 0
+        self.stale = True  # starts must be computed again
+        self.alive: Callable[[], bool] = lambda: True
+        # Render every part on the render thread, however small (a streaming reply: the
+        # event loop only ever draws finished renderings, so typing stays responsive).
+        self.background = False
+
+    @property
+    def source(self) -> str:
+        return "".join(part.source for part in self.parts)
+
+    def extend(self, sources: list[str], shown: Shown | None = None) -> bool:
+        """Append parts; the first shows ``shown`` until it is rendered (see _Part.stale)."""
+        added = [_Part(part) for source in sources if source for part in _cut(source)]
+        if added and shown is not None:
+            added[0].stale = shown
+        self.chars += sum(len(part.source) for part in added)
+        key = self.key
+        if not self.stale and key is not None and self.chars > SYNC_CHARS:
+            # Appended at the end (a streaming reply): only the new parts' rows are new.
+            for part in added:
+                row = self.height + (1 if self.parts else 0)
+                self.starts.append(row)
+                self.parts.append(part)
+                self.height = row + part.height(key)
+        else:
+            self.parts.extend(added)
+            self.stale = self.stale or bool(added)
+        return bool(added)
+
+    def replace(self, source: str, keep_shown: bool = True) -> None:
+        """The text is now ``source``: what was shown stays until the new text is drawn
+        (unless ``keep_shown`` is false: the text went elsewhere)."""
+        shown = self.shown() if keep_shown else None
+        self.parts = [_Part(part) for part in _cut(source)]
+        self.chars = len(source)
+        if self.parts and shown is not None:
+            self.parts[0].stale = shown
+        self.stale = True
+
+    def shown(self) -> Shown | None:
+        """The last rendering of the first part (or what it still shows), if any."""
+        if not self.parts:
+            return None
+        first = self.parts[0]
+        if first.key is not None:
+            return (first.key[0], first.lines, first.styles)
+        return first.stale
+
+    def layout(self, width: int, app: App[object]) -> tuple[int, str]:
+        """Rows at ``width`` in the app's theme: every part's first row and the total."""
+        key = (width, app.theme)
+        if key != self.key:
+            self.key = key
+            self.colors = MarkdownColors.from_app(app)
+            self.spec = ConsoleSpec.of(app.console)
+            self.stale = True
+        if self.stale:
+            if self.chars <= SYNC_CHARS:
+                # A short reply is rendered whole here: its height is exact from the first
+                # layout (nothing moves when it is first drawn).
+                for part in self.parts:
+                    if part.key != key and part.plain is None:
+                        self._store(part, key, markdown_render.render_part(part.source, width, *self._args()))
+            starts: list[int] = []
+            row = 0
+            for index, part in enumerate(self.parts):
+                if index:
+                    row += 1  # the blank line Markdown puts between two blocks
+                starts.append(row)
+                row += part.height(key)
+            self.starts, self.height, self.stale = starts, row, False
+        return key
+
+    def _args(self) -> tuple[MarkdownColors, ConsoleSpec]:
+        assert self.colors is not None and self.spec is not None
+        return self.colors, self.spec
+
+    def strip(self, y: int, width: int, base: Style, in_place: bool = False) -> Strip:
+        """Row ``y`` (after :meth:`layout` for ``width``); a part not rendered yet is
+        rendered now when small (or ``in_place``), else on the render thread."""
+        key = self.key
+        assert key is not None and key[0] == width
+        index = bisect_right(self.starts, y) - 1
+        if index < 0 or y >= self.height:
+            return Strip.blank(width, base)
+        part = self.parts[index]
+        row = y - self.starts[index]
+        if row >= part.height(key):
+            return Strip.blank(width, base)  # the separator after it
+        if part.plain is not None:
+            return _plain_strip(part.plain.row(width, row), width, base)
+        lines, styles = part.lines, part.styles
+        if part.key != key:
+            if in_place or (len(part.source) <= SYNC_CHARS and not self.background):
+                self._take(index, key, markdown_render.render_part(part.source, width, *self._args()))
+                lines, styles = part.lines, part.styles
+            else:
+                self._ask(part, key)
+                if part.stale is not None and part.stale[0] == width:
+                    _, lines, styles = part.stale
+                else:
+                    if part.placeholder is None:
+                        part.placeholder = PlainRows(part.source)
+                    return _plain_strip(part.placeholder.row(width, row), width, base)
+        if row >= len(lines):
+            return Strip.blank(width, base)
+        strip = Strip([Segment(text, styles[style]) for text, style in lines[row]])
+        return strip.adjust_cell_length(width, base).apply_style(base)
+
+    def _store(
+        self, part: _Part, key: tuple[int, str],
+        rendered: tuple[list[Line], list[Style | None]],
+    ) -> int:
+        before = part.height(key)
+        part.lines, part.styles = rendered
+        part.key, part.placeholder, part.stale = key, None, None
+        return len(part.lines) - before
+
+    def _take(
+        self, index: int, key: tuple[int, str],
+        rendered: tuple[list[Line], list[Style | None]],
+    ) -> None:
+        change = self._store(self.parts[index], key, rendered)
+        if change and not self.stale:
+            # Only the rows after this part move: shift their starts, not a full layout.
+            starts = self.starts
+            for later in range(index + 1, len(starts)):
+                starts[later] += change
+            self.height += change
+        self.on_change(self.starts[index] if index < len(self.starts) else 0, change)
+
+    def _ask(self, part: _Part, key: tuple[int, str]) -> None:
+        """Have the render thread render ``part`` for ``key`` (once per key)."""
+        if part.asked == key:
+            return
+        part.asked = key
+        source, width = part.source, key[0]
+        colors, spec = self._args()
+
+        def wanted() -> bool:  # read on the render thread: plain attribute reads
+            return self.key == key and part.asked == key and self.alive()
+
+        def done(rendered: Any, error: BaseException | None) -> None:
+            if part.asked == key:
+                part.asked = None
+            if error is not None:
+                raise error  # Textual reports it as any error of the app
+            if self.alive() and self.key == key and part in self.parts:
+                self._take(self.parts.index(part), key, rendered)
+
+        QUEUE.submit(lambda: markdown_render.render_part(source, width, colors, spec), done, wanted)
+
+    def text_rows(self, width: int, app: App[object]) -> list[str]:
+        """Every row as text at ``width``, all parts rendered now (tests; never on screen)."""
+        key = self.layout(width, app)
+        rows: list[str] = []
+        for index, part in enumerate(self.parts):
+            if index:
+                rows.append("")
+            if part.plain is not None:
+                rows.extend(part.plain.row(width, y) for y in range(part.plain.count(width)))
+                continue
+            if part.key != key and self._store(
+                part, key, markdown_render.render_part(part.source, width, *self._args())
+            ):
+                self.stale = True
+            rows.extend("".join(text for text, _ in line) for line in part.lines)
+        return rows
+
+
+def _plain_strip(text: str, width: int, base: Style) -> Strip:
+    return Strip([Segment(text)]).adjust_cell_length(width, base).apply_style(base)
+
+
+def _cut(source: str) -> list[str]:
+    """``source`` in parts of about ``FROZEN_CHARS`` (one part when it has no safe cut)."""
+    if not source:
+        return []
+    if len(source) <= FROZEN_CHARS:
+        return [source]
+    return split_segments(source, FROZEN_CHARS)
