@@ -145,7 +145,7 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
             raise
         return httpx.Response(
             event.status_code,
-            headers=[(name, value) for name, value in event.headers],
+            headers=event.headers.raw_items(),  # the names as the server spelled them
             stream=_Body(self, connection, read_timeout),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": bytes(event.reason)},
         )
