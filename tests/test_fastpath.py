@@ -180,3 +180,11 @@ def test_a_plain_ask_imports_no_typer_or_click_and_help_still_works(openai_serve
     # Anything the table does not read still goes to typer, with its help and errors.
     code, loaded, out = modules_loaded_by(["ask", "--help"], ["typer"], env)
     assert code == 0 and "--no-log" in out and "typer" in loaded
+
+
+def test_chatterm_alone_with_piped_stdin_asks_without_typer(openai_server: Any) -> None:
+    """`echo hi | chatterm` is `chatterm ask` with stdin: no typer either (an empty stdin is
+    the usual usage error)."""
+    env = {"OPENAI_BASE_URL": openai_server.base_url}
+    code, loaded, out = modules_loaded_by([], ["typer", "click"], env)
+    assert (code, loaded, out) == (2, [], "")

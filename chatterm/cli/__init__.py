@@ -1,8 +1,8 @@
 """The ``chatterm`` command: where a command line goes, and the error boundary.
 
 Start-up time is a feature. A plain `chatterm ask` command line (the one users run in loops
-and scripts) is read from a table of `ask`'s flags (:mod:`chatterm.cli.ask_line`) and never
-imports typer or click, which cost ~50 ms before the question was even sent. Everything else
+and scripts), and ``chatterm`` alone with piped stdin, are read from a table of `ask`'s flags
+(:mod:`chatterm.cli.ask_line`) and never import typer or click, which cost ~50 ms before the question was even sent. Everything else
 goes to the typer app in :mod:`chatterm.cli.commands`, imported only then; ``from chatterm.cli
 import app`` still works (a lazy attribute).
 """
@@ -38,6 +38,13 @@ def main() -> None:
             code = run_ask_plain(args)
             if code is not None:
                 sys.exit(code)
+        elif not args and "_CHATTERM_COMPLETE" not in os.environ:  # (not a shell completing)
+            from chatterm.cli.inputs import stdin_is_terminal
+
+            if not stdin_is_terminal():  # `echo hi | chatterm`: ask with stdin, as the root does
+                from chatterm.cli.ask_line import ask_from_args
+
+                sys.exit(ask_from_args())
         from chatterm.cli.commands import app
 
         app(args=args, prog_name="chatterm")

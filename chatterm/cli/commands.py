@@ -15,6 +15,7 @@ import typer
 
 from chatterm.cli import options as opt
 from chatterm.cli.failures import Failure
+from chatterm.cli.inputs import stdin_is_terminal
 
 app = typer.Typer(
     name="chatterm",
@@ -62,7 +63,7 @@ def root(
                 f"options go after the command: chatterm {ctx.invoked_subcommand} [OPTIONS] ..."
             )
         return
-    if not _stdin_is_terminal():
+    if not stdin_is_terminal():
         from chatterm.cli.ask import run_ask
 
         raise typer.Exit(run_ask(common, opt.AskOutput(), prompt=None))
@@ -195,9 +196,3 @@ def templates_show(name: Annotated[str, typer.Argument(metavar="NAME")]) -> None
 
     raise typer.Exit(show_template(name))
 
-
-def _stdin_is_terminal() -> bool:
-    try:
-        return sys.stdin is None or sys.stdin.isatty() or sys.stdin.fileno() < 0
-    except (ValueError, OSError):
-        return True
