@@ -227,16 +227,29 @@ def test_opening_a_conversation_reads_it_off_the_event_loop(
         return real(self, conv_id)
 
     monkeypatch.setattr(HistoryStore, "branch", recording)
+    cuts: list[str] = []
+    real_cut = part_rows._cut
+
+    def recording_cut(source: str) -> list[str]:
+        if len(source) > 10_000:
+            cuts.append(threading.current_thread().name)
+        return real_cut(source)
+
+    monkeypatch.setattr(part_rows, "_cut", recording_cut)
+    long_reply = long_markdown(300)
 
     async def scenario() -> None:
         app, store = make_app(tmp_path, CHOICE)
-        conv = seed(store, "Read", [("q", "an answer")])
+        conv = seed(store, "Read", [("q", "an answer"), ("more", long_reply)])
         async with app.run_test(size=SIZE) as pilot:
             await app.open_conversation(conv)
             await drawn(app, pilot)
-            assert "an answer" in screen_text(app)
-        # Read in a worker thread, on a read-only connection of its own.
+            assert "Section 299" in screen_text(app)
+            assert reply_body(app).source == long_reply
+        # Read in a worker thread, on a read-only connection of its own; the long reply cut
+        # into parts on that thread too.
         assert reads and all(name != "MainThread" and readonly for name, readonly in reads)
+        assert cuts and "MainThread" not in cuts
 
     run(scenario)
 
@@ -253,5 +266,33 @@ def test_the_sidebar_narrows_below_100_columns_and_widens_again(tmp_path: Path) 
             await pilot.resize_terminal(90, 30)
             await pilot.pause()
             assert narrow < wide and app.query_one("#sidebar").size.width == narrow
+
+    run(scenario)
+
+
+def test_a_rendering_that_fails_leaves_the_plain_text_and_one_notice(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    code = "```python\n" + "".join(f"value_{i} = {i}\n" for i in range(200)) + "```\n"
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("token=sk-secret in a renderer bug")
+
+    monkeypatch.setattr(markdown_render, "render_part", broken)
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, CHOICE)
+        conv = seed(store, "Broken", [("code", code)])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await drawn(app, pilot)
+            await drawn(app, pilot)
+            (part,) = reply_body(app).rows.parts
+            assert part.plain is not None  # shown as its text from now on
+            assert "value_199 = 199" in screen_text(app)
+            errors = [text for severity, text in app.notices if severity == "error"]
+            assert errors == ["unexpected error (RuntimeError) while drawing a reply; "
+                              "run with --debug for details"]
+            assert app.is_running
 
     run(scenario)

@@ -51,6 +51,7 @@ from chatterm.controller_events import (
     ReplyKind,
 )
 from chatterm.gc_policy import CollectorPolicy
+from chatterm.markdown_blocks import FROZEN_CHARS
 from chatterm.sanitize import safe_text
 from chatterm.store import Conversation, HistoryStore, StoreError
 from chatterm.tui import keys, themes
@@ -66,6 +67,7 @@ from chatterm.tui.widgets.conversation_view import WELCOME, ConversationView
 from chatterm.tui.widgets.download_panel import DownloadPanel
 from chatterm.tui.widgets.markdown_render import warm_up
 from chatterm.tui.widgets.message_view import MessageView
+from chatterm.tui.widgets.part_rows import prepare as prepare_parts
 from chatterm.tui.widgets.prompt_input import PromptInput
 from chatterm.tui.widgets.sidebar import Sidebar
 from chatterm.tui.widgets.status_line import StatusLine
@@ -479,28 +481,35 @@ class ChattermApp(App[int]):
         self.title_bar.show(self.conversation)
         wanted = self.conversation.id if self.conversation else None
         try:
-            view = await self._read_view()
+            view, prepared = await self._read_view()
         except DOMAIN_ERRORS as exc:
             self.fail(error_message(exc))
             return
         current = self.conversation.id if self.conversation else None
         if view.conversation_id != wanted or current != wanted:
             return  # another conversation was opened meanwhile: its own read shows it
-        await self.view.show(view.branch, view.positions)
+        await self.view.show(view.branch, view.positions, prepared=prepared)
         self.prompt_input.set_history(view.prompt_history)
         if self.gc_policy is not None:
             self.set_timer(0.3, self._collect_full)
 
-    async def _read_view(self) -> BranchView:
+    async def _read_view(self) -> tuple[BranchView, dict[int, list[Any]]]:
         """The open conversation, read in a thread on a read-only connection of its own (an
-        SQLite connection belongs to its thread), so a long history never holds the loop."""
+        SQLite connection belongs to its thread), with its long replies cut into parts there
+        too (chatterm.tui.widgets.part_rows), so a long history never holds the loop."""
         path = self.store.path
         if str(path) == ":memory:":
-            return self.controller.read_view()
+            return self.controller.read_view(), {}
 
-        def read() -> BranchView:
+        def read() -> tuple[BranchView, dict[int, list[Any]]]:
             with HistoryStore(path, readonly=True) as store:
-                return self.controller.read_view(store)
+                view = self.controller.read_view(store)
+            prepared = {
+                message.id: prepare_parts(message.content)
+                for message in view.branch
+                if message.role == "assistant" and len(message.content) > FROZEN_CHARS
+            }
+            return view, prepared
 
         return await asyncio.to_thread(read)
 

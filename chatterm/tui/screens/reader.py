@@ -41,6 +41,7 @@ class ReplyReader(ScrollView, can_focus=True):
         self.rows = PartRows("", self._changed)
         self.rows.parts = frozen.rows.parts  # the same parts: rendered once per width
         self.rows.alive = lambda: self.is_attached
+        self.rows.on_error = frozen.rows.on_error
 
     def _sync_size(self) -> None:
         width = self.scrollable_content_region.width

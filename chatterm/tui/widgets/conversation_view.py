@@ -115,11 +115,14 @@ class ConversationView(VerticalScroll, can_focus=False):
         positions: dict[int, tuple[int, int]] | None = None,
         *,
         live: int | None = None,
+        prepared: Mapping[int, list[Any]] | None = None,
     ) -> None:
         """Show ``messages`` (a branch, oldest first), reusing the views of a common prefix.
 
         ``live`` is the id of the reply being streamed: its view gets a live segment.
+        ``prepared``: long replies' parts, made off the event loop (part_rows.prepare).
         """
+        prepared = prepared or {}
         self.positions = positions = positions or {}
         shown = [m for m in messages if m.role in ("user", "assistant")]
         views = self.message_views()
@@ -153,7 +156,7 @@ class ConversationView(VerticalScroll, can_focus=False):
             new = [
                 MessageView(
                     message, branch=positions.get(message.id, (1, 1)), live=message.id == live,
-                    attachments=attached.get(message.id, ()),
+                    attachments=attached.get(message.id, ()), parts=prepared.get(message.id),
                 )
                 for message in shown[keep:]
             ]

@@ -13,7 +13,7 @@ a one-line notice, and the reader (chatterm.tui.screens.reader) shows it whole.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
@@ -54,10 +54,13 @@ class FrozenMarkdown(Widget):
     class NoticeClicked(Message):
         """The notice above a cut reply was clicked: the owner opens the reader."""
 
-    def __init__(self, source: str, *, classes: str | None = None) -> None:
+    def __init__(
+        self, source: str, *, classes: str | None = None, parts: list[Any] | None = None
+    ) -> None:
         super().__init__(classes=classes)
-        self.rows = PartRows(source, self._changed)
+        self.rows = PartRows(source, self._changed, parts)
         self.rows.alive = lambda: self.is_attached
+        self.rows.on_error = self._report
         self.notice_key = "o"  # set by the message view from the key table
 
     @property
@@ -107,6 +110,11 @@ class FrozenMarkdown(Widget):
                     width, base).apply_style(base)
             y += cut - 1
         return self.rows.strip(y, width, base, self.render_in_place)
+
+    def _report(self, error: BaseException) -> None:
+        report = getattr(self.app, "report_unexpected", None) if self.is_attached else None
+        if report is not None:
+            report(error, "drawing a reply")
 
     def on_click(self, event: Click) -> None:
         if self.cut_rows and event.y == 0:

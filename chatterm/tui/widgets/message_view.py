@@ -162,6 +162,7 @@ class MessageView(Vertical, can_focus=True):
         branch: tuple[int, int] = (1, 1),
         live: bool = False,
         attachments: Sequence[Any] = (),
+        parts: list[Any] | None = None,
     ) -> None:
         self.role = message.role if message is not None else role
         super().__init__(classes=f"-{self.role}")
@@ -177,6 +178,8 @@ class MessageView(Vertical, can_focus=True):
         self.live = live or message is None
         # The files and images stored with this (user) message, shown collapsed above it.
         self.attachments = list(attachments)
+        # The reply's parts when they were prepared off the event loop (part_rows.prepare).
+        self.parts = parts
 
     @property
     def message_id(self) -> int | None:
@@ -193,7 +196,11 @@ class MessageView(Vertical, can_focus=True):
                 # The whole reply as one widget that renders what is on screen (see
                 # chatterm.tui.widgets.markdown_render); a streaming reply adds its live
                 # segment after it, and its finished segments go into the first.
-                frozen = FrozenMarkdown("" if self.live else self.text, classes="segment")
+                frozen = FrozenMarkdown(
+                    "" if self.live else self.text, classes="segment",
+                    parts=None if self.live else self.parts,
+                )
+                self.parts = None
                 frozen.display = not self.live
                 frozen.rows.background = self.live
                 if self.is_attached:

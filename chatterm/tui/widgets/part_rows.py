@@ -92,8 +92,11 @@ class PartRows:
     """A reply's parts as rows at a width and theme: the layout both the inline widget and
     the full-screen reader draw from (see the module docstring). Not a widget."""
 
-    def __init__(self, source: str, on_change: ChangeCallback) -> None:
-        self.parts: list[_Part] = [_Part(part) for part in _cut(source)]
+    def __init__(
+        self, source: str, on_change: ChangeCallback, parts: list[_Part] | None = None
+    ) -> None:
+        # ``parts``: ``prepare(source)``, already made on another thread (a long reply).
+        self.parts: list[_Part] = parts if parts is not None else prepare(source)
         self.chars = len(source)
         self.on_change = on_change
         self.key: tuple[int, str] | None = None  # the width and theme of the last layout
@@ -103,6 +106,7 @@ class PartRows:
         self.height = 0
         self.stale = True  # starts must be computed again
         self.alive: Callable[[], bool] = lambda: True
+        self.on_error: Callable[[BaseException], None] = lambda error: None
         # Render every part on the render thread, however small (a streaming reply: the
         # event loop only ever draws finished renderings, so typing stays responsive).
         self.background = False
@@ -247,7 +251,13 @@ class PartRows:
             if part.asked == key:
                 part.asked = None
             if error is not None:
-                raise error  # Textual reports it as any error of the app
+                # A rendering bug: the part stays on screen as its plain text, and the owner
+                # reports it (once per part); the reply itself is untouched in the history.
+                part.plain = PlainRows(part.source)
+                self.stale = True
+                self.on_error(error)
+                self.on_change(0, 1)
+                return
             if self.alive() and self.key == key and part in self.parts:
                 self._take(self.parts.index(part), key, rendered)
 
@@ -273,6 +283,12 @@ class PartRows:
 
 def _plain_strip(text: str, width: int, base: Style) -> Strip:
     return Strip([Segment(text)]).adjust_cell_length(width, base).apply_style(base)
+
+
+def prepare(source: str) -> list[_Part]:
+    """``source`` cut into parts (pure Python, any thread: the TUI prepares a long stored
+    reply's parts on the thread that reads it, so the event loop never cuts 5 MB)."""
+    return [_Part(part) for part in _cut(source)]
 
 
 def _cut(source: str) -> list[str]:
