@@ -147,7 +147,10 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
             event.status_code,
             headers=event.headers.raw_items(),  # the names as the server spelled them
             stream=_Body(self, connection, read_timeout),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": bytes(event.reason)},
+            extensions={
+                "http_version": b"HTTP/" + bytes(event.http_version),
+                "reason_phrase": bytes(event.reason),
+            },
         )
 
     async def aclose(self) -> None:
