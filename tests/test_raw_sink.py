@@ -11,8 +11,11 @@ import io
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
+from cli_run import run_cli
+from openai_server import UTF8_TEXT, scenario_text
 
 from chatterm.cli.render import HOLD_LIMIT, RawSink
 
@@ -169,3 +172,18 @@ def test_into_a_real_pipe_the_bytes_are_exact_and_in_order() -> None:
         sink.close()
     out, _ = reader.communicate(timeout=60)
     assert out == ("".join(pieces) + "\n").encode()
+
+
+@pytest.mark.parametrize("model", ["chunks:20000", "chunks:3000:markdown", "u2028", "split-utf8"])
+def test_ask_into_a_pipe_is_byte_exact_however_the_reply_arrives(
+    openai_server: Any, model: str
+) -> None:
+    """The whole path, fast server to pipe: what one read brings goes out in one write, and the
+    bytes are the reply's, in order, with one newline added at the end if it lacks one."""
+    result = run_cli("ask", "-m", model, "go", env={"OPENAI_BASE_URL": openai_server.base_url})
+    assert result.returncode == 0, result.stderr
+    text = {
+        "u2028": "line one\u2028line two\u0085line three\u2029end",  # not line ends to us
+        "split-utf8": UTF8_TEXT,  # characters cut between reads
+    }.get(model) or scenario_text(model)
+    assert result.stdout == text + ("" if text.endswith("\n") else "\n")
