@@ -13,7 +13,9 @@ the min-max over the runs, never the best run.
 Fair baseline: for an ``http://`` URL chatterm gives httpx an SSL context with no CA bundle
 loaded (TLS is never used; see chatterm_openai.transport.tls_context), and the bare loop gets
 exactly the same context. A default ``httpx.Client()`` loads the certifi bundle (~20-50 ms),
-which would flatter chatterm.
+which would flatter chatterm. Both also skip httpx's optional command-line client (``import
+httpx`` imports rich, click and pygments for it when they are installed, ~100 ms here):
+chatterm blocks that import, so the bare loop does too.
 
 ``--typer DIR``: DIR holds another typer (``pip install --target DIR --no-deps 'typer>=0.29'``);
 ``chatterm --help`` and `ask` start-up are then measured with it first on PYTHONPATH too.

@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # A bare client: stream one reply with httpx and write its text, nothing else. Run as
 # `python -c BARE_LOOP URL MODEL`.
 BARE_LOOP = r"""
-import json, ssl, sys, httpx
+import json, ssl, sys
+sys.modules["httpx._main"] = None  # as chatterm does: no httpx CLI (rich, click) imported
+import httpx
 url, model = sys.argv[1], sys.argv[2]
 out = sys.stdout
 body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "go"}]}

@@ -3,9 +3,10 @@
     python bench/bench_sanitize.py [--runs 9] [--chunks 20000]   # table + bench/out/sanitize.json
 
 In one process, a 20,000-chunk reply (the loopback server's ``chunks:N`` pieces, plain words and
-markdown) goes through ``RawSink`` (chatterm/cli/render.py) exactly as ``ask`` streams it (one
-write and flush per chunk), with the sanitiser on (what a terminal gets) and off (what a pipe
-gets), into two targets: a real pseudo-terminal (drained by a thread, as a terminal emulator
+markdown) goes through ``RawSink`` (chatterm/cli/render.py), with the sanitiser on (what a
+terminal gets) and off (what a pipe gets), one write and flush per chunk (as the sink does
+outside an event loop; inside ``ask``'s loop it writes once per network read, so the write cost
+here is an upper bound and the sanitiser's share of it a lower one), into two targets: a real pseudo-terminal (drained by a thread, as a terminal emulator
 would) and /dev/null (no terminal cost at all, so the sanitiser's share is as large as it can
 be). Runs alternate on/off; the figures are medians with min-max over the runs.
 """

@@ -51,7 +51,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from chatterm.store import HistoryStore  # noqa: E402
 
 BARE_LINEAR = r"""
-import json, ssl, sys, httpx
+import json, ssl, sys
+sys.modules["httpx._main"] = None  # as chatterm does: no httpx CLI (rich, click) imported
+import httpx
 url, model = sys.argv[1], sys.argv[2]
 out = sys.stdout
 body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "go"}]}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from chatterm.config import Config, ConfigError, Template
 
 if TYPE_CHECKING:
-    from chatterm.cli.options import CommonOptions
+    from chatterm.cli.settings import CommonOptions
 
 INPUT = "{input}"
 

@@ -19,7 +19,9 @@ requests apart (``echo@test_options`` behaves like ``echo``). Scenarios:
   bytes, written in 64 KiB pieces (the size of a single-line reply must not cost quadratic time).
 * quirks: ``no-done``, ``ping``, ``choices-null``, ``choices-empty``, ``reasoning_content``,
   ``reasoning``, ``reasoning-both``, ``crlf``, ``u2028``, ``split-utf8``, ``multiline-data``,
-  ``id-then-comments``, ``no-trailing-blank``, ``burst``, ``reject-stream-options``,
+  ``id-then-comments``, ``no-trailing-blank``, ``burst``, ``padded`` (whitespace around each
+  event's JSON, as JSON allows: the decoder's fast path must hand those to ``json.loads``),
+  ``reject-stream-options``,
   ``ignore-usage``, ``json-reply`` (a whole chat.completion although a stream was asked for),
   ``not-sse`` (200 with a text/plain body), ``served-as:NAME`` (echo, but the chunks name
   model NAME: a server answering with another model than the one asked for).
@@ -496,6 +498,16 @@ def _stream_reply(model: str, body: dict[str, Any]) -> _Reply:
         return _Reply([*writes[:-1], _sse(finish)[:-1]])  # one "\n", no blank line
     if name == "burst":
         return _Reply([b"".join(std(echo))])
+    if name == "padded":
+        writes = []
+        for i, part in enumerate(std(echo)):
+            if part == DONE:
+                writes.append(part)
+                continue
+            payload = part[6:-2]  # between "data: " and the blank line
+            before, after = (b" \t", b" \t") if i % 2 else (b"", b"\t ")  # around the JSON
+            writes.append(b"data: " + before + payload + after + b"\n\n")
+        return _Reply(writes)
     if name == "reject-stream-options" and "stream_options" in body:
         return _error_reply(
             400,

@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatterm.cli import app
-from chatterm.cli.fastpath import run_ask_fast
+from chatterm.cli.ask_line import SPEC
+from chatterm.cli.fastpath import run_ask_fast, run_ask_plain, spec_of
 from chatterm.cli.options import normalise_option_args
 
 # The module, not the `ask` command function that shadows it on the package.
@@ -43,6 +44,18 @@ def through_fast_path(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple
         assert not calls
         return None
     assert code == 7  # run_ask's exit code is what main() exits with
+    return calls[0]
+
+
+def through_plain_path(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ...] | None:
+    """What `chatterm ARGV` runs without typer (the table in chatterm.cli.ask_line)."""
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(ask_module, "run_ask", lambda *a, **k: calls.append((a, k)) or 7)
+    code = run_ask_plain(normalise_option_args(argv))
+    if code is None:
+        assert not calls
+        return None
+    assert code == 7
     return calls[0]
 
 
@@ -95,6 +108,23 @@ def test_anything_else_is_left_to_typer(
     argv: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert through_fast_path(argv, monkeypatch) is None
+    assert through_plain_path(argv, monkeypatch) is None
+
+
+def test_the_table_of_asks_flags_is_what_typer_declares() -> None:
+    """chatterm.cli.ask_line copies `ask`'s flags so `ask` need not import typer: any flag
+    added, renamed, retyped or given another default in commands.py must be copied there."""
+    _, declared = spec_of(app)
+    assert declared == SPEC
+
+
+@pytest.mark.parametrize("argv", PLAIN, ids=" ".join)
+def test_without_typer_plain_command_lines_give_typers_result(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = through_plain_path(argv, monkeypatch)
+    assert plain is not None
+    assert plain == through_typer(argv, monkeypatch)
 
 
 TOKENS = st.sampled_from(
@@ -117,6 +147,7 @@ def test_any_command_line_gives_typers_result_or_goes_to_typer(rest: list[str]) 
         fast = through_fast_path(argv, monkeypatch)
         if fast is not None:
             assert fast == through_typer(argv, monkeypatch), argv
+        assert through_plain_path(argv, monkeypatch) == fast, argv
 
 
 def test_declarations_the_fast_path_cannot_read_send_everything_to_typer() -> None:
@@ -138,3 +169,22 @@ def test_ask_imports_neither_pydantic_nor_click_processing(openai_server: Any) -
     code, loaded, _ = modules_loaded_by(["ask", "-m", "echo", "-n", "hi"], ["pydantic"], env)
     assert code == 0
     assert loaded == []
+
+
+def test_a_plain_ask_imports_no_typer_or_click_and_help_still_works(openai_server: Any) -> None:
+    env = {"OPENAI_BASE_URL": openai_server.base_url}
+    watched = ["typer", "click", "chatterm.cli.commands", "chatterm.cli.options"]
+    code, loaded, out = modules_loaded_by(["ask", "-m", "echo", "-n", "hi there"], watched, env)
+    assert code == 0 and out == "hi there\n"
+    assert loaded == []
+    # Anything the table does not read still goes to typer, with its help and errors.
+    code, loaded, out = modules_loaded_by(["ask", "--help"], ["typer"], env)
+    assert code == 0 and "--no-log" in out and "typer" in loaded
+
+
+def test_chatterm_alone_with_piped_stdin_asks_without_typer(openai_server: Any) -> None:
+    """`echo hi | chatterm` is `chatterm ask` with stdin: no typer either (an empty stdin is
+    the usual usage error)."""
+    env = {"OPENAI_BASE_URL": openai_server.base_url}
+    code, loaded, out = modules_loaded_by([], ["typer", "click"], env)
+    assert (code, loaded, out) == (2, [], "")

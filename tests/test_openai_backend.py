@@ -242,6 +242,7 @@ U2028_PIECES = ["line one\u2028", "line two\u0085", "line three\u2029", "end"]
         ("id-then-comments", split_text(PROMPT)),
         ("no-trailing-blank", split_text(PROMPT)),
         ("burst", split_text(PROMPT)),
+        ("padded", split_text(PROMPT)),
     ],
 )
 def test_quirky_streams_give_exact_events(

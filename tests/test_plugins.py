@@ -63,3 +63,33 @@ def test_listing_backends_imports_none_of_them() -> None:
         ["backends"], ["chatterm_openai", "chatterm_local", "httpx", "torch"]
     )
     assert (code, found, out.split()) == (0, [], ["local", "openai"])
+
+
+def test_builtin_table_is_what_pyproject_registers() -> None:
+    """Built-in backends load without reading metadata (chatterm.plugins.BUILTIN): the table
+    must name exactly the entry points the package declares, and the installed ones agree."""
+    import tomllib
+    from importlib.metadata import entry_points
+
+    from chatterm.plugins import BUILTIN, GROUP
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    declared = tomllib.loads(pyproject.read_text())["project"]["entry-points"][GROUP]
+    assert declared == BUILTIN
+    installed = {ep.name: ep.value for ep in entry_points(group=GROUP) if ep.name in BUILTIN}
+    assert all(installed[name] == value for name, value in BUILTIN.items() if name in installed)
+
+
+def test_asking_a_builtin_backend_reads_no_plugin_metadata(openai_server) -> None:  # type: ignore[no-untyped-def]
+    env = {"OPENAI_BASE_URL": openai_server.base_url}
+    code, found, out = modules_loaded_by(["ask", "-n", "-m", "echo", "hi"], ["importlib.metadata"], env)
+    assert (code, found, out) == (0, [], "hi\n")
+
+
+def test_an_unknown_backend_lists_builtins_and_plugins(tmp_path: Path) -> None:
+    plugin_dir = make_plugin_dir(tmp_path)
+    env = {"PYTHONPATH": os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")])}
+    result = run_cli("ask", "--backend", "nope", "x", env=env)
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr)
+    assert "unknown backend 'nope' (installed: local, openai, shout)" in result.stderr

@@ -1,12 +1,14 @@
-"""The SSE decoder on raw bytes, including every way a payload can be cut into reads."""
+"""The SSE decoder on raw bytes, including every way a payload can be cut into reads; and
+``loads_event``, the JSON decoding of an event's data, against ``json.loads``."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import re
 
 import pytest
-from chatterm_openai.sse import SSEDecoder
+from chatterm_openai.sse import SSEDecoder, loads_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -217,3 +219,45 @@ def test_pending_line_is_kept_as_pieces_not_rejoined_per_read() -> None:
     assert len(decoder._pieces) == 1000 and all(len(p) == 100 for p in decoder._pieces)
     assert decoder.feed(b"\n\n") == []  # "x..." is a field line, ignored: no data
     assert decoder._pieces == []
+
+
+# --- the JSON of an event: loads_event is json.loads, exactly --------------------------------
+
+
+def _outcome(function, data):  # type: ignore[no-untyped-def]
+    try:
+        return ("value", function(data))
+    except ValueError as exc:
+        return ("error", type(exc), str(exc))
+    except RecursionError:
+        return ("recursion",)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+_PADS = st.sampled_from(["", " ", "\t", "\n", "\r\n", "  \t", "\ufeff", "x", "{}", ",", "]"])
+
+
+@given(value=_JSON_VALUES, before=_PADS, after=_PADS)
+def test_loads_event_is_json_loads_around_any_padding(value, before, after) -> None:  # type: ignore[no-untyped-def]
+    data = before + json.dumps(value, ensure_ascii=bool(len(after) % 2)) + after
+    assert _outcome(loads_event, data) == _outcome(json.loads, data)
+
+
+@given(data=st.text(max_size=40))
+def test_loads_event_is_json_loads_on_any_text(data: str) -> None:
+    assert _outcome(loads_event, data) == _outcome(json.loads, data)
+
+
+def test_loads_event_on_what_servers_send() -> None:
+    for data in [
+        '{"id":"c","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}',
+        '{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}',
+        '{"error":{"message":"boom"}}',
+        "[DONE]", "", " ", "NaN", "1 2", '{"a":1}{"b":2}', '"\\ud800"', "[" * 50 + "]" * 50,
+        "[" * 100_000 + "]" * 100_000,
+    ]:
+        assert _outcome(loads_event, data) == _outcome(json.loads, data), data[:40]

@@ -45,7 +45,7 @@ from chatterm_openai.payloads import (
     model_entries,
     usage_of,
 )
-from chatterm_openai.sse import SSEDecoder
+from chatterm_openai.sse import SSEDecoder, loads_event
 from chatterm_openai.transport import (
     auth_headers,
     drain,
@@ -191,7 +191,7 @@ class OpenAIBackend(Backend):
         """
         decoder = SSEDecoder()
         feed = decoder.feed
-        loads = json.loads
+        loads = loads_event
         next_read = response.aiter_bytes().__aiter__().__anext__
         model_seen = False
         more = True

@@ -31,9 +31,32 @@ single-line event cost minutes instead of a second.)
 
 from __future__ import annotations
 
-__all__ = ["SSEDecoder"]
+import json
+from typing import Any
+
+__all__ = ["SSEDecoder", "loads_event"]
 
 _BOM = b"\xef\xbb\xbf"
+_raw_decode = json.JSONDecoder().raw_decode  # the decoder json.loads uses: no hooks, strict
+_loads = json.loads
+
+
+def loads_event(data: str) -> Any:
+    """``json.loads(data)``, exactly (the same value, the same exceptions), in fewer steps.
+
+    Why: one event per streamed piece makes this the busiest call of the stream. ``json.loads``
+    goes through two more Python frames and two regex matches (for whitespace around the
+    document) before the C scanner; an event's data almost never has any, so the scanner is
+    called directly, and anything else (whitespace at either end, extra data, not JSON at all)
+    is handed to ``json.loads`` to decide, as before.
+    """
+    try:
+        value, end = _raw_decode(data)
+    except ValueError:
+        return _loads(data)
+    if end != len(data):
+        return _loads(data)
+    return value
 
 
 class SSEDecoder:

@@ -11,14 +11,14 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import httpcore
 import httpx
 
 from chatterm.backend import OptionError
 from chatterm.secrets_mask import key_problem
 
-# How much httpcore asks the network for per read of a response body. Its default, 64 KiB, is a
-# quarter of what asyncio's transport reads off the socket at once (256 KiB), and anyio hands
+# How much a read of a response body asks the network for (httpcore's, and HTTP11Transport's).
+# httpcore's default, 64 KiB, is a quarter of what asyncio's transport reads off the socket at
+# once (256 KiB), and anyio hands
 # such a read over by slicing it and putting the rest back in its queue: a fast 100 MB reply was
 # copied about 2.5 times over in those slices and went four times as often through the async
 # stack (httpcore, h11, httpx), ~10 % of `ask`'s CPU for that reply. A read still returns what
@@ -27,14 +27,37 @@ BODY_READ_BYTES = 256 * 1024
 
 
 def make_client(base_url: str, timeout: httpx.Timeout) -> httpx.AsyncClient:
-    """An ``AsyncClient`` for one server; it never follows redirects (see ``tls_context``)."""
+    """An ``AsyncClient`` for one server; it never follows redirects (see ``tls_context``).
+
+    A plain-HTTP server reached without a proxy gets :class:`~chatterm_openai.http11.
+    HTTP11Transport` (no httpcore, no anyio: see there why); https, or a proxy configured for
+    http (which httpx reads from the environment only for its own transports), httpx's own.
+    """
+    if base_url.lower().startswith("http://") and not _http_proxy_configured():
+        from chatterm_openai.http11 import HTTP11Transport
+
+        return httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, transport=HTTP11Transport(BODY_READ_BYTES)
+        )
     _read_bodies_whole()
     return httpx.AsyncClient(timeout=timeout, follow_redirects=False, verify=tls_context(base_url))
 
 
+def _http_proxy_configured() -> bool:
+    """Whether httpx would send an http:// request through a proxy (it asks urllib the same
+    way); then its own transport goes, honouring NO_PROXY and the rest as before."""
+    from urllib.request import getproxies
+
+    proxies = getproxies()
+    return bool(proxies.get("http") or proxies.get("all"))
+
+
 def _read_bodies_whole() -> None:
     """Raise httpcore's read size to ``BODY_READ_BYTES`` (see there). httpcore has no setting
-    for it, only the class attribute; one that is not the known default is left alone."""
+    for it, only the class attribute; one that is not the known default is left alone.
+    (Imported here: a plain-HTTP client never loads httpcore.)"""
+    import httpcore
+
     connection = httpcore.AsyncHTTP11Connection
     if getattr(connection, "READ_NUM_BYTES", None) == 64 * 1024:
         connection.READ_NUM_BYTES = BODY_READ_BYTES

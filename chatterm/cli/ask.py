@@ -21,8 +21,8 @@ from chatterm.chat import ChatSession, ReplyOutcome, memory_store
 from chatterm.cli import start_collecting
 from chatterm.cli.failures import Failure, for_stderr, silence_stdout
 from chatterm.cli.inputs import compose_prompt, read_piped_stdin
-from chatterm.cli.options import AskOutput, CommonOptions
 from chatterm.cli.render import ReplySink, choose_sink
+from chatterm.cli.settings import AskOutput, CommonOptions
 from chatterm.config import Choice, Config, Template, load_config
 from chatterm.continuation import route_of
 from chatterm.events import NullHandler, dispatch
@@ -72,10 +72,12 @@ class _AskHandler(NullHandler):
         self._sink.reasoning(text)
 
     def on_notice(self, message: str) -> None:
+        self._sink.flush()  # what came before the notice goes out before it (2>&1 keeps order)
         _say(message)
 
     def on_metadata(self, values: dict[str, Any]) -> None:
         if self._debug:
+            self._sink.flush()
             _say(f"backend: {values}")
 
 

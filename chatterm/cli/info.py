@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from chatterm.cli.options import CommonOptions
+from chatterm.cli.settings import CommonOptions
 from chatterm.config import DEFAULT_KEY_ENV, Choice, load_config, resolve
 from chatterm.sanitize import safe_inline, safe_json
 from chatterm.secrets_mask import display_url

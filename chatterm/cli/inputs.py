@@ -16,6 +16,15 @@ from chatterm.cli.failures import Failure
 MAX_STDIN_BYTES = 64 * 1024 * 1024
 
 
+def stdin_is_terminal() -> bool:
+    """Whether stdin is a terminal (or missing): then ``chatterm`` alone opens the TUI; piped,
+    it asks with stdin."""
+    try:
+        return sys.stdin is None or sys.stdin.isatty() or sys.stdin.fileno() < 0
+    except (ValueError, OSError):
+        return True
+
+
 def read_piped_stdin() -> str:
     """Read all of stdin when it is not a terminal; '' when it is (or there is none)."""
     stream = sys.stdin

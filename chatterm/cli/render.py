@@ -1,7 +1,8 @@
 """Where `ask` writes the reply: raw text for pipes, rendered markdown for terminals.
 
-The raw sink is the hot path when piping: one write and flush per streamed piece, nothing else
-(the reply is passed on byte-exact, the documented contract scripts rely on). On a terminal
+The raw sink is the hot path when piping: the reply is passed on byte-exact (the documented
+contract scripts rely on), and what one network read brings is written with one ``write`` and
+one ``flush`` (see :class:`RawSink`), not one per streamed piece. On a terminal
 every piece first goes through the one sanitiser (:mod:`chatterm.sanitize`, a single translate
 pass), so a reply can never drive the terminal. The markdown sink prints each finished block
 once (cut by :mod:`chatterm.markdown_blocks`, the splitter the TUI uses, so the blocks render as
@@ -21,29 +22,70 @@ from chatterm.sanitize import StreamSanitizer, safe_text
 class ReplySink(Protocol):
     def text(self, piece: str) -> None: ...
     def reasoning(self, piece: str) -> None: ...
+    def flush(self) -> None: ...
     def close(self) -> None: ...
 
 
+# Held text is written at once past this size, however busy the event loop is.
+HOLD_LIMIT = 64 * 1024
+
+
 class RawSink:
-    """Plain text, written as it arrives; on a terminal, with every control made visible."""
+    """Plain text, written as it arrives; on a terminal, with every control made visible.
+
+    Why the pieces are held: a fast server sends thousands of small pieces a second, and a
+    ``write`` + ``flush`` (a system call, and a wake-up of the reader of the pipe) for each one
+    was most of what `ask` cost per piece. Inside an event loop, the pieces that arrive
+    together (one network read brings many) are held and written once, as soon as the loop
+    gets control back: before the next read waits for the server, so nothing that arrived is
+    kept from the reader while the stream is idle. Outside a loop every piece is written at
+    once. A write error of a held write (the reader of a pipe went away: ``BrokenPipeError``)
+    is raised by the next :meth:`text`, :meth:`flush` or :meth:`close`, where it was raised
+    before; :meth:`flush` writes what is held (before a notice goes to stderr, on the way out).
+    """
 
     def __init__(self, stream: TextIO, sanitize: bool) -> None:
         self._write = stream.write
         self._flush = stream.flush
         self._clean = StreamSanitizer() if sanitize else None
         self._wrote_newline = True
+        self._held: list[str] = []
+        self._held_chars = 0
+        self._scheduled = False
+        self._failed: BaseException | None = None
 
     def text(self, piece: str) -> None:
         if self._clean is not None:
             piece = self._clean.feed(piece)
-        self._write(piece)
-        self._flush()
-        self._wrote_newline = piece.endswith("\n") if piece else self._wrote_newline
+        if not piece:
+            return
+        if self._failed is not None:
+            self._raise_failure()
+        self._wrote_newline = piece.endswith("\n")
+        self._held.append(piece)
+        self._held_chars += len(piece)
+        if self._scheduled and self._held_chars < HOLD_LIMIT:
+            return
+        if self._held_chars < HOLD_LIMIT:
+            loop = _running_loop()
+            if loop is not None:
+                self._scheduled = True
+                loop.call_soon(self._write_soon)
+                return
+        self._write_held()
 
     def reasoning(self, piece: str) -> None:
         """Reasoning is not part of the answer: pipes get the answer only."""
 
+    def flush(self) -> None:
+        """Write what is held now (raises a held write's error)."""
+        if self._failed is not None:
+            self._raise_failure()
+        if self._held:
+            self._write_held()
+
     def close(self) -> None:
+        self.flush()
         if self._clean is not None:
             held = self._clean.flush()
             if held:
@@ -52,6 +94,30 @@ class RawSink:
         if not self._wrote_newline:
             self._write("\n")
         self._flush()
+
+    def _write_held(self) -> None:
+        held = self._held
+        text = held[0] if len(held) == 1 else "".join(held)
+        self._held = []
+        self._held_chars = 0
+        self._write(text)
+        self._flush()
+
+    def _write_soon(self) -> None:
+        """The event loop's turn: write what the last read brought; keep an error for later
+        (raised here, the loop would only log it)."""
+        self._scheduled = False
+        if not self._held or self._failed is not None:
+            return
+        try:
+            self._write_held()
+        except (OSError, ValueError) as exc:
+            self._failed = exc
+
+    def _raise_failure(self) -> None:
+        failed, self._failed = self._failed, None
+        assert failed is not None
+        raise failed
 
 
 class CollectSink:
@@ -64,6 +130,9 @@ class CollectSink:
         self.pieces.append(piece)
 
     def reasoning(self, piece: str) -> None:
+        pass
+
+    def flush(self) -> None:
         pass
 
     def close(self) -> None:
@@ -122,6 +191,9 @@ class MarkdownSink:
     def reasoning(self, piece: str) -> None:
         self._thinking = (self._thinking + safe_text(piece))[-2000:]
 
+    def flush(self) -> None:
+        """Nothing to do: rich's live region draws on its own."""
+
     def _commit(self) -> None:
         block = "".join(self._pending)
         self._pending, self._pending_chars = [], 0
@@ -161,6 +233,13 @@ class MarkdownSink:
             segments.append(Segment.line())
         console.print(Segments(segments), end="")
         self._blocks_printed += 1
+
+
+def _running_loop() -> Any:
+    """The event loop running in this thread, or None (asyncio is imported by then, if one
+    runs)."""
+    asyncio = sys.modules.get("asyncio")
+    return asyncio._get_running_loop() if asyncio is not None else None
 
 
 def _is_terminal(stream: TextIO | None) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatterm.cli.options import CommonOptions
+from chatterm.cli.settings import CommonOptions
 from chatterm.config import load_config
 
 
