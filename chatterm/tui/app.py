@@ -105,10 +105,10 @@ def default_export_dir(state_file: Path | None = None) -> Path:
     return documents if documents.is_dir() else Path.cwd()
 
 
-# Imported lazily on the first request's path (httpcore's locks, h11): imported on a thread
-# after the first frame instead, so the first reply does not pay 100-150 ms of imports on the
-# event loop while it streams.
-FIRST_REPLY_MODULES = ("sniffio", "anyio", "h11", "httpcore")
+# Imported lazily on the first request's path (the plain-HTTP transport and h11): imported on
+# a thread after the first frame instead, so the first reply does not pay for them on the event
+# loop while it streams. (https:// goes through httpcore, imported when its client opens.)
+FIRST_REPLY_MODULES = ("h11", "chatterm_openai.http11")
 
 
 def _preimport() -> None:
