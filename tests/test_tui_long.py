@@ -9,7 +9,6 @@ themselves.
 
 from __future__ import annotations
 
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,19 @@ def reply_body(app: Any) -> FrozenMarkdown:
     return view.segments[0]
 
 
+def render_threads(monkeypatch: Any) -> list[str]:
+    """The name of the thread of every Rich rendering of a part from now on."""
+    threads: list[str] = []
+    real = markdown_render.render_part
+
+    def recording(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(markdown_render, "render_part", recording)
+    return threads
+
+
 def test_a_long_stored_reply_renders_only_the_parts_on_screen(tmp_path: Path) -> None:
     reply = long_markdown(2_000)  # about 190 KB, some 160 parts
 
@@ -77,14 +89,7 @@ def test_a_long_part_renders_on_the_render_thread(tmp_path: Path, monkeypatch: A
     # One code block with no place to cut it: a single part, too long to render on the loop.
     code = "```python\n" + "".join(f"value_{i} = {i} * 2\n" for i in range(150)) + "```\n"
     assert len(code) > part_rows.SYNC_CHARS
-    threads: list[str] = []
-    real = markdown_render.render_part
-
-    def recording(*args: Any) -> Any:
-        threads.append(threading.current_thread().name)
-        return real(*args)
-
-    monkeypatch.setattr(markdown_render, "render_part", recording)
+    threads = render_threads(monkeypatch)
 
     async def scenario() -> None:
         app, store = make_app(tmp_path, CHOICE)
@@ -301,7 +306,7 @@ def test_a_rendering_that_fails_leaves_the_plain_text_and_one_notice(
     run(scenario)
 
 
-# --- found in review: the reader, skipped jobs, shared parts, the live segment -------------
+# --- the reader, skipped renderings, shared parts, the live segment -------------------------
 
 
 def _consistent(rows: Any) -> list[int]:
@@ -318,18 +323,11 @@ def _consistent(rows: Any) -> list[int]:
 
 
 def test_reader_renders_only_what_is_on_screen(tmp_path: Path, monkeypatch: Any) -> None:
-    """ReplyReader makes PartRows("") then swaps in the parts: chars stays 0, so layout()
-    takes the 'short reply: render whole on the loop' path for every part."""
+    """The reader renders the parts it shows, like the inline reply: opening it on a long
+    reply does not render every part on the event loop."""
     monkeypatch.setattr(frozen_markdown, "MAX_INLINE_ROWS", 120)
     reply = long_markdown(2_000)  # ~160 parts
-    calls: list[str] = []
-    real = markdown_render.render_part
-
-    def recording(*args: Any) -> Any:
-        calls.append(threading.current_thread().name)
-        return real(*args)
-
-    monkeypatch.setattr(markdown_render, "render_part", recording)
+    calls = render_threads(monkeypatch)
 
     async def scenario() -> None:
         app, store = make_app(tmp_path, CHOICE)
@@ -351,8 +349,8 @@ def test_reader_renders_only_what_is_on_screen(tmp_path: Path, monkeypatch: Any)
 
 
 def test_a_skipped_render_job_is_asked_again(tmp_path: Path) -> None:
-    """A job skipped by wanted() (the theme changed meanwhile) leaves part.asked set, so when
-    the theme comes back _ask() returns early: the part stays a plain placeholder."""
+    """A background rendering skipped because the theme changed while it waited is asked for
+    again when the part is drawn in that theme again (it does not stay a placeholder)."""
     para = lambda n: " ".join(f"word{n}x{i}" for i in range(170)) + "\n\n"  # noqa: E731
     code = "```python\n" + "".join(f"value_{i} = {i} * 2\n" for i in range(150)) + "```\n"
     reply = para(1) + para(2) + code + "\nThe end.\n"
@@ -401,23 +399,20 @@ def test_a_skipped_render_job_is_asked_again(tmp_path: Path) -> None:
 
 def test_the_live_segment_renders_off_the_loop(tmp_path: Path, openai_server: Any,
                                                monkeypatch: Any) -> None:
-    """LiveMarkdown sets rows.background, but PartRows.layout renders every part on the loop
-    when chars <= SYNC_CHARS without looking at background: the live segment (~600 chars)
-    is rendered by Rich on the event loop on every batch."""
+    """No part of a streaming reply, the live segment included, is rendered by Rich on the
+    event loop: they all go to the render thread."""
     from test_tui import send
 
     on_loop: list[int] = []
-    real = markdown_render.render_part
+    real = part_rows.PartRows._render
 
-    def recording(*args: Any) -> Any:
-        frame = sys._getframe(1)
-        owner = frame.f_locals.get("self")
-        if (threading.current_thread().name == "MainThread"
-                and isinstance(owner, part_rows.PartRows) and owner.background):
-            on_loop.append(len(args[0]))
-        return real(*args)
+    def recording(self: part_rows.PartRows, source: str, width: int) -> Any:
+        # Renderings on the calling thread (the render thread's go through the queue).
+        if threading.current_thread().name == "MainThread" and self.background:
+            on_loop.append(len(source))
+        return real(self, source, width)
 
-    monkeypatch.setattr(markdown_render, "render_part", recording)
+    monkeypatch.setattr(part_rows.PartRows, "_render", recording)
 
     async def scenario() -> None:
         app, _ = make_app(tmp_path, server_choice(openai_server, "slow:40:40@review"))
@@ -430,10 +425,9 @@ def test_the_live_segment_renders_off_the_loop(tmp_path: Path, openai_server: An
 
 
 def test_two_part_rows_sharing_parts_keep_their_starts(tmp_path: Path) -> None:
-    """What ReplyReader does (PartRows over the inline widget's very _Part list, at its own
-    width), done step by step: the reader's rendering of a part overwrites part.key/lines,
-    the inline rows then re-render it and shift later starts by (real - estimate) although
-    its starts already held the real height."""
+    """Two part rows over the very same parts at two widths (the reader uses twins now, but
+    the bookkeeping must hold anyway): a part rendered again shifts the later starts by its
+    change from the height they were laid out with, so no row is hidden or doubled."""
     from rich.style import Style
 
     reply = long_markdown(300)
@@ -463,9 +457,8 @@ def test_two_part_rows_sharing_parts_keep_their_starts(tmp_path: Path) -> None:
 def test_the_reader_opened_while_a_reply_streams_shows_it_whole(
     tmp_path: Path, openai_server: Any
 ) -> None:
-    """The reader takes segments[0] only (not the live segment) and lays its shared parts
-    out once: parts frozen after it opened are never in its starts, so it never shows them
-    (until a resize)."""
+    """The reader opened on a streaming reply takes in what the reply adds, the live text
+    included, until the reply ends."""
     async def scenario() -> None:
         app, _ = make_app(tmp_path, server_choice(openai_server, "slow:60:40@reader"))
         async with app.run_test(size=SIZE) as pilot:

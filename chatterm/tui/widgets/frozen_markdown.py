@@ -45,9 +45,6 @@ class FrozenMarkdown(Widget):
     }
     """
 
-    # Render every part on the loop when it is drawn (the live segment: a few hundred
-    # characters, drawn again per batch, never shown as a placeholder).
-    render_in_place: ClassVar[bool] = False
     # The notice above a cut reply; ``{rows}`` and ``{key}`` are filled in.
     CUT_NOTICE: ClassVar[str] = "⋯ {rows:,} earlier rows not shown here · {key} opens the whole reply"
 
@@ -70,10 +67,6 @@ class FrozenMarkdown(Widget):
     @property
     def _key(self) -> tuple[int, str] | None:
         return self.rows.key
-
-    def extend(self, source: str) -> None:
-        """Append text cut at a safe boundary (chatterm.markdown_blocks)."""
-        self.extend_parts([source])
 
     def extend_parts(self, sources: list[str], shown: Shown | None = None) -> None:
         """Append finished segments: nothing is rendered until it is drawn (the first shows
@@ -109,7 +102,7 @@ class FrozenMarkdown(Widget):
                 return Strip([Segment(notice, Style(dim=True, italic=True))]).adjust_cell_length(
                     width, base).apply_style(base)
             y += cut - 1
-        return self.rows.strip(y, width, base, self.render_in_place)
+        return self.rows.strip(y, width, base)
 
     def _report(self, error: BaseException) -> None:
         report = getattr(self.app, "report_unexpected", None) if self.is_attached else None

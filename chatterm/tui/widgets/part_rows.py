@@ -39,6 +39,7 @@ SYNC_CHARS = 1_500
 # part this long would take seconds, and its rendering hundreds of megabytes.
 PLAIN_CHARS = 200_000
 
+
 def estimated_rows(source: str, width: int) -> int:
     """A part's height before it is rendered: its lines, plus the folds of long ones."""
     return source.count("\n") + 1 + len(source) // max(1, width)
@@ -52,7 +53,7 @@ class Part:
     """One piece of the reply and what is known of it at the current width and theme."""
 
     __slots__ = (
-        "asked", "estimate", "key", "lines", "placeholder", "plain", "source", "stale",
+        "asked", "estimate", "key", "lines", "placeholder", "plain", "previous", "source",
         "styles",
     )
 
@@ -67,7 +68,7 @@ class Part:
         self.estimate = (0, 0)  # (width, rows) of the last estimate
         # An earlier rendering of (nearly) this text: the live segment's previous batch,
         # shown until this one's rendering comes back, so a streaming reply never flickers.
-        self.stale: Shown | None = None
+        self.previous: Shown | None = None
 
     def twin(self) -> Part:
         """The same text with state of its own (the reader draws at its own width, so it must
@@ -76,7 +77,7 @@ class Part:
         twin = Part.__new__(Part)
         twin.source, twin.plain, twin.placeholder = self.source, self.plain, None
         twin.key, twin.lines, twin.styles = self.key, self.lines, self.styles
-        twin.asked, twin.estimate, twin.stale = None, self.estimate, self.stale
+        twin.asked, twin.estimate, twin.previous = None, self.estimate, self.previous
         return twin
 
     def height(self, key: tuple[int, str]) -> int:
@@ -84,8 +85,8 @@ class Part:
             return self.plain.count(key[0])
         if self.key == key:
             return len(self.lines)
-        if self.stale is not None and self.stale[0] == key[0]:
-            return len(self.stale[1])
+        if self.previous is not None and self.previous[0] == key[0]:
+            return len(self.previous[1])
         width, rows = self.estimate
         if width != key[0]:
             rows = estimated_rows(self.source, key[0])
@@ -126,10 +127,10 @@ class PartRows:
         return "".join(part.source for part in self.parts)
 
     def extend(self, sources: list[str], shown: Shown | None = None) -> bool:
-        """Append parts; the first shows ``shown`` until it is rendered (see Part.stale)."""
-        added = [Part(part) for source in sources if source for part in _cut(source)]
+        """Append parts; the first shows ``shown`` until it is rendered (see Part.previous)."""
+        added = [part for source in sources for part in prepare(source)]
         if added and shown is not None:
-            added[0].stale = shown
+            added[0].previous = shown
         self.chars += sum(len(part.source) for part in added)
         key = self.key
         if not self.stale and key is not None and self.chars > SYNC_CHARS:
@@ -148,10 +149,10 @@ class PartRows:
         """The text is now ``source``: what was shown stays until the new text is drawn
         (unless ``keep_shown`` is false: the text went elsewhere)."""
         shown = self.shown() if keep_shown else None
-        self.parts = [Part(part) for part in _cut(source)]
+        self.parts = prepare(source)
         self.chars = len(source)
         if self.parts and shown is not None:
-            self.parts[0].stale = shown
+            self.parts[0].previous = shown
         self.stale = True
 
     def shown(self) -> Shown | None:
@@ -161,7 +162,7 @@ class PartRows:
         first = self.parts[0]
         if first.key is not None:
             return (first.key[0], first.lines, first.styles)
-        return first.stale
+        return first.previous
 
     def layout(self, width: int, app: App[object]) -> tuple[int, str]:
         """Rows at ``width`` in the app's theme: every part's first row and the total."""
@@ -177,7 +178,7 @@ class PartRows:
                 # layout (nothing moves when it is first drawn).
                 for part in self.parts:
                     if part.key != key and part.plain is None:
-                        self._store(part, key, markdown_render.render_part(part.source, width, *self._args()))
+                        self._store(part, key, self._render(part.source, width))
             starts: list[int] = []
             row = 0
             for index, part in enumerate(self.parts):
@@ -192,9 +193,13 @@ class PartRows:
         assert self.colors is not None and self.spec is not None
         return self.colors, self.spec
 
-    def strip(self, y: int, width: int, base: Style, in_place: bool = False) -> Strip:
+    def _render(self, source: str, width: int) -> tuple[list[Line], list[Style | None]]:
+        """Rich's rendering of ``source`` now, on this thread, in the last layout's theme."""
+        return markdown_render.render_part(source, width, *self._args())
+
+    def strip(self, y: int, width: int, base: Style) -> Strip:
         """Row ``y`` (after :meth:`layout` for ``width``); a part not rendered yet is
-        rendered now when small (or ``in_place``), else on the render thread."""
+        rendered now when small, else on the render thread."""
         key = self.key
         assert key is not None and key[0] == width
         index = bisect_right(self.starts, y) - 1
@@ -208,13 +213,13 @@ class PartRows:
             return _plain_strip(part.plain.row(width, row), width, base)
         lines, styles = part.lines, part.styles
         if part.key != key:
-            if in_place or (len(part.source) <= SYNC_CHARS and not self.background):
-                self._take(index, key, markdown_render.render_part(part.source, width, *self._args()))
+            if len(part.source) <= SYNC_CHARS and not self.background:
+                self._take(index, key, self._render(part.source, width))
                 lines, styles = part.lines, part.styles
             else:
                 self._ask(part, key)
-                if part.stale is not None and part.stale[0] == width:
-                    _, lines, styles = part.stale
+                if part.previous is not None and part.previous[0] == width:
+                    _, lines, styles = part.previous
                 else:
                     if part.placeholder is None:
                         part.placeholder = PlainRows(part.source)
@@ -230,7 +235,7 @@ class PartRows:
     ) -> int:
         before = part.height(key)
         part.lines, part.styles = rendered
-        part.key, part.placeholder, part.stale = key, None, None
+        part.key, part.placeholder, part.previous = key, None, None
         return len(part.lines) - before
 
     def _take(
@@ -238,21 +243,17 @@ class PartRows:
         rendered: tuple[list[Line], list[Style | None]],
     ) -> None:
         starts = self.starts
-        if not self.stale and index < len(starts):
-            # The height its rows were laid out with (what ``starts`` hold), not what the
-            # part would say now.
+        laid_out = not self.stale and index < len(starts)
+        change = self._store(self.parts[index], key, rendered)
+        if laid_out:
+            # Against the height its rows were laid out with (what ``starts`` hold), not
+            # what the part said just before.
             end = starts[index + 1] - 1 if index + 1 < len(starts) else self.height
-            before = end - starts[index]
-            self._store(self.parts[index], key, rendered)
-            change = len(self.parts[index].lines) - before
-        else:
-            change = self._store(self.parts[index], key, rendered)
-        if change and not self.stale:
-            # Only the rows after this part move: shift their starts, not a full layout.
-            starts = self.starts
-            for later in range(index + 1, len(starts)):
-                starts[later] += change
-            self.height += change
+            change = len(self.parts[index].lines) - (end - starts[index])
+            if change:  # only the rows after this part move: shift them, no full layout
+                for later in range(index + 1, len(starts)):
+                    starts[later] += change
+                self.height += change
         self.on_change(self.starts[index] if index < len(self.starts) else 0, change)
 
     def _ask(self, part: Part, key: tuple[int, str]) -> None:
@@ -294,9 +295,7 @@ class PartRows:
             if part.plain is not None:
                 rows.extend(part.plain.row(width, y) for y in range(part.plain.count(width)))
                 continue
-            if part.key != key and self._store(
-                part, key, markdown_render.render_part(part.source, width, *self._args())
-            ):
+            if part.key != key and self._store(part, key, self._render(part.source, width)):
                 self.stale = True
             rows.extend("".join(text for text, _ in line) for line in part.lines)
         return rows
