@@ -63,7 +63,7 @@ from chatterm.tui.screens.model_dialog import ModelDialog
 from chatterm.tui.screens.reader import ReaderScreen
 from chatterm.tui.screens.search import SearchScreen
 from chatterm.tui.widgets.attachment_chips import AttachDialog, AttachmentChips
-from chatterm.tui.widgets.conversation_view import WELCOME, ConversationView
+from chatterm.tui.widgets.conversation_view import WELCOME, WINDOW, ConversationView
 from chatterm.tui.widgets.download_panel import DownloadPanel
 from chatterm.tui.widgets.markdown_render import warm_up
 from chatterm.tui.widgets.message_view import MessageView
@@ -504,9 +504,10 @@ class ChattermApp(App[int]):
         def read() -> tuple[BranchView, dict[int, list[Any]]]:
             with HistoryStore(path, readonly=True) as store:
                 view = self.controller.read_view(store)
+            # Only the messages the view can mount now (at most its window, the newest).
             prepared = {
                 message.id: prepare_parts(message.content)
-                for message in view.branch
+                for message in view.branch[-2 * WINDOW:]
                 if message.role == "assistant" and len(message.content) > FROZEN_CHARS
             }
             return view, prepared
