@@ -374,3 +374,20 @@ def test_a_signal_inside_the_import_machinery_is_handled_again_just_after() -> N
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         endings.reset()
+
+
+def test_a_signal_the_interpreter_wrapped_in_another_error_still_ends_with_its_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ended raised by the handler while a class is being created reaches the boundary as
+    RuntimeError("Error calling __set_name__ ..."): it is still SIGINT's exit, not an
+    internal error."""
+    from chatterm import endings
+    from chatterm.cli.failures import report_failure
+
+    monkeypatch.setattr(endings, "ended_by", lambda: signal.SIGINT)
+    wrapped = RuntimeError("Error calling __set_name__ on 'Field' instance 'data'")
+    assert report_failure(wrapped, debug=False) == 130
+    assert capsys.readouterr().err == "chatterm: interrupted\n"
+    monkeypatch.setattr(endings, "ended_by", lambda: signal.SIGTERM)
+    assert report_failure(TypeError("expected a message argument"), debug=False) == 143

@@ -24,8 +24,15 @@ class Failure(Exception):
 
 def report_failure(exc: BaseException, debug: bool) -> int:
     """Print ``exc`` for a user and return the exit code. Tracebacks only with --debug."""
+    from chatterm import endings
     from chatterm.endings import Ended
 
+    signum = endings.ended_by()
+    if signum is not None and not isinstance(exc, KeyboardInterrupt | Ended):
+        # An ending signal was handled (it raised Ended), but where it landed the interpreter
+        # turned that into another error: a class being created wraps it in a RuntimeError
+        # ("Error calling __set_name__"), some C code in a TypeError. It is still the signal.
+        exc = Ended(signum)
     if isinstance(exc, KeyboardInterrupt | Ended):
         with contextlib.suppress(OSError, ValueError):
             print(f"chatterm: {getattr(exc, 'message', 'interrupted')}", file=sys.stderr)
