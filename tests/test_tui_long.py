@@ -262,7 +262,7 @@ def test_opening_a_conversation_reads_it_off_the_event_loop(
     run(scenario)
 
 
-def test_the_sidebar_narrows_below_100_columns_and_widens_again(tmp_path: Path) -> None:
+def test_the_sidebar_narrows_on_a_narrow_terminal_and_widens_again(tmp_path: Path) -> None:
     async def scenario() -> None:
         app, _ = make_app(tmp_path, CHOICE)
         async with app.run_test(size=(80, 30)) as pilot:
@@ -271,7 +271,7 @@ def test_the_sidebar_narrows_below_100_columns_and_widens_again(tmp_path: Path) 
             await pilot.resize_terminal(130, 30)
             await pilot.pause()
             wide = app.query_one("#sidebar").size.width
-            await pilot.resize_terminal(90, 30)
+            await pilot.resize_terminal(80, 30)
             await pilot.pause()
             assert narrow < wide and app.query_one("#sidebar").size.width == narrow
 

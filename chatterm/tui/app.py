@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import events, work
+from textual import work
 from textual.actions import SkipAction
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import BindingType
@@ -121,11 +121,6 @@ class ChattermApp(App[int]):
     """One window onto the history; sends go to the controller's choice (switchable)."""
 
     TITLE = "chatterm"
-    # Below this width the sidebar narrows. Set on the sidebar itself in on_resize, not as a
-    # Textual breakpoint: a breakpoint class on the screen restyles every widget of it (0.2 s
-    # with a long conversation open), for a rule that concerns one.
-    NARROW_BELOW = 100
-    NARROW_SIDEBAR = 22
     BINDINGS: ClassVar[list[BindingType]] = keys.bindings("app")
     CSS = """
     #main { height: 1fr; }
@@ -399,13 +394,6 @@ class ChattermApp(App[int]):
 
             endings.detach()
         self.exit(code)
-
-    def on_resize(self, event: events.Resize) -> None:
-        narrow = event.size.width < self.NARROW_BELOW
-        for sidebar in self.query("#sidebar"):
-            width = self.NARROW_SIDEBAR if narrow else None  # None: the sidebar's own CSS
-            if sidebar.styles.width != width:
-                sidebar.styles.width = width
 
     def on_ready(self) -> None:
         self.ready_at = time.perf_counter()
