@@ -1,10 +1,13 @@
-"""What the benchmarks share: the bare httpx client they compare against, and byte-compiling
-the checkout so chatterm and the baseline start on equal terms."""
+"""What the benchmarks share: the bare httpx client they compare against, byte-compiling the
+checkout so chatterm and the baseline start on equal terms, and the loopback server in a
+process of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,3 +52,24 @@ def compile_sources() -> None:
         [sys.executable, "-m", "compileall", "-q", "chatterm", "backends", "themes", "tests"],
         cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
     )
+
+
+@contextlib.contextmanager
+def server_process() -> Iterator[str]:
+    """The suite's loopback server (tests/openai_server.py) in a process of its own; yields
+    its base URL. Why not its in-process thread: a bench that times work in this process
+    (the TUI) would share the GIL with the server writing 20,000 chunks a second, which a
+    user's server (vLLM, llama.cpp, Ollama) never takes from chatterm."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "openai_server.py")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("READY "):
+            raise SystemExit(f"the loopback server did not start: {line!r}")
+        yield line.split()[1]
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -4,7 +4,8 @@ Headless, in one run (``python bench/bench_tui.py``; figures printed and written
 ``bench/out/tui.json``):
 
 1. **Streaming**: a 20,000-chunk markdown reply from the loopback OpenAI-compatible server
-   (tests/openai_server.py, in-process, model ``chunks:20000:markdown``) sent as fast as the
+   (tests/openai_server.py, in a process of its own as a real server is, model
+   ``chunks:20000:markdown``) sent as fast as the
    socket takes it, through the real app (backend → controller → renderer → live segment).
    Reported (median, min-max over ``--repeat`` runs): the total time from Enter to the final
    render next to the same reply through ``chatterm ask`` into a pipe, the lag between the
@@ -42,7 +43,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from openai_server import OpenAIServer, chunk_pieces  # noqa: E402
+from bench_common import compile_sources, server_process  # noqa: E402  (bench/ is the script's folder)
+from openai_server import chunk_pieces  # noqa: E402
 from textual.app import App, ComposeResult  # noqa: E402
 from textual.containers import VerticalScroll  # noqa: E402
 from textual.widgets import Markdown  # noqa: E402
@@ -324,12 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median, min-max)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "tui.json")
     args = parser.parse_args(argv)
+    compile_sources()
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        with OpenAIServer() as server:
-            runs = [asyncio.run(bench_stream(server.base_url, args.chunks, tmp, True, i))
+        with server_process() as base_url:
+            runs = [asyncio.run(bench_stream(base_url, args.chunks, tmp, True, i))
                     for i in range(args.repeat)]
             results["stream_runs"] = runs
             results["stream"] = {
@@ -342,10 +345,10 @@ def main(argv: list[str] | None = None) -> int:
             results["stream"]["rendered_matches_reply"] = all(
                 r["rendered_matches_reply"] for r in runs)
             print("stream:", json.dumps(results["stream"], indent=2))
-            results["ask_to_pipe"] = bench_ask_pipe(server.base_url, args.chunks, args.repeat)
+            results["ask_to_pipe"] = bench_ask_pipe(base_url, args.chunks, args.repeat)
             print("ask to a pipe:", json.dumps(results["ask_to_pipe"], indent=2))
             results["stream_default_gc"] = asyncio.run(
-                bench_stream(server.base_url, args.chunks, tmp, tune_gc=False))
+                bench_stream(base_url, args.chunks, tmp, tune_gc=False))
             print("stream, default gc:", json.dumps(results["stream_default_gc"], indent=2))
         results["naive_full_rerender"] = asyncio.run(bench_naive(args.chunks, args.naive_cap))
         print("naive:", json.dumps(results["naive_full_rerender"], indent=2))

@@ -26,6 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "backends"), str(ROOT / "themes")]
 
+from bench_common import compile_sources  # noqa: E402  (bench/ is the script's folder)
 from textual.events import Resize  # noqa: E402
 from textual.geometry import Size  # noqa: E402
 
@@ -121,6 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    compile_sources()  # as pip leaves an install: what the app imports on a thread is not compiled
     results = {}
     for name, pairs in CASES.items():
         with tempfile.TemporaryDirectory() as tmp:

@@ -100,6 +100,10 @@ class MessageView(Vertical, can_focus=True):
     MessageView > .reply-body > FrozenMarkdown {
         margin: 0 0 1 0;
     }
+    MessageView > FrozenMarkdown.reply-body {
+        margin: 0;
+        background: transparent;
+    }
     MessageView > .problem {
         height: auto;
         color: $text-warning;
@@ -192,27 +196,32 @@ class MessageView(Vertical, can_focus=True):
                 # Only a reply with (or streaming, so perhaps with) reasoning has the section:
                 # fewer widgets per message make every layout of a long conversation cheaper.
                 yield self._reasoning_section()
-            with Vertical(classes="reply-body body"):
-                # The whole reply as one widget that renders what is on screen (see
-                # chatterm.tui.widgets.markdown_render); a streaming reply adds its live
-                # segment after it, and its finished segments go into the first.
-                frozen = FrozenMarkdown(
-                    "" if self.live else self.text, classes="segment",
-                    parts=None if self.live else self.parts,
-                )
-                self.parts = None
-                frozen.display = not self.live
-                frozen.rows.background = self.live
-                if self.is_attached:
-                    keymap = getattr(self.app, "keymap_overrides", {})
-                    frozen.notice_key = keys.key_label("message_read", keymap)
-                yield frozen
-                if self.live:
+            # The whole reply as one widget that renders what is on screen (see
+            # chatterm.tui.widgets.markdown_render). A streaming reply holds it in a body
+            # with its live segment after it (its finished segments go into the first); a
+            # stored reply is that one widget, with no container: every widget costs time
+            # in each layout and each frame of a long conversation.
+            frozen = FrozenMarkdown(
+                "" if self.live else self.text,
+                classes="segment" if self.live else "segment reply-body",
+                parts=None if self.live else self.parts,
+            )
+            self.parts = None
+            frozen.display = not self.live
+            frozen.rows.background = self.live
+            if self.is_attached:
+                keymap = getattr(self.app, "keymap_overrides", {})
+                frozen.notice_key = keys.key_label("message_read", keymap)
+            if self.live:
+                with Vertical(classes="reply-body"):
+                    yield frozen
                     yield LiveMarkdown("", classes="segment live")  # about to stream
+            else:
+                yield frozen
         else:
             for attachment in self.attachments:
                 yield AttachmentBlock(attachment)
-            yield Static(Text(safe_text(self.text)), classes="user-text body", markup=False)
+            yield Static(Text(safe_text(self.text)), classes="user-text", markup=False)
         if self.status in {ERROR, INTERRUPTED}:  # mounted when needed (refresh_header)
             yield Static(self.problem_text(), classes="problem", markup=False)
 
@@ -289,6 +298,8 @@ class MessageView(Vertical, can_focus=True):
     def segments(self) -> list[FrozenMarkdown]:
         """The widgets that together show the reply (see chatterm.markdown_blocks)."""
         body = self.query_one(".reply-body")
+        if isinstance(body, FrozenMarkdown):  # a stored reply: the one widget
+            return [body]
         return [w for w in body.children if isinstance(w, FrozenMarkdown)]
 
     @property
