@@ -72,6 +72,9 @@ class ReplyOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
     # The reasoning as it arrives (``reasoning`` is set from it when the reply ends).
     thoughts: list[str] = field(default_factory=list, repr=False)
+    # Characters of ``pieces`` let go once they were written to the history (a session made
+    # with ``keep_text=False``); while nonzero, ``text`` is not the whole reply and raises.
+    released: int = 0
 
     def live_text(self) -> str:
         """The text so far, for a front end drawing the reply while it streams: joins a copy
@@ -83,13 +86,15 @@ class ReplyOutcome:
 
     @property
     def text(self) -> str:
+        if self.released:
+            raise RuntimeError("the reply's text was let go once written (keep_text=False)")
         if len(self.pieces) > 1:
             self.pieces[:] = ["".join(self.pieces)]
         return self.pieces[0] if self.pieces else ""
 
     @property
     def has_text(self) -> bool:
-        return any(self.pieces)
+        return self.released > 0 or any(self.pieces)
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -200,9 +205,14 @@ class ChatSession:
         conversation: Conversation | None = None,
         system_prompt: str | None = None,
         route: Mapping[str, Any] | None = None,
+        keep_text: bool = True,
     ) -> None:
         self.store = store
         self.backend = backend
+        # False: a reply's text is dropped from memory once it is in the history (`ask`
+        # writing to a pipe needs only what streams; a 100 MB reply held whole is 100 MB of
+        # fresh pages to fault in, a third of the time it takes to stream it).
+        self.keep_text = keep_text
         self.backend_name = backend_name
         self.model = model
         self.options: dict[str, Any] = dict(options or {})
@@ -367,7 +377,9 @@ class ChatSession:
     ) -> AsyncIterator[StreamEvent]:
         pieces = outcome.pieces
         thoughts = outcome.thoughts
-        flusher = _Flusher(self.store, reply.id, pieces, thoughts)
+        flusher = _Flusher(
+            self.store, reply.id, pieces, thoughts, None if self.keep_text else outcome
+        )
         started = time.monotonic()
         timer = asyncio.create_task(flusher.run())
         try:
@@ -499,6 +511,7 @@ class _Flusher:
         "_carry",
         "_counted",
         "_pieces",
+        "_release",
         "_text_done",
         "_thought_done",
         "_thoughts",
@@ -508,9 +521,17 @@ class _Flusher:
     )
 
     def __init__(
-        self, store: HistoryStore, message_id: int, pieces: list[str], thoughts: list[str]
+        self,
+        store: HistoryStore,
+        message_id: int,
+        pieces: list[str],
+        thoughts: list[str],
+        release: ReplyOutcome | None = None,
     ) -> None:
         self._pieces = pieces
+        # Set: the chunks taken for a piece are emptied in ``pieces`` (counted in its
+        # ``released``), so the reply is not held in memory once it is in the history.
+        self._release = release
         self._thoughts = thoughts
         self._text_done = 0
         self._thought_done = 0
@@ -551,6 +572,9 @@ class _Flusher:
         if idle and not self._carry:
             return None
         parts = pieces[start:end]
+        if self._release is not None and end > start:
+            pieces[start:end] = [""] * (end - start)  # the text lives on in ``parts``
+            self._release.released += size - len(self._carry)
         if self._carry:
             parts.insert(0, self._carry)
         # Hold back a word cut here, unless the stream has gone quiet (then what was shown is

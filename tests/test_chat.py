@@ -290,6 +290,44 @@ def test_a_big_reply_is_stored_byte_exact(tmp_path: Path, monkeypatch: pytest.Mo
         assert other._db.execute("SELECT count(*) FROM message_pieces").fetchone()[0] > 1
 
 
+def test_a_session_that_does_not_keep_the_text_lets_it_go_once_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``keep_text=False`` (what `ask` to a pipe uses): each chunk is emptied in memory once it
+    went into a piece for the history, yet the history holds the reply byte for byte."""
+    import chatterm.chat
+    import chatterm.store
+
+    monkeypatch.setattr(chatterm.store, "EAGER_CHARS", 50_000)
+    monkeypatch.setattr(chatterm.chat, "MAX_PIECE_CHARS", 80_000)
+    chunks = [f"w{i} " * 700 + "\u00e9\n" for i in range(200)]  # ~0.7 MB, many pieces
+    expected = "".join(chunks)
+    chat = session(tmp_path, ScriptedBackend(chunks), keep_text=False)
+    assert asyncio.run(drain(chat.send("go"))) == expected
+    outcome = chat.last_outcome
+    assert outcome is not None and outcome.status == "complete"
+    assert not any(outcome.pieces) and outcome.released == len(expected)
+    assert outcome.has_text
+    with pytest.raises(RuntimeError):
+        _ = outcome.text  # never a silently shortened reply
+    with HistoryStore(tmp_path / "h.db") as other:
+        reply = other.branch(chat.conversation.id)[-1]  # type: ignore[union-attr]
+        assert (reply.content, reply.status) == (expected, "complete")
+
+
+def test_a_reply_that_fails_keeps_what_arrived_when_the_text_is_not_kept(
+    tmp_path: Path,
+) -> None:
+    words = [f"word{i} " for i in range(50)]
+    chat = session(tmp_path, ScriptedBackend(words, fail_after=30), keep_text=False)
+    with pytest.raises(ServerError):
+        asyncio.run(drain(chat.send("go")))
+    with HistoryStore(tmp_path / "h.db") as other:
+        reply = other.branch(chat.conversation.id)[-1]  # type: ignore[union-attr]
+        assert (reply.content, reply.status) == ("".join(words[:30]), "error")
+    assert chat.last_outcome is not None and chat.last_outcome.has_text
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(

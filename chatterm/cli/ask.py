@@ -199,6 +199,7 @@ def _ask(
         conversation=conversation,
         system_prompt=choice.system_prompt,
         route=None if output.no_log else route_of(choice),
+        keep_text=output.json,  # only --json prints the reply again at the end
     )
     run.session = session
     sink = choose_sink(output.raw, collect=output.json or output.no_stream)
