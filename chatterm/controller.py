@@ -60,10 +60,18 @@ from chatterm.store import (
 # While a fast stream arrives from a buffer, ``async for`` may never suspend; hand the loop
 # back this often so a key (Esc) is handled well within 100 ms, whatever the stream's speed.
 # Not much more often: each hand-back lets the UI lay out the screen again, and at 10 ms a
-# 3,000-chunk reply took 2.6x longer to stream (bench/bench_tui.py).
+# 3,000-chunk reply took 2.6x longer to stream (bench/bench_tui.py). When the front end says
+# input is waiting (``input_waiting``), the loop is handed back at once, and long enough
+# for the key to reach its widget (``INPUT_HOPS`` passes of the loop: the app, the screen,
+# the focused widget), so typing does not wait for the rest of a slice.
 YIELD_EVERY_S = 0.05
+INPUT_HOPS = 4
 
 Listener = Callable[[ControllerEvent], Awaitable[None] | None]
+
+
+def _never() -> bool:
+    return False
 
 
 class ControllerError(Exception):
@@ -191,8 +199,12 @@ class ConversationController:
         listener: Listener | None = None,
         backends: Callable[[], Iterable[str]] | None = None,
         follow_routes: bool | None = None,
+        input_waiting: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
+        # The front end's "a key or click was posted since you last asked" (see
+        # INPUT_HOPS); None: the stream is only handed back every YIELD_EVERY_S.
+        self.input_waiting = input_waiting
         self.config = config
         self.choice = choice
         self.pool = pool or BackendPool()
@@ -756,6 +768,7 @@ class ConversationController:
         handler = _ReplyHandler(self, reply)
         events = reply.events
         last_yield = time.monotonic()
+        input_waiting = self.input_waiting or _never
         try:
             try:
                 # Inside the try: should the front end fail to show the start, the reply is
@@ -767,6 +780,11 @@ class ConversationController:
                         await result
                     if reply.stop_requested:
                         break
+                    if input_waiting():
+                        for _ in range(INPUT_HOPS):
+                            await asyncio.sleep(0)
+                        last_yield = time.monotonic()
+                        continue
                     now = time.monotonic()
                     if now - last_yield >= YIELD_EVERY_S:
                         last_yield = now

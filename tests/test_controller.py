@@ -154,6 +154,48 @@ def test_stop_takes_effect_at_the_next_chunk_of_a_fast_stream(
     run(scenario)
 
 
+def test_posted_input_gets_the_loop_at_once_during_a_fast_stream(
+    tmp_path: Path, openai_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the front end says input is waiting, the stream hands the loop over at its next
+    chunk, long enough for the input to pass a few message queues, not at its next slice or
+    network wait (without the hand-back this key is handled over a hundred chunks later)."""
+    import chatterm.controller
+
+    monkeypatch.setattr(chatterm.controller, "YIELD_EVERY_S", 3600.0)  # only input yields
+
+    async def scenario() -> None:
+        store = HistoryStore(tmp_path / "history.db")
+        posted: list[bool] = []
+        handled_at: list[int] = []
+        hops: list[asyncio.Task[None]] = []
+
+        async def hop(left: int) -> None:  # a key passing app -> screen -> widget
+            if left:
+                hops.append(asyncio.create_task(hop(left - 1)))
+            else:
+                handled_at.append(reply.deltas)
+
+        def listener(event: Any) -> None:
+            if isinstance(event, TextArrived) and event.reply.deltas == 300 and not posted:
+                posted.append(True)  # the "key" is posted here, and three hops away
+                hops.append(asyncio.create_task(hop(2)))
+
+        controller = ConversationController(
+            store, Config(path=tmp_path / "c.toml"), server_choice(openai_server, "chunks:20000"),
+            listener=listener, input_waiting=lambda: bool(posted) and not handled_at,
+        )
+        await controller.prewarm()
+        reply = controller.start("send", "go")
+        await controller.run(reply)
+        assert reply.deltas == 20000
+        # Handled right after it was posted, not after the rest of the buffered stream.
+        assert handled_at and handled_at[0] <= 301
+        await controller.pool.aclose()
+
+    run(scenario)
+
+
 def test_cancelling_the_run_stores_the_partial_reply(tmp_path: Path, openai_server: Any) -> None:
     async def scenario() -> None:
         controller, store, seen = make(tmp_path, server_choice(openai_server, "slow:100:20"))

@@ -477,3 +477,28 @@ def test_the_reader_opened_while_a_reply_streams_shows_it_whole(
             await wait_for(lambda: "streaming" not in screen_text(app), pilot)
 
     run(scenario)
+
+
+def test_a_key_or_click_posted_to_the_app_is_signalled_to_the_stream_once(
+    tmp_path: Path,
+) -> None:
+    """What the streaming loop asks (ConversationController.input_waiting): a posted key or
+    mouse event says so once; other messages do not."""
+    from textual import events
+
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, CHOICE)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            waiting = app.controller.input_waiting
+            assert waiting is not None
+            waiting()  # whatever the start-up posted
+            app.post_message(events.Key("x", "x"))
+            assert waiting() and not waiting()
+            app.refresh()
+            app.post_message(events.Resize(app.size, app.size))
+            assert not waiting()
+            app.post_message(events.MouseScrollDown(app, 1, 1, 0, 0, 0, False, False, False))
+            assert waiting()
+
+    run(scenario)

@@ -31,11 +31,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.actions import SkipAction
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer
@@ -153,9 +154,13 @@ class ChattermApp(App[int]):
         self.config = config
         self.store = store
         self.presenter = ReplyPresenter(self)
+        # Set when a key or click is posted (from the driver's thread too), taken by the
+        # streaming loop (ConversationController.input_waiting), which then hands the event
+        # loop over at once: typing never waits for a slice of a fast stream.
+        self._input_posted = False
         self.controller = ConversationController(
             store, config, choice, pool=BackendPool(), listener=self.presenter,
-            follow_routes=follow_routes,
+            follow_routes=follow_routes, input_waiting=self._take_input_posted,
         )
         self.keymap_overrides: dict[str, str] = dict(config.keys)
         self.reply_worker: Worker[None] | None = None
@@ -339,6 +344,15 @@ class ChattermApp(App[int]):
             return
         for panel in self.query(WelcomePanel):
             panel.conversations_changed(count)
+
+    def post_message(self, message: Message) -> bool:
+        if isinstance(message, events.InputEvent):
+            self._input_posted = True
+        return super().post_message(message)
+
+    def _take_input_posted(self) -> bool:
+        posted, self._input_posted = self._input_posted, False
+        return posted
 
     async def on_mount(self) -> None:
         unknown = sorted(set(self.keymap_overrides) - keys.known_ids())
