@@ -61,17 +61,25 @@ from chatterm.store import (
 # back this often so a key (Esc) is handled well within 100 ms, whatever the stream's speed.
 # Not much more often: each hand-back lets the UI lay out the screen again, and at 10 ms a
 # 3,000-chunk reply took 2.6x longer to stream (bench/bench_tui.py). When the front end says
-# input is waiting (``input_waiting``), the loop is handed back at once, and long enough
-# for the key to reach its widget (``INPUT_HOPS`` passes of the loop: the app, the screen,
-# the focused widget), so typing does not wait for the rest of a slice.
+# input is waiting (``input_pending``), the loop is handed over at once, for as long as the
+# front end needs to show it (the TUI: until the key reached its widget and the screen was
+# drawn), so typing never waits for the rest of a slice.
 YIELD_EVERY_S = 0.05
+# Without a front end's own wait: passes of the loop given to waiting input (the app, the
+# screen, the focused widget each take one).
 INPUT_HOPS = 4
+
+
+async def pass_loop(times: int = INPUT_HOPS) -> None:
+    """Let every task that is ready run, ``times`` over."""
+    for _ in range(times):
+        await asyncio.sleep(0)
 
 Listener = Callable[[ControllerEvent], Awaitable[None] | None]
 
 
-def _never() -> bool:
-    return False
+def _nothing_pending() -> None:
+    return None
 
 
 class ControllerError(Exception):
@@ -199,12 +207,13 @@ class ConversationController:
         listener: Listener | None = None,
         backends: Callable[[], Iterable[str]] | None = None,
         follow_routes: bool | None = None,
-        input_waiting: Callable[[], bool] | None = None,
+        input_pending: Callable[[], Awaitable[None] | None] | None = None,
     ) -> None:
         self.store = store
-        # The front end's "a key or click was posted since you last asked" (see
-        # INPUT_HOPS); None: the stream is only handed back every YIELD_EVERY_S.
-        self.input_waiting = input_waiting
+        # The front end's "a key or click was posted since you last asked": None when not,
+        # else what to await while it is handled (see YIELD_EVERY_S). Asked once per chunk of
+        # a streaming reply; None here: the stream is handed back every YIELD_EVERY_S only.
+        self.input_pending = input_pending
         self.config = config
         self.choice = choice
         self.pool = pool or BackendPool()
@@ -768,7 +777,7 @@ class ConversationController:
         handler = _ReplyHandler(self, reply)
         events = reply.events
         last_yield = time.monotonic()
-        input_waiting = self.input_waiting or _never
+        input_pending = self.input_pending or _nothing_pending
         try:
             try:
                 # Inside the try: should the front end fail to show the start, the reply is
@@ -780,9 +789,9 @@ class ConversationController:
                         await result
                     if reply.stop_requested:
                         break
-                    if input_waiting():
-                        for _ in range(INPUT_HOPS):
-                            await asyncio.sleep(0)
+                    handled = input_pending()
+                    if handled is not None:
+                        await handled
                         last_yield = time.monotonic()
                         continue
                     now = time.monotonic()

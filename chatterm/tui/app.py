@@ -27,13 +27,13 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import events, work
 from textual.actions import SkipAction
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult, ScreenError, SystemCommand
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -46,7 +46,7 @@ from chatterm import paths, state
 from chatterm.backend import BackendError
 from chatterm.backend_pool import BackendPool
 from chatterm.config import Choice, Config
-from chatterm.controller import BranchView, ControllerError, ConversationController
+from chatterm.controller import BranchView, ControllerError, ConversationController, pass_loop
 from chatterm.controller_events import (
     Reply,
     ReplyKind,
@@ -122,6 +122,8 @@ class ChattermApp(App[int]):
     """One window onto the history; sends go to the controller's choice (switchable)."""
 
     TITLE = "chatterm"
+    # The longest a streaming reply waits for typed input to be drawn (see _show_input).
+    INPUT_SHOWN_S = 0.1
     BINDINGS: ClassVar[list[BindingType]] = keys.bindings("app")
     CSS = """
     #main { height: 1fr; }
@@ -155,12 +157,12 @@ class ChattermApp(App[int]):
         self.store = store
         self.presenter = ReplyPresenter(self)
         # Set when a key or click is posted (from the driver's thread too), taken by the
-        # streaming loop (ConversationController.input_waiting), which then hands the event
-        # loop over at once: typing never waits for a slice of a fast stream.
+        # streaming loop (ConversationController.input_pending), which then hands the event
+        # loop over until the input is on screen: typing never waits for a fast stream.
         self._input_posted = False
         self.controller = ConversationController(
             store, config, choice, pool=BackendPool(), listener=self.presenter,
-            follow_routes=follow_routes, input_waiting=self._take_input_posted,
+            follow_routes=follow_routes, input_pending=self._input_pending,
         )
         self.keymap_overrides: dict[str, str] = dict(config.keys)
         self.reply_worker: Worker[None] | None = None
@@ -350,9 +352,22 @@ class ChattermApp(App[int]):
             self._input_posted = True
         return super().post_message(message)
 
-    def _take_input_posted(self) -> bool:
-        posted, self._input_posted = self._input_posted, False
-        return posted
+    def _input_pending(self) -> Awaitable[None] | None:
+        if not self._input_posted:
+            return None
+        self._input_posted = False
+        return self._show_input()
+
+    async def _show_input(self) -> None:
+        """Until posted input is on screen: it reaches its widget (a few passes of the loop),
+        then the screen is drawn; at most INPUT_SHOWN_S, so a stream never waits on a stuck
+        screen."""
+        await pass_loop()
+        try:
+            async with asyncio.timeout(self.INPUT_SHOWN_S):
+                await self.screen.wait_for_refresh()
+        except (TimeoutError, AssertionError, ScreenError):
+            pass  # no screen running (starting, closing): the passes above were enough
 
     async def on_mount(self) -> None:
         unknown = sorted(set(self.keymap_overrides) - keys.known_ids())

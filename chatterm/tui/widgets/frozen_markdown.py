@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from rich.segment import Segment
 from rich.style import Style
 from textual.events import Click
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
@@ -59,6 +59,7 @@ class FrozenMarkdown(Widget):
         self.rows.alive = lambda: self.is_attached
         self.rows.on_error = self._report
         self.notice_key = "o"  # set by the message view from the key table
+        self._line_base: Style | None = None  # rich_style while render_lines draws
 
     @property
     def source(self) -> str:
@@ -89,9 +90,20 @@ class FrozenMarkdown(Widget):
         cut = self.cut_rows
         return self.rows.height - cut + (1 if cut else 0)
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The widget's colors are worked out once per drawing, not once per row: Textual's
+        # ``rich_style`` walks every ancestor's styles (a third of a millisecond a call, a few
+        # milliseconds of each frame of a streaming reply).
+        self._line_base = self.rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._line_base = None
+
     def render_line(self, y: int) -> Strip:
         width = self.size.width
-        base = self.rich_style  # the widget's colors under the Markdown's own styles
+        # The widget's colors under the Markdown's own styles.
+        base = self._line_base if self._line_base is not None else self.rich_style
         if width <= 0:
             return Strip.blank(width, base)
         self.rows.layout(width, self.app)

@@ -92,14 +92,6 @@ class MessageView(Vertical, can_focus=True):
         height: auto;
         padding: 0 0 0 2;
     }
-    MessageView > .reply-body > .segment {
-        margin: 0;
-        padding: 0;
-        background: transparent;
-    }
-    MessageView > .reply-body > FrozenMarkdown {
-        margin: 0 0 1 0;
-    }
     MessageView > FrozenMarkdown.reply-body {
         margin: 0;
         background: transparent;
@@ -197,13 +189,12 @@ class MessageView(Vertical, can_focus=True):
                 # fewer widgets per message make every layout of a long conversation cheaper.
                 yield self._reasoning_section()
             # The whole reply as one widget that renders what is on screen (see
-            # chatterm.tui.widgets.markdown_render). A streaming reply holds it in a body
-            # with its live segment after it (its finished segments go into the first); a
-            # stored reply is that one widget, with no container: every widget costs time
-            # in each layout and each frame of a long conversation.
+            # chatterm.tui.widgets.markdown_render); a streaming reply has its live segment
+            # after it (its finished segments go into the first). No container around them:
+            # every widget, and every layer of widgets, costs time in each layout and each
+            # frame (a streaming reply draws ten frames a second).
             frozen = FrozenMarkdown(
-                "" if self.live else self.text,
-                classes="segment" if self.live else "segment reply-body",
+                "" if self.live else self.text, classes="segment reply-body",
                 parts=None if self.live else self.parts,
             )
             self.parts = None
@@ -212,12 +203,9 @@ class MessageView(Vertical, can_focus=True):
             if self.is_attached:
                 keymap = getattr(self.app, "keymap_overrides", {})
                 frozen.notice_key = keys.key_label("message_read", keymap)
+            yield frozen
             if self.live:
-                with Vertical(classes="reply-body"):
-                    yield frozen
-                    yield LiveMarkdown("", classes="segment live")  # about to stream
-            else:
-                yield frozen
+                yield LiveMarkdown("", classes="segment live reply-body")  # about to stream
         else:
             for attachment in self.attachments:
                 yield AttachmentBlock(attachment)
@@ -297,10 +285,7 @@ class MessageView(Vertical, can_focus=True):
     @property
     def segments(self) -> list[FrozenMarkdown]:
         """The widgets that together show the reply (see chatterm.markdown_blocks)."""
-        body = self.query_one(".reply-body")
-        if isinstance(body, FrozenMarkdown):  # a stored reply: the one widget
-            return [body]
-        return [w for w in body.children if isinstance(w, FrozenMarkdown)]
+        return [w for w in self.children if isinstance(w, FrozenMarkdown)]
 
     @property
     def source(self) -> str:
