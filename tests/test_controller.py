@@ -17,7 +17,12 @@ import pytest
 
 from chatterm.backend import Finish, Metadata, Notice, ReasoningDelta, TextDelta, Usage
 from chatterm.config import Choice, Config, Profile, resolve
-from chatterm.controller import ControllerError, ConversationController, describe_choice
+from chatterm.controller import (
+    ControllerError,
+    ConversationController,
+    describe_choice,
+    pass_loop,
+)
 from chatterm.controller_events import (
     ModelResolved,
     ReplyEnded,
@@ -183,7 +188,8 @@ def test_posted_input_gets_the_loop_at_once_during_a_fast_stream(
 
         controller = ConversationController(
             store, Config(path=tmp_path / "c.toml"), server_choice(openai_server, "chunks:20000"),
-            listener=listener, input_waiting=lambda: bool(posted) and not handled_at,
+            listener=listener,
+            input_pending=lambda: pass_loop() if posted and not handled_at else None,
         )
         await controller.prewarm()
         reply = controller.start("send", "go")

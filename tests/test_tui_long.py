@@ -479,26 +479,37 @@ def test_the_reader_opened_while_a_reply_streams_shows_it_whole(
     run(scenario)
 
 
-def test_a_key_or_click_posted_to_the_app_is_signalled_to_the_stream_once(
+def test_a_key_or_click_posted_to_the_app_holds_a_stream_until_it_is_drawn(
     tmp_path: Path,
 ) -> None:
-    """What the streaming loop asks (ConversationController.input_waiting): a posted key or
-    mouse event says so once; other messages do not."""
+    """What the streaming loop asks once per chunk (ConversationController.input_pending): a
+    posted key or mouse event says so once, and what it gives to await ends after the key
+    reached the prompt and the screen was drawn; other messages say nothing."""
     from textual import events
 
     async def scenario() -> None:
         app, _ = make_app(tmp_path, CHOICE)
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.pause()
-            waiting = app.controller.input_waiting
-            assert waiting is not None
-            waiting()  # whatever the start-up posted
+            pending = app.controller.input_pending
+            assert pending is not None
+            started = pending()  # whatever the start-up posted
+            if started is not None:
+                await started
+            app.prompt_input.focus()
+            await pilot.pause()
+            drawn: list[str] = []
             app.post_message(events.Key("x", "x"))
-            assert waiting() and not waiting()
-            app.refresh()
+            handled = pending()
+            assert handled is not None and pending() is None
+            app.call_after_refresh(lambda: drawn.append(app.prompt_input.text))
+            await handled
+            assert app.prompt_input.text == "x" and drawn == ["x"]
             app.post_message(events.Resize(app.size, app.size))
-            assert not waiting()
+            assert pending() is None
             app.post_message(events.MouseScrollDown(app, 1, 1, 0, 0, 0, False, False, False))
-            assert waiting()
+            handled = pending()
+            assert handled is not None
+            await handled
 
     run(scenario)
