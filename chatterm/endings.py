@@ -25,6 +25,8 @@ This is a core module: it must not import Textual.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import signal
 import sys
@@ -58,6 +60,7 @@ class _State:
     callback: Callable[[int], Any] | None = None
     installed = False
     pending: int | None = None  # a signal to handle again (see _retry_soon)
+    retry_armed_once = False
     loops_handled = False  # the front end turns Ended into its exit even inside its loop
 
 
@@ -142,21 +145,38 @@ def _handle(signum: int, frame: object) -> None:
 
 
 # An exception raised inside importlib's own callbacks (the weakref callback that drops a module
-# lock) is printed as "Exception ignored in ..." with a traceback and then lost. A signal that
-# lands there is handled again a few milliseconds later, once the interpreter is back in
-# ordinary code.
+# lock) or inside a finalizer (``__del__``) is printed as "Exception ignored in ..." with a
+# traceback and then lost. A signal that lands there is handled again a few milliseconds later,
+# once the interpreter is back in ordinary code.
 _RETRY_AFTER_S = 0.005
 
 
 def _in_import_machinery(frame: object) -> bool:
+    """Also a finalizer (``__del__``, e.g. an event loop's): what it raises is only printed."""
     code = getattr(frame, "f_code", None)
-    return code is not None and str(code.co_filename).startswith("<frozen importlib")
+    return code is not None and (
+        str(code.co_filename).startswith("<frozen importlib") or code.co_name == "__del__"
+    )
 
 
 def _retry_soon(signum: int) -> None:
     _state.pending = signum
+    if not _state.retry_armed_once:
+        # The timer must never outlive the handler: at exit Python puts SIGALRM back to its
+        # default, which kills the process (exit -14) if a retry is still due then.
+        _state.retry_armed_once = True
+        atexit.register(settle)
     signal.signal(signal.SIGALRM, _retry)
     signal.setitimer(signal.ITIMER_REAL, _RETRY_AFTER_S)
+
+
+def settle() -> None:
+    """The ending is being handled now (the front end saw ``ended_by()``): a retry still due
+    for it is dropped, so it cannot land a second time in the middle of the way out."""
+    if _state.pending is not None or _state.retry_armed_once:
+        _state.pending = None
+        with contextlib.suppress(ValueError, OSError):  # not the main thread
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _retry(_alarm: int, frame: object) -> None:

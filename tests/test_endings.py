@@ -391,3 +391,30 @@ def test_a_signal_the_interpreter_wrapped_in_another_error_still_ends_with_its_c
     assert capsys.readouterr().err == "chatterm: interrupted\n"
     monkeypatch.setattr(endings, "ended_by", lambda: signal.SIGTERM)
     assert report_failure(TypeError("expected a message argument"), debug=False) == 143
+
+
+def test_a_retry_still_due_when_the_ending_is_handled_is_dropped() -> None:
+    """A signal that landed in the import machinery (or a finalizer) is retried on SIGALRM a
+    few ms later; when the front end handles the ending first (it saw ``ended_by()``), the
+    retry is dropped, so no SIGALRM lands on the way out (at exit Python restores SIGALRM's
+    default, which killed the process with -14)."""
+    import types
+
+    from chatterm import endings
+
+    in_finalizer = types.SimpleNamespace(
+        f_code=types.SimpleNamespace(co_filename="asyncio/base_events.py", co_name="__del__")
+    )
+    previous = signal.getsignal(signal.SIGALRM)
+    endings.reset()
+    try:
+        endings._handle(signal.SIGINT, in_finalizer)  # not raised inside __del__: retried
+        assert endings.ended_by() == signal.SIGINT
+        assert signal.getitimer(signal.ITIMER_REAL)[0] > 0
+        endings.settle()
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+        time.sleep(0.05)  # nothing is raised: the retry is gone
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        endings.reset()

@@ -253,6 +253,7 @@ def _run_loop(main: Any) -> int:
 
     if endings.ended_by() is not None:
         main.close()
+        endings.settle()
         raise endings.Ended(endings.ended_by() or 2)
     with asyncio.Runner() as runner:
         return runner.run(attached())

@@ -34,6 +34,7 @@ def report_failure(exc: BaseException, debug: bool) -> int:
         # ("Error calling __set_name__"), some C code in a TypeError. It is still the signal.
         exc = Ended(signum)
     if isinstance(exc, KeyboardInterrupt | Ended):
+        endings.settle()  # a retry of the same signal must not land on the way out
         with contextlib.suppress(OSError, ValueError):
             print(f"chatterm: {getattr(exc, 'message', 'interrupted')}", file=sys.stderr)
         return exc.exit_code if isinstance(exc, Ended) else 130
