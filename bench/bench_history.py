@@ -3,6 +3,7 @@
     python bench/bench_history.py           # prints a table, writes bench/out/history.json
     BENCH_MB=20 BENCH_REPEATS=3 python bench/bench_history.py
     BENCH_COMPARE=/tmp/old python bench/bench_history.py   # also `ask` from another checkout
+    BENCH_HISTORY_DIR=/dev/shm python bench/bench_history.py   # the history in memory
 
 The suite's loopback server (tests/openai_server.py, scenario ``big:MB:KB``) sends MB megabytes
 of text as one SSE event per KB-kilobyte piece, as fast as the socket takes them. Timed as whole
@@ -39,6 +40,10 @@ from bench_common import BARE_LOOP, compile_sources  # noqa: E402  (bench/ is th
 sys.path.insert(0, str(ROOT / "tests"))
 
 from openai_server import OpenAIServer, big_text  # noqa: E402
+
+# Where the histories are made (``BENCH_HISTORY_DIR=/dev/shm``: in memory, to see what the
+# disk's share of the time is); the system's temporary folder by default.
+HISTORY_DIR = os.environ.get("BENCH_HISTORY_DIR") or None
 
 
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, float]:
@@ -96,7 +101,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     with OpenAIServer() as server:
         for _ in range(repeats):
-            home = tempfile.mkdtemp(prefix="chatterm-bench-history-")
+            home = tempfile.mkdtemp(prefix="chatterm-bench-history-", dir=HISTORY_DIR)
             env = dict(
                 os.environ, XDG_DATA_HOME=home, XDG_CONFIG_HOME=home, XDG_STATE_HOME=home,
                 OPENAI_BASE_URL=server.base_url, NO_PROXY="127.0.0.1",
@@ -125,7 +130,7 @@ def main() -> None:
             nolog_s.append(seconds)
             nolog_cpu.append(cpu)
             if compare:
-                other = tempfile.mkdtemp(prefix="chatterm-bench-history-")
+                other = tempfile.mkdtemp(prefix="chatterm-bench-history-", dir=HISTORY_DIR)
                 seconds, _, cpu = run(
                     [sys.executable, "-m", "chatterm", "ask", "-m", model, "go"],
                     dict(
@@ -174,7 +179,7 @@ def main() -> None:
 
     print(f"{megabytes} MB reply in {kilobytes} KB pieces, history on; median (min–max) of "
           f"{repeats} interleaved runs; load average {result['load_average'][0]} before, "
-          f"{result['load_average'][1]} after")
+          f"{result['load_average'][1]} after; histories in {HISTORY_DIR or tempfile.gettempdir()}")
     print("| measure | bare httpx | chatterm ask | target |")
     print("|---|---:|---:|---:|")
     print(f"| time (s) | {cell(result['bare_httpx_s'], '.2f')} | "
