@@ -425,7 +425,18 @@ class ChatSession:
             timer.cancel()
             outcome.reasoning = "".join(thoughts)
             outcome.duration_s = time.monotonic() - started
+            # The writer catches up in its thread while the event loop stays free (the TUI
+            # keeps drawing and taking keys); cancelled again meanwhile, the rest is written
+            # here anyway, so the reply is never left unsaved, and the cancel goes on after.
+            cancelled = False
+            if flusher.writer.threaded:
+                try:
+                    await asyncio.to_thread(flusher.writer.stop_and_wait)
+                except asyncio.CancelledError:
+                    cancelled = True
             self._finish(reply.id, outcome, flusher)
+            if cancelled:
+                raise asyncio.CancelledError
 
     def _finish(self, reply_id: int, outcome: ReplyOutcome, flusher: _Flusher) -> None:
         """Write the rest of the reply and its outcome: the pieces are joined and the reply

@@ -817,9 +817,29 @@ class ConversationController:
                 self.conversation = session.conversation
             outcome = session.last_outcome
             if outcome is not None and outcome.message_id is not None:
-                message = self.store.get_message(outcome.message_id)
+                message = await self._read_message(outcome.message_id)
         self._end(reply)
         await self._emit(ReplyEnded(reply, message))
+
+    async def _read_message(self, message_id: int) -> Message | None:
+        """The stored reply, read in a thread on a read-only connection of its own (an SQLite
+        connection belongs to its thread): reading a 20 MB reply back held the loop 60 ms.
+        Cancelled meanwhile, it is read here, so the front end still hears how it ended (the
+        reply is over by now: a cancel has nothing left to stop)."""
+        path = self.store.path
+        if str(path) == ":memory:":
+            return self.store.get_message(message_id)
+
+        def read() -> Message | None:
+            with HistoryStore(path, readonly=True) as store:
+                return store.get_message(message_id)
+
+        try:
+            return await asyncio.to_thread(read)
+        except StoreError:
+            return self.store.get_message(message_id)
+        except asyncio.CancelledError:
+            return self.store.get_message(message_id)
 
     def _end(self, reply: Reply) -> None:
         reply.ended = True

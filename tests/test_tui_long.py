@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_tui import make_app, run, screen_text, seed, server_choice, settle, type_now, wait_for
 
 from chatterm.backend import BackendConfig
@@ -197,6 +199,30 @@ def test_plain_rows_refold_at_a_new_width() -> None:
     folded = PlainRows("0123456789" * 3)
     assert folded.count(10) == 3 and folded.row(10, 2) == "0123456789"
     assert folded.count(7) == 5 and folded.row(7, 4) == "89"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.text(alphabet="ab \n\t日é\x1b", max_size=40), min_size=1, max_size=8),
+    st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=3),
+)
+def test_plain_rows_grown_batch_by_batch_equal_the_whole_text_folded(
+    batches: list[str], widths: list[int]
+) -> None:
+    """A streaming reply's huge plain part grows a batch at a time (PlainRows.append): at
+    every width, before and after each batch, its rows are those of the whole text so far."""
+    grown = PlainRows(batches[0])
+    text = batches[0]
+    grown.count(widths[0])  # folded at a width before it grows: refolded in place
+    for batch in batches[1:]:
+        grown.append(batch)
+        text += batch
+        for width in widths:
+            whole = PlainRows(text)
+            assert grown.count(width) == whole.count(width)
+            assert [grown.row(width, y) for y in range(whole.count(width) + 1)] == [
+                whole.row(width, y) for y in range(whole.count(width) + 1)
+            ]
 
 
 def test_rows_kept_up_to_date_while_streaming_equal_a_fresh_layout(
@@ -511,5 +537,43 @@ def test_a_key_or_click_posted_to_the_app_holds_a_stream_until_it_is_drawn(
             handled = pending()
             assert handled is not None
             await handled
+
+    run(scenario)
+
+
+def test_a_streaming_reply_with_no_safe_cut_grows_by_its_batches_not_its_length(
+    tmp_path: Path, openai_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2 MB of one paragraph (no place to cut it): past PLAIN_CHARS its live segment grows a
+    batch at a time and moves into the frozen rendering whole; no batch, and not the end,
+    cuts or folds the whole text again (that cost grew with the reply: 0.14 s per batch at
+    20 MB). What is shown is still the reply, byte for byte."""
+    from test_tui import send, server_choice
+
+    from chatterm.tui.widgets import streaming
+
+    monkeypatch.setattr(streaming, "BATCH_CHARS", 128 * 1024)  # many batches, many appends
+    prepared: list[int] = []
+    real = part_rows.prepare
+
+    def recording(source: str) -> Any:
+        prepared.append(len(source))
+        return real(source)
+
+    monkeypatch.setattr(part_rows, "prepare", recording)
+
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, server_choice(openai_server, "big:2:64"))
+        async with app.run_test(size=SIZE) as pilot:
+            await send(app, pilot, "go")
+            await drawn(app, pilot)
+            body = reply_body(app)
+            reply = app.last_streamer
+            assert reply is not None and len(reply.text) == 2 * 1024 * 1024
+            assert body.source == reply.text
+            assert len(body.rows.parts) == 1 and body.rows.parts[0].plain is not None
+            # Nothing longer than a few batches was ever cut into parts from scratch.
+            assert max(prepared) < 4 * 128 * 1024 + part_rows.PLAIN_CHARS
+            assert body.rows.height == PlainRows(reply.text).count(body.size.width)
 
     run(scenario)

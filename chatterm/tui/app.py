@@ -160,6 +160,7 @@ class ChattermApp(App[int]):
         # streaming loop (ConversationController.input_pending), which then hands the event
         # loop over until the input is on screen: typing never waits for a fast stream.
         self._input_posted = False
+        self.last_input_at: float | None = None
         self.controller = ConversationController(
             store, config, choice, pool=BackendPool(), listener=self.presenter,
             follow_routes=follow_routes, input_pending=self._input_pending,
@@ -350,6 +351,7 @@ class ChattermApp(App[int]):
     def post_message(self, message: Message) -> bool:
         if isinstance(message, events.InputEvent):
             self._input_posted = True
+            self.last_input_at = time.monotonic()  # the streaming reply draws less often
         return super().post_message(message)
 
     def _input_pending(self) -> Awaitable[None] | None:
@@ -498,7 +500,7 @@ class ChattermApp(App[int]):
         self.title_bar.show(self.conversation)
         wanted = self.conversation.id if self.conversation else None
         try:
-            view, prepared = await self._read_view()
+            view, prepared = await self.read_view()
         except DOMAIN_ERRORS as exc:
             self.fail(error_message(exc))
             return
@@ -510,10 +512,11 @@ class ChattermApp(App[int]):
         if self.gc_policy is not None:
             self.set_timer(0.3, self._collect_full)
 
-    async def _read_view(self) -> tuple[BranchView, dict[int, list[Any]]]:
+    async def read_view(self, prepare: bool = True) -> tuple[BranchView, dict[int, list[Any]]]:
         """The open conversation, read in a thread on a read-only connection of its own (an
         SQLite connection belongs to its thread), with its long replies cut into parts there
-        too (chatterm.tui.widgets.part_rows), so a long history never holds the loop."""
+        too (chatterm.tui.widgets.part_rows; not with ``prepare=False``: the views are
+        mounted already), so a long history never holds the loop."""
         path = self.store.path
         if str(path) == ":memory:":
             return self.controller.read_view(), {}
@@ -521,6 +524,8 @@ class ChattermApp(App[int]):
         def read() -> tuple[BranchView, dict[int, list[Any]]]:
             with HistoryStore(path, readonly=True) as store:
                 view = self.controller.read_view(store)
+            if not prepare:
+                return view, {}
             # Only the messages the view can mount now (at most its window, the newest).
             prepared = {
                 message.id: prepare_parts(message.content)

@@ -127,7 +127,16 @@ class ReplyPresenter:
                 self.app.prompt_input.set_text(reply.box_text)
         shown = self.app.conversation
         if shown is not None and shown.id == reply.conversation_id:
-            await self.app.view.show(self.app.controller.branch(), self.app.controller.positions())
+            # Read in a thread: the branch holds the reply just streamed, whatever its size.
+            view, _ = await self.app.read_view(prepare=False)
+            current = self.app.conversation
+            if (
+                view.conversation_id == shown.id
+                and current is not None
+                and current.id == shown.id
+                and not self.app.streaming  # a new reply started meanwhile: it shows itself
+            ):
+                await self.app.view.show(view.branch, view.positions)
         self.app.sidebar.reload()
         if shown is not None:
             self.app.sidebar.mark_current(shown.id)

@@ -66,7 +66,7 @@ class ReplyReader(ScrollView, can_focus=True):
         parts = self._snapshot()
         if [id(part) for part in parts] != [id(part) for part in self.rows.parts]:
             self.rows.parts = parts
-            self.rows.chars = sum(len(part.source) for part in parts)
+            self.rows.chars = sum(part.chars for part in parts)
             self.rows.stale = True
             self._sync_size()
             self.refresh()

@@ -69,10 +69,13 @@ class FrozenMarkdown(Widget):
     def _key(self) -> tuple[int, str] | None:
         return self.rows.key
 
-    def extend_parts(self, sources: list[str], shown: Shown | None = None) -> None:
-        """Append finished segments: nothing is rendered until it is drawn (the first shows
-        ``shown``, the live segment's last rendering, until then)."""
-        if self.rows.extend(sources, shown):
+    def extend_parts(
+        self, sources: list[str], shown: Shown | None = None, parts: list[Any] | None = None
+    ) -> None:
+        """Append finished segments (``parts``, made already, first): nothing is rendered
+        until it is drawn (the first shows ``shown``, the live segment's last rendering,
+        until then)."""
+        if self.rows.extend(sources, shown, parts):
             self.refresh(layout=True)
 
     def replace(self, source: str, keep_shown: bool = True) -> None:

@@ -55,8 +55,14 @@ class LiveMarkdown(FrozenMarkdown):
         self.rows.background = True
 
     def extend(self, source: str) -> None:
-        """Append a batch of deltas: cut anywhere, so the segment is drawn again whole."""
-        if source:
+        """Append a batch of deltas: cut anywhere, so the segment is drawn again whole (unless
+        it is past PLAIN_CHARS with no safe cut: then only the batch is added, see
+        PartRows.append_plain)."""
+        if not source:
+            return
+        if self.rows.append_plain(source):
+            self.refresh(layout=True)
+        else:
             self.replace(self.source + source)
 
 
@@ -300,8 +306,10 @@ class MessageView(Vertical, can_focus=True):
     async def freeze(self, live: LiveMarkdown, source: str) -> FrozenMarkdown:
         """The live segment's whole text joins the frozen rendering; the live one goes."""
         frozen = self._frozen()
+        shown = live.rows.shown()
+        taken = live.rows.take_parts(source)  # a huge plain segment is not cut again
         with self.app.batch_update():
-            frozen.extend_parts([source], live.rows.shown())
+            frozen.extend_parts([] if taken else [source], shown, taken)
             await live.remove()
         return frozen
 
@@ -311,7 +319,16 @@ class MessageView(Vertical, can_focus=True):
         """The stream passed safe cuts: ``finished`` segments join the frozen rendering
         before the live one (rendered only if and when they are drawn), and the live one
         keeps only ``rest``. No widget is mounted or removed per cut."""
-        self._frozen().extend_parts(finished, live.rows.shown())
+        shown = live.rows.shown()
+        taken = None
+        if finished and live.rows.append_plain(""):
+            # A huge plain live segment that ends here: the batch's start joins it, and its
+            # part moves to the frozen rendering whole rather than being cut again.
+            first = finished[0]
+            done = live.source
+            if first.startswith(done) and live.rows.append_plain(first[len(done) :]):
+                taken = live.rows.take_parts(first)
+        self._frozen().extend_parts(finished[1:] if taken else finished, shown, taken)
         live.replace(rest, keep_shown=False)  # what it showed went into the frozen part
 
     def finish(self, message: Message) -> None:

@@ -53,12 +53,14 @@ class Part:
     """One piece of the reply and what is known of it at the current width and theme."""
 
     __slots__ = (
-        "asked", "estimate", "key", "lines", "placeholder", "plain", "previous", "source",
-        "styles",
+        "_more", "_source", "asked", "chars", "estimate", "key", "lines", "placeholder",
+        "plain", "previous", "styles",
     )
 
     def __init__(self, source: str) -> None:
-        self.source = source
+        self._source = source
+        self._more: list[str] = []  # text added since (a growing plain part), not joined yet
+        self.chars = len(source)
         self.plain = PlainRows(source) if len(source) > PLAIN_CHARS else None
         self.placeholder: PlainRows | None = None  # its plain rows, while it renders
         self.key: tuple[int, str] | None = None  # what ``lines`` were rendered for
@@ -70,12 +72,27 @@ class Part:
         # shown until this one's rendering comes back, so a streaming reply never flickers.
         self.previous: Shown | None = None
 
+    @property
+    def source(self) -> str:
+        if self._more:  # joined when asked for (a freeze), not once per batch
+            self._source = "".join([self._source, *self._more])
+            self._more = []
+        return self._source
+
+    def grow(self, text: str) -> None:
+        """A plain part's text gets ``text`` at its end (see PartRows.append_plain)."""
+        assert self.plain is not None
+        self._more.append(text)
+        self.chars += len(text)
+        self.plain.append(text)
+
     def twin(self) -> Part:
         """The same text with state of its own (the reader draws at its own width, so it must
         not share renderings, or heights, with the inline reply); the folded plain rows are
         shared (they refold per width)."""
         twin = Part.__new__(Part)
-        twin.source, twin.plain, twin.placeholder = self.source, self.plain, None
+        twin._source, twin._more, twin.chars = self.source, [], self.chars
+        twin.plain, twin.placeholder = self.plain, None
         twin.key, twin.lines, twin.styles = self.key, self.lines, self.styles
         twin.asked, twin.estimate, twin.previous = None, self.estimate, self.previous
         return twin
@@ -108,7 +125,7 @@ class PartRows:
     ) -> None:
         # ``parts``: ``prepare(source)``, already made on another thread (a long reply).
         self.parts: list[Part] = parts if parts is not None else prepare(source)
-        self.chars = len(source) if parts is None else sum(len(p.source) for p in parts)
+        self.chars = len(source) if parts is None else sum(p.chars for p in parts)
         self.on_change = on_change
         self.key: tuple[int, str] | None = None  # the width and theme of the last layout
         self.colors: MarkdownColors | None = None
@@ -126,12 +143,40 @@ class PartRows:
     def source(self) -> str:
         return "".join(part.source for part in self.parts)
 
-    def extend(self, sources: list[str], shown: Shown | None = None) -> bool:
-        """Append parts; the first shows ``shown`` until it is rendered (see Part.previous)."""
-        added = [part for source in sources for part in prepare(source)]
+    def append_plain(self, text: str) -> bool:
+        """Add ``text`` to the end of a reply that is one part too long for Markdown (a live
+        segment with no safe cut past PLAIN_CHARS: a huge code block or line), costing only
+        ``text``; False (nothing done) for any other reply. Why: drawing such a segment
+        again whole per batch made a 20 MB block cost 0.14 s per batch, growing with it."""
+        if len(self.parts) != 1 or self.parts[0].plain is None:
+            return False
+        if text:
+            self.parts[0].grow(text)
+            self.chars += len(text)
+            self.stale = True
+        return True
+
+    def take_parts(self, source: str) -> list[Part] | None:
+        """This reply's parts, handed over to another (a live segment's text joining the
+        frozen rendering) when ``source`` is its text and it is one plain part: such a part
+        is not cut again; else None."""
+        if len(self.parts) != 1 or self.parts[0].plain is None:
+            return None
+        if self.chars != len(source) or self.parts[0].source != source:
+            return None
+        parts, self.parts = self.parts, []
+        self.chars, self.stale = 0, True
+        return parts
+
+    def extend(
+        self, sources: list[str], shown: Shown | None = None, parts: list[Part] | None = None
+    ) -> bool:
+        """Append parts (``parts``, already made, before those of ``sources``); the first
+        shows ``shown`` until it is rendered (see Part.previous)."""
+        added = [*(parts or ()), *(part for source in sources for part in prepare(source))]
         if added and shown is not None:
             added[0].previous = shown
-        self.chars += sum(len(part.source) for part in added)
+        self.chars += sum(part.chars for part in added)
         key = self.key
         if not self.stale and key is not None and self.chars > SYNC_CHARS:
             # Appended at the end (a streaming reply): only the new parts' rows are new.
@@ -213,7 +258,7 @@ class PartRows:
             return _plain_strip(part.plain.row(width, row), width, base)
         lines, styles = part.lines, part.styles
         if part.key != key:
-            if len(part.source) <= SYNC_CHARS and not self.background:
+            if part.chars <= SYNC_CHARS and not self.background:
                 self._take(index, key, self._render(part.source, width))
                 lines, styles = part.lines, part.styles
             else:

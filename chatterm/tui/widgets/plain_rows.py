@@ -31,23 +31,82 @@ def _single_cell(line: str) -> bool:
 
 
 class PlainRows:
-    """The rows of ``text`` at a width: made visible (chatterm.sanitize), tabs expanded."""
+    """The rows of ``text`` at a width: made visible (chatterm.sanitize), tabs expanded.
 
-    __slots__ = ("_chopped", "_lines", "_starts", "_width")
+    The last line is also kept as the pieces it arrived in (:meth:`append`), so a line that
+    grows by a batch at a time (a streaming reply's 20 MB line) is never copied whole per
+    batch: its rows are sliced out of the pieces.
+    """
+
+    __slots__ = (
+        "_chopped", "_lines", "_starts", "_tail", "_tail_len", "_tail_single",
+        "_tail_starts", "_width",
+    )
 
     def __init__(self, text: str) -> None:
         self._lines = safe_text(text).replace("\t", TAB).split("\n")
         self._width = 0
         self._starts: list[int] = []  # the first row of each line, then the row count
         self._chopped: dict[int, list[str]] = {}
+        # The last line as pieces: ``_lines[-1]`` is it only while there is one piece.
+        self._tail = [self._lines[-1]]
+        self._tail_starts = [0]  # where each piece begins in the last line
+        self._tail_len = len(self._tail[0])
+        self._tail_single: bool | None = None  # the last line is single-cell (when known)
+
+    def append(self, text: str) -> None:
+        """``text`` added at the end (a streaming reply's live part past PLAIN_CHARS): only
+        the new text is made visible and split, and only the lines it touches are folded
+        again, so a reply that grows by a batch costs that batch, not its whole length."""
+        new = safe_text(text).replace("\t", TAB).split("\n")
+        lines = self._lines
+        last = len(lines) - 1
+        tail_single = self._tail_single
+        if tail_single is None:
+            tail_single = _single_cell(self._line(last))
+        if new[0]:
+            self._tail.append(new[0])
+            self._tail_starts.append(self._tail_len)
+            self._tail_len += len(new[0])
+        if len(new) == 1:
+            self._tail_single = tail_single and _single_cell(new[0])
+        else:
+            lines[last] = self._line(last)  # complete now: one copy, once
+            lines.extend(new[1:])
+            self._tail, self._tail_starts = [new[-1]], [0]
+            self._tail_len = len(new[-1])
+            self._tail_single = _single_cell(new[-1])
+        if self._width:
+            self._chopped.pop(last, None)
+            del self._starts[last + 1 :]
+            self._fold_from(last, self._width)
+
+    def _line(self, index: int) -> str:
+        """Line ``index`` whole (the last one joined from its pieces, and kept so)."""
+        if index == len(self._lines) - 1 and len(self._tail) > 1:
+            joined = "".join(self._tail)
+            self._lines[index] = joined
+            self._tail, self._tail_starts = [joined], [0]
+        return self._lines[index]
 
     def _fold(self, width: int) -> None:
         if width == self._width:
             return
         self._width = width
         self._chopped = {}
+        self._starts = [0]
+        self._fold_from(0, width)
+
+    def _fold_from(self, first: int, width: int) -> None:
+        """Rows of the lines from ``first`` on (``_starts`` holds the lines before it)."""
+        lines = self._lines
+        last = len(lines) - 1
         counts: list[int] = []
-        for index, line in enumerate(self._lines):
+        for index in range(first, last + 1):
+            if index == last and self._tail_single:
+                counts.append(max(1, -(-self._tail_len // width)))
+                continue
+            line = self._line(index)
             if len(line) <= width and line.isascii():
                 counts.append(1)
             elif _single_cell(line):
@@ -56,7 +115,8 @@ class PlainRows:
                 rows = chop_cells(line, width) or [""]
                 self._chopped[index] = rows
                 counts.append(len(rows))
-        self._starts = list(accumulate(counts, initial=0))
+        self._starts.extend(accumulate(counts, initial=self._starts[-1]))
+        del self._starts[first + 1]  # accumulate repeats the start of line ``first``
 
     def count(self, width: int) -> int:
         """How many rows the text takes at ``width`` (at least one)."""
@@ -76,7 +136,20 @@ class PlainRows:
         chopped = self._chopped.get(index)
         if chopped is not None:
             return chopped[offset]
+        if index == len(self._lines) - 1 and len(self._tail) > 1:
+            return self._tail_slice(offset * width, (offset + 1) * width)
         return self._lines[index][offset * width : (offset + 1) * width]
+
+    def _tail_slice(self, begin: int, end: int) -> str:
+        """``last_line[begin:end]`` from its pieces, without joining them."""
+        pieces, starts = self._tail, self._tail_starts
+        index = bisect_right(starts, begin) - 1
+        out: list[str] = []
+        while index < len(pieces) and starts[index] < end:
+            piece_start = starts[index]
+            out.append(pieces[index][max(0, begin - piece_start) : end - piece_start])
+            index += 1
+        return "".join(out)
 
 
 def _line_of(starts: list[int], y: int) -> int:

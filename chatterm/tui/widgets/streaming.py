@@ -41,6 +41,15 @@ REASONING_REFRESH_S = 0.1
 # 2-core machine) leave the loop free for keys most of the time. With rendering off the loop,
 # 10 instead of 20 halved the p99 keystroke latency (bench/bench_tui.py, 4 interleaved pairs).
 FLUSH_INTERVAL_S = 0.1
+# While the user types (a key or click posted in the last TYPING_S), batches come this far
+# apart instead: each batch costs a layout and a full frame of the screen, and a key that
+# arrives during one waits for it, so fewer of them while typing means keys shown sooner.
+TYPING_FLUSH_INTERVAL_S = 0.3
+TYPING_S = 0.5
+# At most this much text is handed over per batch (about 20 ms of work); a backlog (a stream
+# faster than 10 MB/s) goes over in batches one pass of the loop apart, so no batch holds
+# the loop longer, however fast the stream.
+BATCH_CHARS = 512 * 1024
 # The live segment is cut at the first safe cut after this many characters: it is drawn again
 # whole on each batch; what is cut off is rendered once, appended to the frozen rendering
 # before it. (200 made more, smaller batches of work and was no faster: bench/bench_tui.py.)
@@ -117,13 +126,20 @@ class _SegmentWriter:
         self.task: asyncio.Task[None] | None = None
         self.live_view = True  # False once the view is gone: the reply goes on, undrawn
         self.frozen = 0
+        self.backlog = False  # more than one batch was waiting at the last flush
 
     def write(self, text: str) -> None:
         if not self.live_view:
             return
         self.raw.append(text)
         if self.timer is None and self.task is None:
-            self.timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self._kick)
+            self.timer = asyncio.get_running_loop().call_later(self._interval(), self._kick)
+
+    def _interval(self) -> float:
+        last_input = getattr(self.view.app, "last_input_at", None) if self.view.is_attached else None
+        if last_input is not None and time.monotonic() - last_input < TYPING_S:
+            return TYPING_FLUSH_INTERVAL_S
+        return FLUSH_INTERVAL_S
 
     def _kick(self) -> None:
         self.timer = None
@@ -136,8 +152,10 @@ class _SegmentWriter:
         finally:
             self.task = None
         if self.raw and self.live_view and self.timer is None:
-            # Deltas that came while this batch was drawn (a segment was frozen): next batch.
-            self.timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self._kick)
+            # Deltas that came while this batch was drawn (a segment was frozen), or more than
+            # one batch holds: next batch (at once for a backlog).
+            delay = 0.0 if self.backlog else self._interval()
+            self.timer = asyncio.get_running_loop().call_later(delay, self._kick)
 
     async def _guarded_flush(self, tail: bool = False) -> None:
         """A drawing failure stops the drawing, never the reply: its text is stored anyway.
@@ -162,25 +180,31 @@ class _SegmentWriter:
             self.live_view = False
             self.raw.clear()
             return
-        text = self.sanitizer.feed("".join(self.raw)) if self.raw else ""
-        self.raw.clear()
-        if tail:
+        raw, taken, size = self.raw, 0, 0
+        while taken < len(raw) and size < BATCH_CHARS:
+            size += len(raw[taken])
+            taken += 1
+        text = self.sanitizer.feed("".join(raw[:taken])) if taken else ""
+        del raw[:taken]
+        self.backlog = bool(raw)
+        if tail and not raw:
             text += self.sanitizer.flush()
         if not text:
             return
         # The batch, cut where the stream passed safe cuts: every segment but the last is
         # finished; the last stays live. However many cuts a batch holds (a backlog after a
         # busy moment), it costs one freeze and one redraw of the live segment.
-        segments: list[list[str]] = [[self.live.source]]
+        segments: list[list[str]] = [[]]
         for piece in self.splitter.feed(text):
             if piece is BREAK:
                 segments.append([])
             else:
                 segments[-1].append(piece)
         if len(segments) == 1:
-            self.live.extend("".join(segments[0][1:]))
+            self.live.extend("".join(segments[0]))
             return
         finished = ["".join(pieces) for pieces in segments[:-1]]
+        finished[0] = self.live.source + finished[0]  # what the live segment held, finished
         await self.view.freeze_before(self.live, finished, "".join(segments[-1]))
         self.frozen += len(finished)
         if self.checkpoint is not None and not tail:
@@ -198,6 +222,9 @@ class _SegmentWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._guarded_flush(tail=True)
+        while self.raw and self.live_view:  # a backlog: a batch at a time, the loop between
+            await asyncio.sleep(0)
+            await self._guarded_flush(tail=True)
 
     async def final_render(self) -> None:
         """After the stream: the open segment becomes a frozen one (one fresh parse of a
