@@ -577,3 +577,42 @@ def test_a_streaming_reply_with_no_safe_cut_grows_by_its_batches_not_its_length(
             assert body.rows.height == PlainRows(reply.text).count(body.size.width)
 
     run(scenario)
+
+
+def test_text_read_inside_a_capped_reply_stays_put_while_the_reply_grows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply taller than MAX_INLINE_ROWS shows its last rows; as it grows, the rows shown
+    begin later. A user who scrolled up into it keeps reading the same row at the same place
+    (it used to slide up by what was added), and one following the end keeps following."""
+    monkeypatch.setattr(frozen_markdown, "MAX_INLINE_ROWS", 60)
+    answer = "\n\n".join(f"line {i}" for i in range(100))
+
+    def top_row(app: Any, body: FrozenMarkdown) -> str:
+        top = app.view.region.y - body.region.y
+        return "".join(segment.text for segment in body.render_line(top)).strip()
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, CHOICE)
+        conv_id = seed(store, "long", [("q", answer)])
+        app, _ = make_app(tmp_path, CHOICE, session_id=conv_id)
+        async with app.run_test(size=SIZE) as pilot:
+            await drawn(app, pilot)
+            body = reply_body(app)
+            assert body.cut_rows > 0
+            # Up into the reply, far enough from its first inline row that 20 more rows at its
+            # end do not cut the row read away.
+            app.view.scroll_to(y=app.view.scroll_y - 10, animate=False, immediate=True)
+            await drawn(app, pilot)
+            before = top_row(app, body)
+            assert before.startswith("line")
+            body.extend_parts(["\n\n".join(f"more {i}" for i in range(10))])
+            await drawn(app, pilot)
+            assert top_row(app, body) == before  # not slid up by the 20 rows added
+            app.view.scroll_end(animate=False, immediate=True)
+            await drawn(app, pilot)
+            body.extend_parts(["\n\n".join(f"last {i}" for i in range(10))])
+            await drawn(app, pilot)
+            assert app.view.scroll_y >= app.view.max_scroll_y  # still at the end
+
+    run(scenario)

@@ -75,7 +75,9 @@ class FrozenMarkdown(Widget):
         """Append finished segments (``parts``, made already, first): nothing is rendered
         until it is drawn (the first shows ``shown``, the live segment's last rendering,
         until then)."""
+        old_cut = self.cut_rows
         if self.rows.extend(sources, shown, parts):
+            self._keep_read_rows(old_cut, None)
             self.refresh(layout=True)
 
     def replace(self, source: str, keep_shown: bool = True) -> None:
@@ -135,7 +137,10 @@ class FrozenMarkdown(Widget):
         if not change:
             self.refresh()
             return
-        if not self.cut_rows:
+        old_cut = max(0, self.rows.height - change - MAX_INLINE_ROWS)
+        if old_cut or self.cut_rows:
+            self._keep_read_rows(old_cut, start)
+        else:
             scroller = self._scroller()
             if (
                 scroller is not None
@@ -145,9 +150,27 @@ class FrozenMarkdown(Widget):
                 scroller.scroll_to(y=scroller.scroll_y + change, animate=False, immediate=True)
         self.refresh(layout=True)
 
+    def _keep_read_rows(self, old_cut: int, boundary: int | None) -> None:
+        """The reply grew past MAX_INLINE_ROWS: its inline rows now begin ``moved`` rows
+        later (earlier, when a part's rendering came back shorter than its estimate), so the
+        rows before ``boundary`` (a row of the reply; None: all of them) moved by that much. A user reading them (not following the end) keeps them where they
+        are, until they leave the inline rows."""
+        if self.rows.stale and self.size.width > 0:
+            self.rows.layout(self.size.width, self.app)
+        moved = self.cut_rows - old_cut
+        scroller = self._scroller()
+        if not moved or scroller is None or scroller.scroll_y >= scroller.max_scroll_y:
+            return
+        top = scroller.region.y - self.region.y  # this widget's row at the viewport's top
+        if top < 1 or (boundary is not None and top - 1 + old_cut >= boundary):
+            return  # at the notice, above the reply, or reading rows that did not move
+        scroller.scroll_to(y=scroller.scroll_y - moved, animate=False, immediate=True)
+
     def _scroller(self) -> Widget | None:
+        """The container that scrolls this reply (the conversation view): the first ancestor
+        that scrolls vertically (every container is ``is_scrollable`` in Textual's sense)."""
         for ancestor in self.ancestors:
-            if isinstance(ancestor, Widget) and ancestor.is_scrollable:
+            if isinstance(ancestor, Widget) and ancestor.styles.overflow_y in ("auto", "scroll"):
                 return ancestor
         return None
 
