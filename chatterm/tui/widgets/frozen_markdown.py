@@ -77,7 +77,8 @@ class FrozenMarkdown(Widget):
         until then)."""
         old_cut = self.cut_rows
         if self.rows.extend(sources, shown, parts):
-            self._keep_read_rows(old_cut, None)
+            if old_cut or self.rows.height > MAX_INLINE_ROWS:  # a capped reply grew
+                self._keep_read_rows(old_cut, None)
             self.refresh(layout=True)
 
     def replace(self, source: str, keep_shown: bool = True) -> None:
