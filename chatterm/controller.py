@@ -818,6 +818,9 @@ class ConversationController:
             outcome = session.last_outcome
             if outcome is not None and outcome.message_id is not None:
                 message = await self._read_message(outcome.message_id)
+                if message is None or message.status != outcome.status:
+                    # The other connection did not see the end written: read it here.
+                    message = self.store.get_message(outcome.message_id)
         self._end(reply)
         await self._emit(ReplyEnded(reply, message))
 

@@ -528,9 +528,12 @@ class HistoryStore:
                 db.execute("SELECT count(*) FROM sqlite_master").fetchone()
                 _refuse_foreign(db, self.path)
                 return db
-            except sqlite3.OperationalError:
+            except sqlite3.OperationalError as exc:
                 db.close()
-                if suffix:
+                # Only a history that cannot be opened for its WAL index (a read-only folder)
+                # is read as immutable: anything else (busy, locked) would read it without
+                # its WAL, that is, without what was written last.
+                if suffix or not _cannot_open_index(exc):
                     raise
         raise AssertionError("unreachable")
 
@@ -1451,6 +1454,12 @@ class PieceWriter:
                 writer.close()
             if self.error is not None:
                 self._stop.wait()  # keep the error for finish(); write nothing more
+
+
+def _cannot_open_index(exc: sqlite3.OperationalError) -> bool:
+    """The error SQLite gives when a read-only folder keeps it from the WAL index."""
+    text = str(exc).lower()
+    return "unable to open" in text or "readonly" in text or "read-only" in text
 
 
 def _fts_query(text: str) -> str:

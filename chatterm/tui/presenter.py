@@ -129,6 +129,12 @@ class ReplyPresenter:
         if shown is not None and shown.id == reply.conversation_id:
             # Read in a thread: the branch holds the reply just streamed, whatever its size.
             view, _ = await self.app.read_view(prepare=False)
+            branch, positions = view.branch, view.positions
+            if message is not None and not any(
+                m.id == message.id and m.status == message.status for m in branch
+            ):
+                # The other connection did not see the end written: read it here.
+                branch, positions = self.app.controller.branch(), self.app.controller.positions()
             current = self.app.conversation
             if (
                 view.conversation_id == shown.id
@@ -136,7 +142,7 @@ class ReplyPresenter:
                 and current.id == shown.id
                 and not self.app.streaming  # a new reply started meanwhile: it shows itself
             ):
-                await self.app.view.show(view.branch, view.positions)
+                await self.app.view.show(branch, positions)
         self.app.sidebar.reload()
         if shown is not None:
             self.app.sidebar.mark_current(shown.id)
