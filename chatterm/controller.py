@@ -78,8 +78,6 @@ async def pass_loop(times: int = INPUT_HOPS) -> None:
 Listener = Callable[[ControllerEvent], Awaitable[None] | None]
 
 
-def _nothing_pending() -> None:
-    return None
 
 
 class ControllerError(Exception):
@@ -777,7 +775,7 @@ class ConversationController:
         handler = _ReplyHandler(self, reply)
         events = reply.events
         last_yield = time.monotonic()
-        input_pending = self.input_pending or _nothing_pending
+        input_pending = self.input_pending
         try:
             try:
                 # Inside the try: should the front end fail to show the start, the reply is
@@ -789,7 +787,7 @@ class ConversationController:
                         await result
                     if reply.stop_requested:
                         break
-                    handled = input_pending()
+                    handled = None if input_pending is None else input_pending()
                     if handled is not None:
                         await handled
                         last_yield = time.monotonic()

@@ -303,32 +303,28 @@ class MessageView(Vertical, can_focus=True):
         frozen.display = True
         return frozen
 
-    async def freeze(self, live: LiveMarkdown, source: str) -> FrozenMarkdown:
+    async def freeze(self, live: LiveMarkdown) -> FrozenMarkdown:
         """The live segment's whole text joins the frozen rendering; the live one goes."""
         frozen = self._frozen()
         shown = live.rows.shown()
-        taken = live.rows.take_parts(source)  # a huge plain segment is not cut again
+        taken = live.rows.take_plain()  # a huge plain segment moves whole, not cut again
         with self.app.batch_update():
-            frozen.extend_parts([] if taken else [source], shown, taken)
+            frozen.extend_parts([] if taken else [live.source], shown, taken)
             await live.remove()
         return frozen
 
     async def freeze_before(
-        self, live: LiveMarkdown, finished: list[str], rest: str
+        self, live: LiveMarkdown, ending: str, finished: list[str], rest: str
     ) -> None:
-        """The stream passed safe cuts: ``finished`` segments join the frozen rendering
-        before the live one (rendered only if and when they are drawn), and the live one
-        keeps only ``rest``. No widget is mounted or removed per cut."""
+        """The stream passed safe cuts: the live segment's text and ``ending`` make a
+        finished segment, and with ``finished`` ones join the frozen rendering (rendered only
+        if and when they are drawn); the live one keeps only ``rest``. No widget is mounted
+        or removed per cut."""
         shown = live.rows.shown()
-        taken = None
-        if finished and live.rows.append_plain(""):
-            # A huge plain live segment that ends here: the batch's start joins it, and its
-            # part moves to the frozen rendering whole rather than being cut again.
-            first = finished[0]
-            done = live.source
-            if first.startswith(done) and live.rows.append_plain(first[len(done) :]):
-                taken = live.rows.take_parts(first)
-        self._frozen().extend_parts(finished[1:] if taken else finished, shown, taken)
+        if live.rows.append_plain(ending):  # a huge plain segment: it grows, then moves whole
+            self._frozen().extend_parts(finished, shown, live.rows.take_plain())
+        else:
+            self._frozen().extend_parts([live.source + ending, *finished], shown)
         live.replace(rest, keep_shown=False)  # what it showed went into the frozen part
 
     def finish(self, message: Message) -> None:

@@ -143,30 +143,34 @@ class PartRows:
     def source(self) -> str:
         return "".join(part.source for part in self.parts)
 
+    def _plain_part(self) -> Part | None:
+        """The one part of a reply too long for Markdown with no safe cut, if it is that."""
+        if len(self.parts) == 1 and self.parts[0].plain is not None:
+            return self.parts[0]
+        return None
+
     def append_plain(self, text: str) -> bool:
         """Add ``text`` to the end of a reply that is one part too long for Markdown (a live
         segment with no safe cut past PLAIN_CHARS: a huge code block or line), costing only
         ``text``; False (nothing done) for any other reply. Why: drawing such a segment
         again whole per batch made a 20 MB block cost 0.14 s per batch, growing with it."""
-        if len(self.parts) != 1 or self.parts[0].plain is None:
+        part = self._plain_part()
+        if part is None:
             return False
         if text:
-            self.parts[0].grow(text)
+            part.grow(text)
             self.chars += len(text)
             self.stale = True
         return True
 
-    def take_parts(self, source: str) -> list[Part] | None:
-        """This reply's parts, handed over to another (a live segment's text joining the
-        frozen rendering) when ``source`` is its text and it is one plain part: such a part
-        is not cut again; else None."""
-        if len(self.parts) != 1 or self.parts[0].plain is None:
+    def take_plain(self) -> list[Part] | None:
+        """This reply's one plain part, handed over to another (a live segment's text joining
+        the frozen rendering), so it is not cut and folded again; None for any other reply."""
+        part = self._plain_part()
+        if part is None:
             return None
-        if self.chars != len(source) or self.parts[0].source != source:
-            return None
-        parts, self.parts = self.parts, []
-        self.chars, self.stale = 0, True
-        return parts
+        self.parts, self.chars, self.stale = [], 0, True
+        return [part]
 
     def extend(
         self, sources: list[str], shown: Shown | None = None, parts: list[Part] | None = None

@@ -203,10 +203,11 @@ class _SegmentWriter:
         if len(segments) == 1:
             self.live.extend("".join(segments[0]))
             return
-        finished = ["".join(pieces) for pieces in segments[:-1]]
-        finished[0] = self.live.source + finished[0]  # what the live segment held, finished
-        await self.view.freeze_before(self.live, finished, "".join(segments[-1]))
-        self.frozen += len(finished)
+        finished = ["".join(pieces) for pieces in segments[1:-1]]
+        await self.view.freeze_before(
+            self.live, "".join(segments[0]), finished, "".join(segments[-1])
+        )
+        self.frozen += 1 + len(finished)
         if self.checkpoint is not None and not tail:
             # Collect what the finished segments left behind while it is still young (the
             # reply's end takes one checkpoint of its own).
@@ -229,5 +230,5 @@ class _SegmentWriter:
     async def final_render(self) -> None:
         """After the stream: the open segment becomes a frozen one (one fresh parse of a
         segment of a few hundred characters: bounded, whatever the reply's length)."""
-        await self.view.freeze(self.live, self.live.source)
+        await self.view.freeze(self.live)
         self.frozen += 1
