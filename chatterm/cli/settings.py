@@ -46,16 +46,7 @@ class CommonOptions:
         """Flags over environment over the config file: the backend to use."""
         from chatterm.config import resolve
 
-        return resolve(
-            config,
-            profile=self.profile,
-            backend=self.backend,
-            model=self.model,
-            base_url=self.base_url,
-            options=self.raw_options(),
-            system_prompt=self.system,
-            debug=self.debug,
-        )
+        return resolve(config, **self._choice_flags())
 
     def resolve_for(self, config: Config, conversation: Conversation | None) -> Choice:
         """The backend for continuing ``conversation``: where it was last answered, unless
@@ -64,17 +55,19 @@ class CommonOptions:
             return self.resolve(config)
         from chatterm.continuation import choice_for_conversation
 
-        return choice_for_conversation(
-            config,
-            conversation,
-            profile=self.profile,
-            backend=self.backend,
-            model=self.model,
-            base_url=self.base_url,
-            options=self.raw_options(),
-            system_prompt=self.system,
-            debug=self.debug,
-        )
+        return choice_for_conversation(config, conversation, **self._choice_flags())
+
+    def _choice_flags(self) -> dict[str, Any]:
+        """What the flags say about the backend, as both resolvers take it."""
+        return {
+            "profile": self.profile,
+            "backend": self.backend,
+            "model": self.model,
+            "base_url": self.base_url,
+            "options": self.raw_options(),
+            "system_prompt": self.system,
+            "debug": self.debug,
+        }
 
     def raw_options(self) -> dict[str, Any]:
         """Options as given on the command line; `stop` may repeat and becomes a list."""
