@@ -78,8 +78,6 @@ async def pass_loop(times: int = INPUT_HOPS) -> None:
 Listener = Callable[[ControllerEvent], Awaitable[None] | None]
 
 
-
-
 class ControllerError(Exception):
     """Something the user asked for cannot be done; ``message`` says why, in one line."""
 
@@ -837,9 +835,7 @@ class ConversationController:
 
         try:
             return await asyncio.to_thread(read)
-        except StoreError:
-            return self.store.get_message(message_id)
-        except asyncio.CancelledError:
+        except (StoreError, asyncio.CancelledError):
             return self.store.get_message(message_id)
 
     def _end(self, reply: Reply) -> None:
