@@ -1165,7 +1165,11 @@ def test_sidebar_shows_date_model_filters_and_scales(tmp_path: Path) -> None:
     store._db.executemany(
         "INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?, ?, ?, ?)", rows
     )
-    seed(store, "hi", [("hello", "there")])
+    seeded = store.get_conversation(seed(store, "hi", [("hello", "there")]))
+    assert seeded is not None
+    # The time the sidebar shows is the seeded conversation's own (taken before the seeding,
+    # ``now`` was a minute earlier whenever the seeding crossed a minute).
+    now = seeded.updated_at
     store.close()
 
     async def scenario() -> None:
