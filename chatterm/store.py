@@ -364,12 +364,21 @@ def _refuse_foreign(db: sqlite3.Connection, path: Path) -> None:
     Foreign means: tables that are not ours, and either no chatterm schema version (0) or our
     tables missing (another application may set ``user_version`` too).
     """
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    tables = {
-        str(row[0])
-        for row in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
-        if not str(row[0]).startswith(("sqlite_", "messages_fts"))
-    }
+    # One read transaction: another chatterm creating this history at the same moment
+    # commits its migrations one by one, and a version read before them with tables read
+    # after them looked like another application's database.
+    db.execute("BEGIN")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {
+            str(row[0])
+            for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+            )
+            if not str(row[0]).startswith(("sqlite_", "messages_fts"))
+        }
+    finally:
+        db.execute("COMMIT")
     foreign = sorted(tables - _OUR_TABLES)
     if foreign and (version == 0 or not tables >= _OUR_TABLES):
         db.close()
