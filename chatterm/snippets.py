@@ -102,10 +102,16 @@ class SnippetMaker:
     """
 
     def __init__(
-        self, db: sqlite3.Connection, table: str, column: str, tokenize: str = "unicode61"
+        self,
+        db: sqlite3.Connection,
+        table: str,
+        column: str,
+        tokenize: str = "unicode61",
+        schema: str = "main",
     ) -> None:
         self._db = db
         self._table = table
+        self._schema = schema  # the attached database holding ``table`` (blobs name it)
         self._column = column
         self._tokenize = tokenize
         self._ready = False
@@ -156,7 +162,9 @@ class SnippetMaker:
 
     def _read(self, rowid: int, start: int) -> _Window:
         """:data:`WINDOW` bytes of one message from ``start``, cut back to whole words."""
-        with self._db.blobopen(self._table, self._column, rowid, readonly=True) as blob:
+        with self._db.blobopen(
+            self._table, self._column, rowid, readonly=True, name=self._schema
+        ) as blob:
             size = len(blob)
             start = max(0, min(start, size))
             blob.seek(start)

@@ -14,6 +14,14 @@ Why it is shaped this way:
   join a reply's pieces. A piece is indexed for search (``pieces_fts``) once, not while it
   streams: the next search indexes what is pending first (an ordinary reply is folded into
   its row when it ends and indexed there instead).
+* The pieces live in a second file beside the history (``history.db-pieces``, attached as
+  ``pieces``) kept in rollback-journal mode: a WAL writes every page twice (the log, then the
+  database at each checkpoint, syncing both), while pages appended past the end of a
+  rollback-journal database are not journaled, so a 100 MB reply's bytes are written once.
+  SQLite commits attached files one by one, so no transaction relies on both committing
+  together: a reply is marked as having pieces (``messages.pieces``) before its first piece
+  is written, folded into its row before its pieces are deleted, and pieces that no longer
+  belong to a marked reply are removed when a history is opened.
 * Every streaming row records its writer (pid, process start time, boot id). Any chatterm that
   opens the history marks the rows of writers that are gone (kill -9, OOM, power loss) as
   interrupted, and never touches the rows of live ones (a reused pid has another start time).
@@ -187,7 +195,46 @@ _MIGRATIONS: tuple[str, ...] = (
         INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
     END;
     """,
+    # 5 -> 6: the pieces move to their own rollback-journal file (see the module docstring);
+    # HistoryStore._move_pieces copies them there, in a transaction committed before this one.
+    """
+    DROP TRIGGER message_pieces_ai;
+    DROP TRIGGER message_pieces_ad;
+    DROP TABLE pieces_fts;
+    DROP TABLE pieces_unindexed;
+    DROP TABLE message_pieces;
+    """,
 )
+
+# The pieces file's schema (its own ``user_version``: 1). Piece ids are kept when pieces move
+# in from an older history, so they stay in order; a moved piece is listed as not indexed yet.
+# No foreign key: the messages are in the other file (see ``_remove_stray_pieces``).
+_PIECES_SCHEMA = """
+    CREATE TABLE pieces.message_pieces (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL,
+        content TEXT NOT NULL DEFAULT '',
+        reasoning TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX pieces.message_pieces_by_message ON message_pieces(message_id, id);
+    CREATE VIRTUAL TABLE pieces.pieces_fts USING fts5(
+        content, content='message_pieces', content_rowid='id', tokenize='unicode61',
+        detail='column'
+    );
+    CREATE TABLE pieces.pieces_unindexed (piece_id INTEGER PRIMARY KEY);
+    CREATE TRIGGER pieces.message_pieces_ai AFTER INSERT ON message_pieces BEGIN
+        INSERT OR REPLACE INTO pieces_unindexed(piece_id) VALUES (new.id);
+    END;
+    CREATE TRIGGER pieces.message_pieces_ad AFTER DELETE ON message_pieces BEGIN
+        INSERT INTO pieces_fts(pieces_fts, rowid, content) SELECT 'delete', old.id, old.content
+            WHERE NOT EXISTS (SELECT 1 FROM pieces_unindexed WHERE piece_id = old.id);
+        DELETE FROM pieces_unindexed WHERE piece_id = old.id;
+    END;
+"""
+PIECES_VERSION = 1
+
+# The schema whose migration moves the pieces out of the history's own file.
+_PIECES_MOVED_AT = 5
 
 # How much piece text one indexing transaction takes at most, so that a search catching up on
 # a huge reply never holds the write lock for long (a streaming writer waits for it).
@@ -344,9 +391,15 @@ def _create_private_file(path: Path) -> None:
         )
 
 
+def pieces_path(path: Path) -> Path:
+    """The file beside the history that holds streamed replies' pieces."""
+    return Path(f"{path}-pieces")
+
+
 def _tighten(path: Path) -> None:
     """Make the history and its WAL/SHM files user-only if they are readable by others."""
-    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+    pieces = pieces_path(path)
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), pieces, Path(f"{pieces}-journal")):
         try:
             mode = name.stat().st_mode
             if mode & 0o077:
@@ -476,10 +529,13 @@ class HistoryStore:
     one-line :class:`StoreError`.
     """
 
+    _marked: set[int]  # replies this connection marked as having pieces
+
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         self.readonly = readonly
         self._pending_indexed = False  # whether temp.pieces_pending_fts exists
+        self._marked = set()
         memory = str(path) == ":memory:"
         try:
             if readonly:
@@ -508,6 +564,7 @@ class HistoryStore:
     def _connect_writable(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self._db = db
+        self._marked = set()
         try:
             db.execute("PRAGMA busy_timeout = 30000")
             if str(self.path) != ":memory:":  # before anything writes: WAL, migrations
@@ -520,10 +577,74 @@ class HistoryStore:
             self._enable_wal()
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
+            self._attach_pieces(writable=True)
         except BaseException:
             db.close()
             raise
         return db
+
+    def _attach_pieces(self, *, writable: bool) -> None:
+        """Attach the pieces file as ``pieces`` (see the module docstring). Its journal mode
+        is not stored in the file: every connection sets it. FULL sync, as a rollback journal
+        needs to survive power loss (WAL's NORMAL is as safe there)."""
+        db = self._db
+        if str(self.path) == ":memory:":
+            db.execute("ATTACH DATABASE ':memory:' AS pieces")
+            return
+        path = pieces_path(self.path)
+        if writable:
+            _create_private_file(path)
+            created = os.path.getsize(path) == 0
+            db.execute("ATTACH DATABASE ? AS pieces", (str(path),))
+            if created:
+                db.execute(f"PRAGMA pieces.page_size = {PAGE_SIZE}")
+            db.execute("PRAGMA pieces.journal_mode = TRUNCATE")
+            db.execute("PRAGMA pieces.synchronous = FULL")
+            return
+        if not path.exists():
+            # Nothing streamed was kept (or the history predates the file): an empty stand-in.
+            db.execute("ATTACH DATABASE ':memory:' AS pieces")
+            self._create_pieces_schema()
+            return
+        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+        for suffix in ("", "&immutable=1"):
+            try:
+                db.execute("ATTACH DATABASE ? AS pieces", (uri + suffix,))
+                db.execute("SELECT count(*) FROM pieces.sqlite_master").fetchone()
+                return
+            except sqlite3.OperationalError as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("DETACH DATABASE pieces")
+                # A journal left by a crash cannot be rolled back in a read-only folder; the
+                # file is then read as it was last committed (nobody can write there either).
+                if suffix or not _cannot_open_index(exc):
+                    raise
+
+    def _create_pieces_schema(self) -> None:
+        for statement in _split_sql(_PIECES_SCHEMA):
+            self._db.execute(statement)
+        self._db.execute(f"PRAGMA pieces.user_version = {PIECES_VERSION}")
+
+    def _migrate_pieces(self) -> None:
+        """Give a new pieces file its schema; refuse one that is not ours or is newer."""
+        db = self._db
+        if db.execute("PRAGMA pieces.user_version").fetchone()[0] == PIECES_VERSION:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA pieces.user_version").fetchone()[0]
+            tables = db.execute("SELECT count(*) FROM pieces.sqlite_master").fetchone()[0]
+            if version > PIECES_VERSION or (version == 0 and tables):
+                raise StoreError(
+                    f"{pieces_path(self.path)} is not a piece file this chatterm can use "
+                    f"(schema {version}, tables {tables}); upgrade chatterm or move the file"
+                )
+            if version < PIECES_VERSION:
+                self._create_pieces_schema()
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
 
     def _connect_readonly(self) -> sqlite3.Connection:
         """Read-only access; in a read-only folder the WAL index cannot be created, so the file
@@ -536,6 +657,8 @@ class HistoryStore:
                 db.execute("PRAGMA user_version").fetchone()
                 db.execute("SELECT count(*) FROM sqlite_master").fetchone()
                 _refuse_foreign(db, self.path)
+                self._db = db
+                self._attach_pieces(writable=False)
                 return db
             except sqlite3.OperationalError as exc:
                 db.close()
@@ -597,11 +720,19 @@ class HistoryStore:
                 f"history database {self.path} needs an upgrade but is read-only: make it and "
                 "its folder writable once"
             )
+        if self.readonly:
+            return
+        self._migrate_pieces()
         while version < SCHEMA_VERSION:
+            # Pieces move out in a transaction committed before the one that drops them here.
+            moved = self._copy_pieces_out() if version == _PIECES_MOVED_AT else None
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 # Another process may have migrated while we waited for the lock.
                 current = self._db.execute("PRAGMA user_version").fetchone()[0]
+                if current == version == _PIECES_MOVED_AT and self._old_pieces() != moved:
+                    self._db.execute("ROLLBACK")  # an older chatterm wrote since: copy again
+                    continue
                 if current == version:
                     for statement in _split_sql(_MIGRATIONS[version]):
                         self._db.execute(statement)
@@ -611,6 +742,46 @@ class HistoryStore:
                 self._rollback()
                 raise
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _old_pieces(self) -> tuple[int, int] | None:
+        """How many pieces the history's own file holds, and the last one's id (None: none)."""
+        if not self._db.execute(
+            "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'message_pieces'"
+        ).fetchone():
+            return None
+        count, last = self._db.execute(
+            "SELECT count(*), coalesce(max(id), 0) FROM main.message_pieces"
+        ).fetchone()
+        return int(count), int(last)
+
+    def _copy_pieces_out(self) -> tuple[int, int] | None:
+        """Copy the pieces of an older history into the pieces file, ids kept, each listed as
+        not indexed yet (the next search indexes them there), and commit; return what was
+        copied (see :meth:`_old_pieces`). Run again after a crash, it copies them again."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            copied = self._old_pieces()
+            if copied is not None:
+                db.execute(
+                    "DELETE FROM pieces.message_pieces WHERE id IN"
+                    " (SELECT id FROM main.message_pieces)"
+                )
+                db.execute(
+                    "INSERT INTO pieces.message_pieces (id, message_id, content, reasoning)"
+                    " SELECT id, message_id, content, reasoning FROM main.message_pieces"
+                    " ORDER BY id"
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        return copied
+
+    def _pieces_schema(self) -> str:
+        """Where the pieces are: their own file, or (a read-only history too old to have been
+        migrated) the history's."""
+        return "pieces" if self._old_pieces() is None else "main"
 
     def _rollback(self) -> None:
         """Undo the open transaction, if SQLite has not already (it does on a full disk)."""
@@ -773,13 +944,32 @@ class HistoryStore:
 
     def delete_conversation(self, conv_id: str) -> bool:
         with self._transaction() as db:
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT id FROM messages WHERE conversation_id = ? AND pieces != 0",
+                    (conv_id,),
+                )
+            ]
             db.execute("DELETE FROM messages WHERE conversation_id = ?", (conv_id,))
             cur = db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
             db.execute(  # attachments no other conversation uses go with it
                 "DELETE FROM attachments WHERE sha256 NOT IN"
                 " (SELECT DISTINCT sha256 FROM message_attachments)"
             )
+        # Then the replies' pieces, in the other file (a crash in between leaves pieces that
+        # belong to no reply: never read, never found, removed at the next open).
+        self._delete_pieces(ids)
         return cur.rowcount > 0
+
+    def _delete_pieces(self, message_ids: Iterable[int]) -> None:
+        ids = list(message_ids)
+        if not ids:
+            return
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM message_pieces WHERE message_id = ?", [(i,) for i in ids]
+            )
 
     # --- messages ------------------------------------------------------------------------
 
@@ -819,6 +1009,7 @@ class HistoryStore:
                 "UPDATE conversations SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
                 (message_id, now, conv_id),
             )
+        self._marked.discard(message_id)  # a new row, whatever an old one of that id had
         return Message(
             message_id, conv_id, parent_id, role, content, "", status, None, backend, model,
             dict(options or {}), None, None, None, None, None, now,
@@ -832,12 +1023,26 @@ class HistoryStore:
         """
         if not content and not reasoning:
             return
-        with self._transaction() as db:
+        if message_id not in self._marked:
+            self._mark_pieces(message_id)
+        with self._transaction() as db:  # the pieces file only: its bytes are written once
             db.execute(
                 "INSERT INTO message_pieces (message_id, content, reasoning) VALUES (?, ?, ?)",
                 (message_id, content, reasoning),
             )
-            db.execute("UPDATE messages SET pieces = pieces + 1 WHERE id = ?", (message_id,))
+
+    def _mark_pieces(self, message_id: int) -> None:
+        """Mark a reply as having pieces, committed before its first piece is written (the two
+        files commit separately). A reply not marked yet has no pieces of its own: any found
+        under its id are strays of a deleted reply whose id it reuses, and go first."""
+        rows = self._read("SELECT pieces FROM messages WHERE id = ?", (message_id,))
+        if rows and not rows[0][0]:
+            if self._read(
+                "SELECT 1 FROM message_pieces WHERE message_id = ? LIMIT 1", (message_id,)
+            ):
+                self._delete_pieces([message_id])
+            self._write("UPDATE messages SET pieces = 1 WHERE id = ?", (message_id,))
+        self._marked.add(message_id)
 
     def piece_writer(
         self,
@@ -911,8 +1116,12 @@ class HistoryStore:
                 (*sets.values(), message_id),
             )
             changed = cur.rowcount > 0
-            if changed and replace:
-                db.execute("DELETE FROM message_pieces WHERE message_id = ?", (message_id,))
+        if changed and replace:
+            # Folded and committed first; its pieces are then no longer read. Should deleting
+            # them fail, the next open removes them (the reply itself is saved).
+            self._marked.discard(message_id)
+            with contextlib.suppress(StoreError):
+                self._delete_pieces([message_id])
         return changed
 
     def _pieces_exceed(self, message_id: int, limit: int) -> bool:
@@ -941,6 +1150,8 @@ class HistoryStore:
         Rows of live writers (this process or another chatterm) are left alone. Best effort:
         a history that cannot be written right now is repaired by a later run.
         """
+        with contextlib.suppress(StoreError):
+            self._remove_stray_pieces()
         try:
             rows = self._read("SELECT id, writer FROM messages WHERE status = 'streaming'")
         except StoreError:
@@ -957,6 +1168,19 @@ class HistoryStore:
             except StoreError:
                 break
         return repaired
+
+    def _remove_stray_pieces(self) -> None:
+        """Delete pieces no marked reply owns: left by a crash between the two files' commits
+        (a reply folded or deleted, its pieces not yet). Reads only the pieces' index."""
+        owners = [row[0] for row in self._read("SELECT DISTINCT message_id FROM message_pieces")]
+        stray = [
+            message_id
+            for message_id in owners
+            if not self._read(
+                "SELECT 1 FROM messages WHERE id = ? AND pieces != 0", (message_id,)
+            )
+        ]
+        self._delete_pieces(stray)
 
     def _load(self, rows: list[tuple[Any, ...]]) -> list[Message]:
         """Messages from rows; a streamed reply's text is the join of its pieces."""
@@ -1298,8 +1522,9 @@ class HistoryStore:
             for index in indexes:
                 for message_id, piece_id in self._read(
                     f"SELECT p.message_id, min(p.id) FROM {index}"
-                    f" JOIN message_pieces p ON p.id = {index}.rowid WHERE {index} MATCH ?"
-                    " GROUP BY p.message_id",
+                    f" JOIN message_pieces p ON p.id = {index}.rowid"
+                    " JOIN messages m ON m.id = p.message_id AND m.pieces != 0"
+                    f" WHERE {index} MATCH ? GROUP BY p.message_id",
                     (query,),
                 ):
                     first[message_id] = min(piece_id, first.get(message_id, piece_id))
@@ -1314,7 +1539,9 @@ class HistoryStore:
 
         hits: list[SearchHit] = []
         firsts = {m: firsts_any[m] for m in sorted(found or (), reverse=True)[:limit]}
-        maker = SnippetMaker(self._db, "message_pieces", "content", "unicode61")
+        maker = SnippetMaker(
+            self._db, "message_pieces", "content", "unicode61", schema=self._pieces_schema()
+        )
         snippets = self._snippets(maker, list(firsts.values()), words)
         for message_id, piece_id in firsts.items():
             rows = self._read(

@@ -33,9 +33,13 @@ def db_path() -> Path:
 
 
 def rows(sql: str, params: tuple = ()) -> list[tuple]:  # type: ignore[type-arg]
-    """Read the history as another program would: read-only, never repairing anything."""
+    """Read the history as another program would: read-only, never repairing anything (the
+    streamed pieces' file attached as ``pieces``, as chatterm does)."""
     db = sqlite3.connect(f"file:{db_path()}?mode=ro", uri=True)
     try:
+        pieces = Path(f"{db_path()}-pieces")
+        if pieces.exists():
+            db.execute("ATTACH DATABASE ? AS pieces", (f"file:{pieces}?mode=ro",))
         return db.execute(sql, params).fetchall()
     finally:
         db.close()

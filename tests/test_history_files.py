@@ -19,14 +19,19 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-def test_new_history_and_its_wal_and_shm_are_user_only(tmp_path: Path) -> None:
+def test_new_history_its_wal_shm_and_pieces_file_are_user_only(tmp_path: Path) -> None:
     path = tmp_path / "data" / "history.db"
     old = os.umask(0o022)
     try:
         with HistoryStore(path) as store:
             conv = store.create_conversation("t")
             store.add_message(conv.id, "user", "private words")
-            for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            reply = store.add_message(conv.id, "assistant", "", status="streaming")
+            store.append_pieces(reply.id, "private reply")
+            pieces = Path(f"{path}-pieces")
+            for name in (
+                path, Path(f"{path}-wal"), Path(f"{path}-shm"), pieces, Path(f"{pieces}-journal")
+            ):
                 assert name.exists() and _mode(name) == 0o600, name
     finally:
         os.umask(old)

@@ -1,0 +1,222 @@
+"""Streamed pieces live in their own rollback-journal file beside the history (issue 9: a
+100 MB reply's bytes written once, not twice through the WAL). Real SQLite files on disk;
+crashes between the two files' commits are made by stopping after the first of them."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from chatterm.store import SCHEMA_VERSION, HistoryStore, pieces_path
+
+
+def _tables(path: Path) -> set[str]:
+    db = sqlite3.connect(path)
+    try:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        db.close()
+
+
+def _pieces_of(path: Path, message_id: int) -> list[str]:
+    db = sqlite3.connect(pieces_path(path))
+    try:
+        return [
+            row[0]
+            for row in db.execute(
+                "SELECT content FROM message_pieces WHERE message_id = ? ORDER BY id",
+                (message_id,),
+            )
+        ]
+    finally:
+        db.close()
+
+
+def test_a_streamed_reply_goes_to_the_pieces_file_and_not_through_the_wal(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "history.db"
+    piece = "lorem ipsum dolor " * 120_000  # ~2 MB
+    with HistoryStore(path) as store:
+        conv = store.create_conversation("t")
+        reply = store.add_message(conv.id, "assistant", "", status="streaming")
+        for _ in range(4):
+            store.append_pieces(reply.id, piece)
+        # 8 MB written, and the history's own log holds none of it: it went to the pieces
+        # file once, which is in rollback-journal mode (appended pages are not journaled).
+        assert Path(f"{path}-wal").stat().st_size < 1 << 20
+        assert pieces_path(path).stat().st_size > 8_000_000
+        assert Path(f"{pieces_path(path)}-journal").stat().st_size < 1 << 20
+        assert store._db.execute("PRAGMA pieces.journal_mode").fetchone()[0] == "truncate"
+        store.update_message(reply.id, status="complete")
+    assert "message_pieces" not in _tables(path)
+    with HistoryStore(path) as store:
+        assert store.get_message(reply.id).content == piece * 4  # type: ignore[union-attr]
+        assert [h.message_id for h in store.search("dolor")] == [reply.id]
+    with HistoryStore(path, readonly=True) as store:
+        assert store.get_message(reply.id).content == piece * 4  # type: ignore[union-attr]
+
+
+def test_a_folded_reply_leaves_no_pieces_and_a_deleted_one_takes_them_along(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "history.db"
+    with HistoryStore(path) as store:
+        conv = store.create_conversation("t")
+        small = store.add_message(conv.id, "assistant", "", status="streaming")
+        store.append_pieces(small.id, "a short ")
+        store.append_pieces(small.id, "reply")
+        store.update_message(small.id, status="complete")  # folded into its row
+        assert store.get_message(small.id).content == "a short reply"  # type: ignore[union-attr]
+        assert _pieces_of(path, small.id) == []
+        big = store.add_message(conv.id, "assistant", "", status="streaming")
+        store.append_pieces(big.id, "capybara " * 150_000)
+        store.update_message(big.id, status="complete")  # over FOLD_LIMIT: stays in pieces
+        assert len(_pieces_of(path, big.id)) == 1
+        assert store.delete_conversation(conv.id)
+        assert _pieces_of(path, big.id) == []
+        assert store.search("capybara") == []
+
+
+def test_pieces_left_by_a_crash_between_the_two_commits_are_never_shown_and_are_removed(
+    tmp_path: Path,
+) -> None:
+    """The reply was folded (or its conversation deleted) and the process died before its
+    pieces were deleted: they belong to no marked reply, are not read or found, and go at the
+    next open; a new reply reusing a deleted one's id shows only its own text."""
+    path = tmp_path / "history.db"
+    with HistoryStore(path) as store:
+        conv = store.create_conversation("t")
+        folded = store.add_message(conv.id, "assistant", "", status="streaming")
+        store.append_pieces(folded.id, "wombat words")
+        gone = store.add_message(conv.id, "assistant", "", status="streaming")
+        store.append_pieces(gone.id, "secret quokka")
+    # The first commits alone, as a crash after them leaves the files.
+    db = sqlite3.connect(path)
+    db.execute("UPDATE messages SET content = 'wombat words', pieces = 0 WHERE id = ?", (folded.id,))
+    db.execute("DELETE FROM messages WHERE id = ?", (gone.id,))
+    db.commit()
+    db.close()
+    assert _pieces_of(path, gone.id) == ["secret quokka"]
+    with HistoryStore(path) as store:
+        assert store.get_message(folded.id).content == "wombat words"  # type: ignore[union-attr]
+        assert _pieces_of(path, folded.id) == [] and _pieces_of(path, gone.id) == []
+        assert store.search("quokka") == []
+
+
+def test_a_reused_id_never_inherits_a_deleted_replys_pieces(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    with HistoryStore(path) as store:
+        conv = store.create_conversation("t")
+        gone = store.add_message(conv.id, "assistant", "", status="streaming")
+        store.append_pieces(gone.id, "secret quokka ")
+        # The row is deleted and the pieces are not (a crash between the two files' commits),
+        # and this process goes on: the next message takes the same id.
+        store._db.execute("DELETE FROM messages WHERE id = ?", (gone.id,))
+        reply = store.add_message(conv.id, "assistant", "", status="streaming")
+        assert reply.id == gone.id
+        assert store.get_message(reply.id).content == ""  # type: ignore[union-attr]
+        store.append_pieces(reply.id, "its own text")
+        assert store.get_message(reply.id).content == "its own text"  # type: ignore[union-attr]
+        assert store.search("quokka") == []
+
+
+def _version_5_history(path: Path, pieces: list[str]) -> int:
+    """A history as chatterm wrote it before the pieces file: one streamed reply in pieces."""
+    from chatterm.store import _MIGRATIONS, _split_sql
+
+    db = sqlite3.connect(path, isolation_level=None)
+    for script in _MIGRATIONS[:5]:
+        for statement in _split_sql(script):
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 5")
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES ('c', 't', 1, 1)")
+    db.execute(
+        "INSERT INTO messages (id, conversation_id, role, content, status, created_at, pieces)"
+        " VALUES (7, 'c', 'assistant', '', 'complete', 1, ?)",
+        (len(pieces),),
+    )
+    for text in pieces:
+        db.execute("INSERT INTO message_pieces (message_id, content) VALUES (7, ?)", (text,))
+    db.close()
+    return 7
+
+
+def test_a_version_5_history_moves_its_pieces_into_the_pieces_file(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    message_id = _version_5_history(path, ["first ", "second ", "third pangolin"])
+    with HistoryStore(path, readonly=True) as old:  # read as it is, without the upgrade
+        assert old.get_message(message_id).content == "first second third pangolin"  # type: ignore[union-attr]
+        assert [h.message_id for h in old.search("pangolin")] == [message_id]
+    with HistoryStore(path) as store:
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert store.get_message(message_id).content == "first second third pangolin"  # type: ignore[union-attr]
+        assert [h.message_id for h in store.search("pangolin")] == [message_id]
+    assert not {"message_pieces", "pieces_unindexed", "pieces_fts"} & _tables(path)
+    assert _pieces_of(path, message_id) == ["first ", "second ", "third pangolin"]
+
+
+def test_a_move_cut_short_by_a_crash_is_done_again_without_doubling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copied and committed, then killed before the old tables were dropped: the next open
+    copies them again over the first copy."""
+    path = tmp_path / "history.db"
+    message_id = _version_5_history(path, ["alpha ", "beta"])
+
+    class Crash(BaseException):
+        pass
+
+    original = HistoryStore._copy_pieces_out
+
+    def copy_then_crash(self: HistoryStore) -> object:
+        original(self)
+        raise Crash
+
+    monkeypatch.setattr(HistoryStore, "_copy_pieces_out", copy_then_crash)
+    with pytest.raises(Crash):
+        HistoryStore(path)
+    assert _pieces_of(path, message_id) == ["alpha ", "beta"]
+    monkeypatch.setattr(HistoryStore, "_copy_pieces_out", original)
+    with HistoryStore(path) as store:
+        assert store.get_message(message_id).content == "alpha beta"  # type: ignore[union-attr]
+    assert _pieces_of(path, message_id) == ["alpha ", "beta"]
+
+
+def test_a_piece_an_older_chatterm_writes_during_the_move_is_moved_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "history.db"
+    message_id = _version_5_history(path, ["alpha "])
+    original = HistoryStore._copy_pieces_out
+    calls: list[int] = []
+
+    def copy_then_old_writer(self: HistoryStore) -> object:
+        copied = original(self)
+        if not calls:  # between the copy and the drop, an older chatterm appends a piece
+            other = sqlite3.connect(path, isolation_level=None)
+            other.execute("INSERT INTO message_pieces (message_id, content) VALUES (?, 'late')",
+                          (message_id,))
+            other.close()
+        calls.append(1)
+        return copied
+
+    monkeypatch.setattr(HistoryStore, "_copy_pieces_out", copy_then_old_writer)
+    with HistoryStore(path) as store:
+        assert store.get_message(message_id).content == "alpha late"  # type: ignore[union-attr]
+    assert len(calls) == 2
+
+
+def test_a_pieces_file_that_is_not_ours_is_refused(tmp_path: Path) -> None:
+    from chatterm.store import StoreError
+
+    path = tmp_path / "history.db"
+    other = sqlite3.connect(pieces_path(path))
+    other.execute("CREATE TABLE accounts (x)")
+    other.commit()
+    other.close()
+    with pytest.raises(StoreError, match="not a piece file"):
+        HistoryStore(path)
