@@ -62,8 +62,12 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, float]:
 
 
 def check_history(home: str, expected: int) -> None:
-    db = sqlite3.connect(Path(home) / "chatterm" / "history.db")
+    path = Path(home) / "chatterm" / "history.db"
+    db = sqlite3.connect(path)
     try:
+        pieces = Path(f"{path}-pieces")  # where the pieces are since schema 6
+        if pieces.exists():
+            db.execute("ATTACH DATABASE ? AS pieces", (str(pieces),))
         message_id, status = db.execute(
             "SELECT id, status FROM messages WHERE role = 'assistant' ORDER BY id DESC LIMIT 1"
         ).fetchone()

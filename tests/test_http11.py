@@ -89,7 +89,7 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(openai_server: 
                 response = await client.get(openai_server.base_url + "/models")
                 statuses.append(response.status_code)
                 for connection in transport._idle:  # the connection ends while idle
-                    with connection.writer.get_extra_info("socket").dup() as sock:
+                    with connection.sock.dup() as sock:
                         sock.shutdown(socket.SHUT_RDWR)
                 await asyncio.sleep(0.05)
             return statuses
