@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,31 @@ def test_posted_input_gets_the_loop_at_once_during_a_fast_stream(
         await controller.pool.aclose()
 
     run(scenario)
+
+
+def test_a_hand_back_lets_a_task_whose_timer_came_due_run() -> None:
+    """A timer that came due while the stream held the loop wakes its task one pass later,
+    and the task runs in the pass after that: one pass of the loop was not enough, and the
+    stream took another whole slice first (a 10 ms timer fired three slices late)."""
+    from chatterm.controller import HAND_BACK_HOPS
+
+    async def scenario(hops: int) -> bool:
+        ran: list[bool] = []
+
+        async def sleeper() -> None:
+            await asyncio.sleep(0.005)
+            ran.append(True)
+
+        task = asyncio.create_task(sleeper())
+        await asyncio.sleep(0)  # it sleeps now
+        time.sleep(0.02)  # a slice of the stream: the timer comes due meanwhile
+        await pass_loop(hops)
+        done = bool(ran)
+        await task
+        return done
+
+    assert asyncio.run(scenario(HAND_BACK_HOPS))
+    assert not asyncio.run(scenario(1))  # what the stream used to give
 
 
 def test_cancelling_the_run_stores_the_partial_reply(tmp_path: Path, openai_server: Any) -> None:

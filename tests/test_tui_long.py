@@ -616,3 +616,34 @@ def test_text_read_inside_a_capped_reply_stays_put_while_the_reply_grows(
             assert app.view.scroll_y >= app.view.max_scroll_y  # still at the end
 
     run(scenario)
+
+
+def test_small_parts_past_the_loops_allowance_render_on_the_render_thread(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A screen of short parts is not all rendered in one frame on the event loop: past the
+    allowance they go to the render thread, and the screen still ends up rendered."""
+    threads = render_threads(monkeypatch)
+    monkeypatch.setattr(part_rows, "SYNC_BUDGET", part_rows.SyncBudget(allowance=0.0))
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, CHOICE)
+        conv = seed(store, "Short parts", [("a list", long_markdown(40))])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await drawn(app, pilot)
+            await drawn(app, pilot)
+            assert threads and set(threads) == {"chatterm-render"}
+            text = screen_text(app)
+            assert "Section 39" in text and "## Section" not in text  # rendered Markdown
+
+    run(scenario)
+
+
+def test_the_sync_budget_refills_each_window() -> None:
+    budget = part_rows.SyncBudget(allowance=0.010, window=3600.0)
+    assert budget.allows(1_000)  # 8 ms by the estimate
+    budget.spend(0.008)
+    assert not budget.allows(1_000) and budget.allows(100)
+    budget._start -= 3600.0  # the window has passed
+    assert budget.allows(1_000)

@@ -17,6 +17,7 @@ both draw from it.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,38 @@ from chatterm.tui.widgets.render_queue import QUEUE, Skipped
 # A part up to this many characters is rendered when first drawn (a few milliseconds); a
 # longer one on the render thread.
 SYNC_CHARS = 1_500
+# How much of the event loop small parts may take to render when drawn, per window of time:
+# a screen of short parts (a reply just finished, a conversation scrolled through) drew them
+# all in one frame, 20-25 ms of Rich on top of the frame itself. Past the allowance a part is
+# rendered on the render thread like a long one, shown as plain rows until then.
+SYNC_ALLOWANCE_S = 0.012
+SYNC_WINDOW_S = 0.05
+# What Rich takes per character of Markdown here, code blocks included (see render_queue).
+SYNC_COST_PER_CHAR_S = 8e-6
+
+
+class SyncBudget:
+    """The event loop's allowance for rendering small parts in place (one per process: the
+    loop is one)."""
+
+    def __init__(self, allowance: float = SYNC_ALLOWANCE_S, window: float = SYNC_WINDOW_S):
+        self.allowance = allowance
+        self.window = window
+        self._start = 0.0
+        self._spent = 0.0
+
+    def allows(self, chars: int) -> bool:
+        """Whether a part of ``chars`` characters fits what is left of this window."""
+        now = time.perf_counter()
+        if now - self._start >= self.window:
+            self._start, self._spent = now, 0.0
+        return self._spent + chars * SYNC_COST_PER_CHAR_S <= self.allowance
+
+    def spend(self, seconds: float) -> None:
+        self._spent += seconds
+
+
+SYNC_BUDGET = SyncBudget()
 # A part longer than this is shown as plain text folded at the width: Rich's Markdown of a
 # part this long would take seconds, and its rendering hundreds of megabytes.
 PLAIN_CHARS = 200_000
@@ -262,8 +295,10 @@ class PartRows:
             return _plain_strip(part.plain.row(width, row), width, base)
         lines, styles = part.lines, part.styles
         if part.key != key:
-            if part.chars <= SYNC_CHARS and not self.background:
+            if part.chars <= SYNC_CHARS and not self.background and SYNC_BUDGET.allows(part.chars):
+                started = time.perf_counter()
                 self._take(index, key, self._render(part.source, width))
+                SYNC_BUDGET.spend(time.perf_counter() - started)
                 lines, styles = part.lines, part.styles
             else:
                 self._ask(part, key)
