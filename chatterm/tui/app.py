@@ -364,12 +364,26 @@ class ChattermApp(App[int]):
         """Until posted input is on screen: it reaches its widget (a few passes of the loop),
         then the screen is drawn; at most INPUT_SHOWN_S, so a stream never waits on a stuck
         screen."""
-        await pass_loop()
         try:
             async with asyncio.timeout(self.INPUT_SHOWN_S):
+                await pass_loop()
+                # Until it has been through every queue it passes: the app, the screen, the
+                # focused widget and, for a key that is a binding (backspace, arrows), each
+                # ancestor it bubbles through back to the app. Four passes were not enough,
+                # and the stream, let go early, took slices while the key was on its way.
+                while self._input_in_transit():
+                    await pass_loop(1)
                 await self.screen.wait_for_refresh()
         except (TimeoutError, AssertionError, ScreenError):
             pass  # no screen running (starting, closing): the passes above were enough
+
+    def _input_in_transit(self) -> bool:
+        try:
+            focused = self.focused
+            pumps = [self, self.screen, *(focused.ancestors_with_self if focused else ())]
+        except ScreenError:
+            return False
+        return any(pump.message_queue_size for pump in pumps)
 
     async def on_mount(self) -> None:
         unknown = sorted(set(self.keymap_overrides) - keys.known_ids())
