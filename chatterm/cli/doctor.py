@@ -190,7 +190,10 @@ def history_check() -> Check:
         return Check(False, "history", f"{shown} cannot be created: {safe_inline(str(folder))} "
                                        "is not writable")
     try:
-        size = path.stat().st_size
+        from chatterm.store import pieces_path
+
+        pieces = pieces_path(path)  # the streamed replies' text
+        size = path.stat().st_size + (pieces.stat().st_size if pieces.exists() else 0)
         conversations = _count_conversations(path)
     except (OSError, sqlite3.DatabaseError) as exc:
         return Check(False, "history", f"{shown} cannot be read: {safe_inline(str(exc))}")
