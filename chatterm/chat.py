@@ -43,6 +43,7 @@ from chatterm.store import (
     StoredAttachment,
     StoreError,
     title_from_prompt,
+    writer_token,
 )
 
 # How often a streaming reply is written to the database. Short enough that a killed process
@@ -369,7 +370,10 @@ class ChatSession:
         outcome.status = INTERRUPTED
         outcome.error = "interrupted"
         outcome.duration_s = 0.0
-        self.store.update_message(outcome.message_id, status=INTERRUPTED, error="interrupted")
+        self.store.update_message(
+            outcome.message_id, status=INTERRUPTED, error="interrupted",
+            only_writer=writer_token(),
+        )
         self.refresh()
 
     async def _stream_into(
@@ -447,6 +451,7 @@ class ChatSession:
             flusher.finish()
             self.store.update_message(
                 reply_id,
+                only_writer=writer_token(),  # not a message that took the id of one deleted
                 pieces_chars=flusher.written,
                 status=outcome.status,
                 error=outcome.error,

@@ -529,13 +529,14 @@ class HistoryStore:
     one-line :class:`StoreError`.
     """
 
-    _marked: set[int]  # replies this connection marked as having pieces
+    # Replies this connection marked as having pieces, with the writer their row recorded.
+    _marked: dict[int, str | None]
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         self.readonly = readonly
         self._pending_indexed = False  # whether temp.pieces_pending_fts exists
-        self._marked = set()
+        self._marked = {}
         memory = str(path) == ":memory:"
         try:
             if readonly:
@@ -564,7 +565,7 @@ class HistoryStore:
     def _connect_writable(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self._db = db
-        self._marked = set()
+        self._marked = {}
         try:
             db.execute("PRAGMA busy_timeout = 30000")
             if str(self.path) != ":memory:":  # before anything writes: WAL, migrations
@@ -616,8 +617,9 @@ class HistoryStore:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("DETACH DATABASE pieces")
                 # A journal left by a crash cannot be rolled back in a read-only folder; the
-                # file is then read as it was last committed (nobody can write there either).
-                if suffix or not _cannot_open_index(exc):
+                # file is then read as it is (nobody can write there either). Anywhere else
+                # the error stands: the next writer rolls the journal back.
+                if suffix or not _cannot_open_index(exc) or os.access(path.parent, os.W_OK):
                     raise
 
     def _create_pieces_schema(self) -> None:
@@ -730,7 +732,7 @@ class HistoryStore:
             try:
                 # Another process may have migrated while we waited for the lock.
                 current = self._db.execute("PRAGMA user_version").fetchone()[0]
-                if current == version == _PIECES_MOVED_AT and self._old_pieces() != moved:
+                if current == version == _PIECES_MOVED_AT and not self._all_moved(moved):
                     self._db.execute("ROLLBACK")  # an older chatterm wrote since: copy again
                     continue
                 if current == version:
@@ -753,6 +755,18 @@ class HistoryStore:
             "SELECT count(*), coalesce(max(id), 0) FROM main.message_pieces"
         ).fetchone()
         return int(count), int(last)
+
+    def _all_moved(self, moved: tuple[int, int] | None) -> bool:
+        """Whether every piece still in the history's own file is in the pieces file under
+        the same id and reply (an older chatterm may have folded a reply and written new
+        pieces since the copy: the same count and last id, other pieces)."""
+        if moved is None or self._old_pieces() is None:
+            return True
+        missing = self._db.execute(
+            "SELECT 1 FROM main.message_pieces m LEFT JOIN pieces.message_pieces p"
+            " ON p.id = m.id AND p.message_id = m.message_id WHERE p.id IS NULL LIMIT 1"
+        ).fetchone()
+        return missing is None
 
     def _copy_pieces_out(self) -> tuple[int, int] | None:
         """Copy the pieces of an older history into the pieces file, ids kept, each listed as
@@ -947,8 +961,7 @@ class HistoryStore:
             ids = [
                 row[0]
                 for row in db.execute(
-                    "SELECT id FROM messages WHERE conversation_id = ? AND pieces != 0",
-                    (conv_id,),
+                    "SELECT id FROM messages WHERE conversation_id = ?", (conv_id,)
                 )
             ]
             db.execute("DELETE FROM messages WHERE conversation_id = ?", (conv_id,))
@@ -963,12 +976,16 @@ class HistoryStore:
         return cur.rowcount > 0
 
     def _delete_pieces(self, message_ids: Iterable[int]) -> None:
+        """Delete the pieces of these replies, unless one is marked as having pieces again by
+        the time this transaction holds the lock (its id reused by a new streaming reply)."""
         ids = list(message_ids)
         if not ids:
             return
         with self._transaction() as db:
             db.executemany(
-                "DELETE FROM message_pieces WHERE message_id = ?", [(i,) for i in ids]
+                "DELETE FROM message_pieces WHERE message_id = ? AND NOT EXISTS"
+                " (SELECT 1 FROM messages WHERE id = ? AND pieces != 0)",
+                [(i, i) for i in ids],
             )
 
     # --- messages ------------------------------------------------------------------------
@@ -1009,7 +1026,7 @@ class HistoryStore:
                 "UPDATE conversations SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
                 (message_id, now, conv_id),
             )
-        self._marked.discard(message_id)  # a new row, whatever an old one of that id had
+        self._marked.pop(message_id, None)  # a new row, whatever an old one of that id had
         return Message(
             message_id, conv_id, parent_id, role, content, "", status, None, backend, model,
             dict(options or {}), None, None, None, None, None, now,
@@ -1023,26 +1040,47 @@ class HistoryStore:
         """
         if not content and not reasoning:
             return
-        if message_id not in self._marked:
-            self._mark_pieces(message_id)
-        with self._transaction() as db:  # the pieces file only: its bytes are written once
-            db.execute(
-                "INSERT INTO message_pieces (message_id, content, reasoning) VALUES (?, ?, ?)",
-                (message_id, content, reasoning),
-            )
+        for _ in range(2):
+            if message_id not in self._marked:
+                self._mark_pieces(message_id)
+            with self._transaction() as db:  # writes the pieces file only
+                # Checked under the lock: another chatterm may have deleted the reply (its id
+                # may then belong to a new one) or folded it into its row, unmarking it.
+                row = db.execute(
+                    "SELECT pieces, writer FROM messages WHERE id = ?", (message_id,)
+                ).fetchone()
+                if row is None or row[1] != self._marked[message_id]:
+                    raise StoreError(
+                        f"cannot write history database {self.path}: the reply being "
+                        "written was deleted (by another chatterm?)"
+                    )
+                if row[0]:
+                    db.execute(
+                        "INSERT INTO message_pieces (message_id, content, reasoning)"
+                        " VALUES (?, ?, ?)",
+                        (message_id, content, reasoning),
+                    )
+                    return
+            del self._marked[message_id]  # folded meanwhile: mark it again, then write
+        raise StoreError(f"cannot write history database {self.path}: the reply keeps changing")
 
     def _mark_pieces(self, message_id: int) -> None:
         """Mark a reply as having pieces, committed before its first piece is written (the two
         files commit separately). A reply not marked yet has no pieces of its own: any found
         under its id are strays of a deleted reply whose id it reuses, and go first."""
-        rows = self._read("SELECT pieces FROM messages WHERE id = ?", (message_id,))
-        if rows and not rows[0][0]:
+        rows = self._read("SELECT pieces, writer FROM messages WHERE id = ?", (message_id,))
+        if not rows:
+            raise StoreError(
+                f"cannot write history database {self.path}: the reply being written was "
+                "deleted (by another chatterm?)"
+            )
+        if not rows[0][0]:
             if self._read(
                 "SELECT 1 FROM message_pieces WHERE message_id = ? LIMIT 1", (message_id,)
             ):
                 self._delete_pieces([message_id])
             self._write("UPDATE messages SET pieces = 1 WHERE id = ?", (message_id,))
-        self._marked.add(message_id)
+        self._marked[message_id] = rows[0][1]
 
     def piece_writer(
         self,
@@ -1070,11 +1108,14 @@ class HistoryStore:
         duration_s: float | None = None,
         only_if_streaming: bool = False,
         pieces_chars: int | None = None,
+        only_writer: str | None = None,
     ) -> bool:
         """Record the outcome of a reply; None leaves a field as is.
 
         ``content`` (or ``reasoning``) given replaces the text, pieces included.
-        ``only_if_streaming`` changes nothing unless the row is still streaming.
+        ``only_if_streaming`` changes nothing unless the row is still streaming; ``only_writer``
+        nothing unless the row records that writer (a reply deleted by another process while
+        this one wrote it may have left its id to someone else's message).
         ``pieces_chars``: how many characters the reply's pieces hold, from the writer that
         wrote them all (else they are measured, which reads the first MB of them). Returns
         whether a row was changed.
@@ -1103,23 +1144,27 @@ class HistoryStore:
             # The pieces hold both texts: keep the one not replaced by folding it in.
             for column, given in (("content", content), ("reasoning", reasoning)):
                 if given is None:
+                    # Only a marked reply's: pieces under an unmarked id are strays (below).
                     assignments.append(
-                        f"{column} = {column} || coalesce((SELECT group_concat({column}, '')"
-                        f" FROM (SELECT {column} FROM message_pieces WHERE message_id = "
-                        "messages.id ORDER BY id)), '')"
+                        f"{column} = {column} || CASE WHEN pieces = 0 THEN '' ELSE"
+                        f" coalesce((SELECT group_concat({column}, '') FROM (SELECT {column}"
+                        " FROM message_pieces WHERE message_id = messages.id ORDER BY id)), '')"
+                        " END"
                     )
             assignments.append("pieces = 0")
         where = " AND status = 'streaming'" if only_if_streaming else ""
+        if only_writer is not None:
+            where += " AND writer = ?"
         with self._transaction() as db:
             cur = db.execute(
                 f"UPDATE messages SET {', '.join(assignments)} WHERE id = ?{where}",
-                (*sets.values(), message_id),
+                (*sets.values(), message_id, *(() if only_writer is None else (only_writer,))),
             )
             changed = cur.rowcount > 0
         if changed and replace:
             # Folded and committed first; its pieces are then no longer read. Should deleting
             # them fail, the next open removes them (the reply itself is saved).
-            self._marked.discard(message_id)
+            self._marked.pop(message_id, None)
             with contextlib.suppress(StoreError):
                 self._delete_pieces([message_id])
         return changed

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chatterm.store import SCHEMA_VERSION, HistoryStore, pieces_path
+from chatterm.store import SCHEMA_VERSION, HistoryStore, pieces_path, writer_token
 
 
 def _tables(path: Path) -> set[str]:
@@ -220,3 +220,141 @@ def test_a_pieces_file_that_is_not_ours_is_refused(tmp_path: Path) -> None:
     other.close()
     with pytest.raises(StoreError, match="not a piece file"):
         HistoryStore(path)
+
+
+# --- found in review: other processes deleting, folding, reusing ids; a crash journal -------
+
+
+def test_a_new_reply_ended_before_any_piece_never_takes_strays_under_its_id(
+    tmp_path: Path,
+) -> None:
+    """Strays under an id (a crash between the two files' commits) are not folded into the
+    new reply that reuses the id when it ends without a piece of its own (an error at once)."""
+    path = tmp_path / "history.db"
+    with HistoryStore(path) as store:
+        conv = store.create_conversation("t")
+        gone = store.add_message(conv.id, "assistant", "", status="streaming")
+        store.append_pieces(gone.id, "SECRET words ")
+        store._db.execute("DELETE FROM messages WHERE id = ?", (gone.id,))  # rows only
+        reply = store.add_message(conv.id, "assistant", "", status="streaming")
+        assert reply.id == gone.id
+        store.update_message(reply.id, status="error", error="refused", pieces_chars=0)
+        assert store.get_message(reply.id).content == ""  # type: ignore[union-attr]
+        assert _pieces_of(path, reply.id) == []  # and the strays are gone
+
+
+def test_a_writer_whose_reply_another_chatterm_deleted_stops_and_touches_no_other_reply(
+    tmp_path: Path,
+) -> None:
+    from chatterm.store import StoreError
+
+    path = tmp_path / "history.db"
+    with HistoryStore(path) as writer, HistoryStore(path) as other:
+        conv = writer.create_conversation("t")
+        reply = writer.add_message(conv.id, "assistant", "", status="streaming")
+        writer.append_pieces(reply.id, "SECRET-1 ")
+        assert other.delete_conversation(conv.id)  # `sessions rm` in another process
+        # Another process starts a reply that takes the id.
+        conv2 = other.create_conversation("u")
+        theirs = other.add_message(conv2.id, "assistant", "", status="streaming",
+                                   writer="4242:1:boot")
+        assert theirs.id == reply.id
+        other.append_pieces(theirs.id, "B1 ")
+        with pytest.raises(StoreError, match="deleted"):
+            writer.append_pieces(reply.id, "SECRET-2 ")
+        other.append_pieces(theirs.id, "B2")
+        # Its ending (ChatSession passes its own writer) leaves the other reply alone.
+        assert not writer.update_message(reply.id, status="complete", only_writer=writer_token())
+        other.update_message(theirs.id, status="complete")
+        assert other.get_message(theirs.id).content == "B1 B2"  # type: ignore[union-attr]
+
+
+def test_a_reply_folded_by_another_chatterm_keeps_what_its_writer_adds_after(
+    tmp_path: Path,
+) -> None:
+    """Another process took the live writer for dead and folded its reply into the row:
+    the writer's next piece marks the reply again and is kept after the folded text."""
+    path = tmp_path / "history.db"
+    with HistoryStore(path) as writer, HistoryStore(path) as other:
+        conv = writer.create_conversation("t")
+        reply = writer.add_message(conv.id, "assistant", "", status="streaming")
+        writer.append_pieces(reply.id, "first ")
+        other.update_message(reply.id, status="interrupted", only_if_streaming=True)
+        writer.append_pieces(reply.id, "second")
+        writer.update_message(reply.id, status="complete")
+    with HistoryStore(path) as store:
+        assert store.get_message(reply.id).content == "first second"  # type: ignore[union-attr]
+
+
+def test_a_read_only_open_never_reads_a_crash_journal_as_if_it_were_not_there(
+    tmp_path: Path,
+) -> None:
+    """A pieces file copied mid-commit (its journal hot) in a writable folder: a read-only
+    open refuses it (the next writer rolls the journal back) rather than read torn pages."""
+    import shutil
+
+    from chatterm.store import StoreError
+
+    path = tmp_path / "a" / "history.db"
+    with HistoryStore(path) as store:
+        conv = store.create_conversation("t")
+        reply = store.add_message(conv.id, "assistant", "", status="streaming")
+        for i in range(30):
+            store.append_pieces(reply.id, f"word{i} " * 2000)
+    whole = "".join(f"word{i} " * 2000 for i in range(30))
+    db = sqlite3.connect(pieces_path(path), isolation_level=None)
+    db.execute("PRAGMA journal_mode = TRUNCATE")
+    db.execute("PRAGMA cache_size = 1")  # pages spill to the file before the commit
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("DELETE FROM message_pieces")
+    copy = tmp_path / "b"
+    shutil.copytree(path.parent, copy)  # as a crash would leave it
+    db.execute("ROLLBACK")
+    db.close()
+    assert Path(f"{pieces_path(copy / 'history.db')}-journal").stat().st_size > 0
+    try:
+        with HistoryStore(copy / "history.db", readonly=True) as reader:
+            assert reader.get_message(reply.id).content == whole  # type: ignore[union-attr]
+    except StoreError:
+        pass  # refused: fine, nothing torn was shown
+    with HistoryStore(copy / "history.db") as store:  # a writer rolls the journal back
+        assert store.get_message(reply.id).content == whole  # type: ignore[union-attr]
+    with HistoryStore(copy / "history.db", readonly=True) as reader:
+        assert reader.get_message(reply.id).content == whole  # type: ignore[union-attr]
+
+
+def test_a_move_notices_other_pieces_with_the_same_count_and_last_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the copy and the drop an older chatterm folds reply 7 (its last piece goes)
+    and streams reply 8, whose piece takes the freed id: same count, same last id."""
+    path = tmp_path / "history.db"
+    message_id = _version_5_history(path, ["alpha ", "beta"])
+    original = HistoryStore._copy_pieces_out
+    calls: list[int] = []
+
+    def copy_then_old_writer(self: HistoryStore) -> object:
+        copied = original(self)
+        if not calls:  # reply 7 folded into its row, reply 8 streamed into the freed ids
+            other = sqlite3.connect(path, isolation_level=None)
+            ids = [r[0] for r in other.execute("SELECT id FROM message_pieces ORDER BY id")]
+            other.execute("DELETE FROM message_pieces WHERE message_id = 7")
+            other.execute("UPDATE messages SET content = 'alpha beta', pieces = 0 WHERE id = 7")
+            other.execute(
+                "INSERT INTO messages (id, conversation_id, role, content, status, created_at,"
+                " pieces) VALUES (8, 'c', 'assistant', '', 'complete', 3, 2)"
+            )
+            for piece_id, text in zip(ids, ("gamma ", "delta"), strict=True):
+                other.execute(
+                    "INSERT INTO message_pieces (id, message_id, content) VALUES (?, 8, ?)",
+                    (piece_id, text),
+                )
+            other.close()
+        calls.append(1)
+        return copied
+
+    monkeypatch.setattr(HistoryStore, "_copy_pieces_out", copy_then_old_writer)
+    with HistoryStore(path) as store:
+        assert store.get_message(message_id).content == "alpha beta"  # type: ignore[union-attr]
+        assert store.get_message(8).content == "gamma delta"  # type: ignore[union-attr]
+    assert len(calls) == 2
