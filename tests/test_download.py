@@ -205,8 +205,10 @@ def test_ask_on_a_terminal_shows_the_hub_bars_on_stderr(hub: HubServer) -> None:
     # A real terminal has a size; tqdm draws nothing on a 0-column one.
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     proc = subprocess.Popen(
+        # Greedy: sampled, two tokens of the random model were now and then both ones that
+        # print nothing (fresh-clone CI saw an empty reply once).
         [sys.executable, "-m", "chatterm", "ask", "--backend", "local", "-m", REPO,
-         "--max-tokens", "2", "hi"],
+         "-o", "temperature", "0", "--max-tokens", "2", "hi"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal,
         env=cli_env(_cli_env(hub)),
     )
