@@ -61,10 +61,10 @@ from chatterm.store import (
 # back this often so nothing else waits long for it (issue 9: no stall over 50 ms; at 50 ms a
 # slice and the frame after it added up to 90 ms). Not much more often: each hand-back lets
 # the UI lay out the screen again, and at 10 ms a 3,000-chunk reply took 2.6x longer to
-# stream (bench/bench_tui.py); at 20 ms a 20,000-chunk reply is drawn as soon as at 50 ms. When the front end says
-# input is waiting (``input_pending``), the loop is handed over at once, for as long as the
-# front end needs to show it (the TUI: until the key reached its widget and the screen was
-# drawn), so typing never waits for the rest of a slice.
+# stream (bench/bench_tui.py); at 20 ms a 20,000-chunk reply is drawn as soon as at 50 ms.
+# When the front end says input is waiting (``input_pending``), the loop is handed over at
+# once, for as long as the front end needs to show it (the TUI: until the key reached its
+# widget and the screen was drawn), so typing never waits for the rest of a slice.
 YIELD_EVERY_S = 0.02
 # Without a front end's own wait: passes of the loop given to waiting input (the app, the
 # screen, the focused widget each take one).
@@ -73,7 +73,7 @@ INPUT_HOPS = 4
 # stream held the loop (the screen's refresh, a blinking cursor, a clock) only wakes its task
 # in the next pass, and that task runs in the pass after, by which time the stream, first in
 # the queue again, had taken another whole slice. Measured with a 10 ms interval timer, it
-# fired up to three slices late (150 ms).
+# fired up to three slices late (143 ms).
 HAND_BACK_HOPS = 3
 
 

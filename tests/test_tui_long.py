@@ -203,7 +203,7 @@ def test_plain_rows_refold_at_a_new_width() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.text(alphabet="ab \n\t日é\x1b", max_size=40), min_size=1, max_size=8),
+    st.lists(st.text(alphabet="ab \n\t日é\u0301\x1b", max_size=40), min_size=1, max_size=8),
     st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=3),
 )
 def test_plain_rows_grown_batch_by_batch_equal_the_whole_text_folded(
@@ -223,6 +223,32 @@ def test_plain_rows_grown_batch_by_batch_equal_the_whole_text_folded(
             assert [grown.row(width, y) for y in range(whole.count(width) + 1)] == [
                 whole.row(width, y) for y in range(whole.count(width) + 1)
             ]
+
+
+def test_a_growing_line_of_wide_characters_is_chopped_by_its_batches_not_its_length(
+    monkeypatch: Any,
+) -> None:
+    """A streaming reply's huge line of CJK text: each batch chops the last row and the new
+    text, not the whole line again (100 batches chopped 10 M characters for a 200 K line)."""
+    from chatterm.tui.widgets import plain_rows
+
+    chopped: list[int] = []
+    real = plain_rows.chop_cells
+
+    def counting(text: str, width: int) -> list[str]:
+        chopped.append(len(text))
+        return real(text, width)
+
+    monkeypatch.setattr(plain_rows, "chop_cells", counting)
+    batch = "漢字かな" * 500  # 2,000 wide characters
+    grown = PlainRows(batch)
+    grown.count(80)
+    for _ in range(99):
+        grown.append(batch)
+    whole = len(batch) * 100
+    assert sum(chopped) < 2 * whole  # linear: each character chopped about once
+    assert grown.count(80) == PlainRows(batch * 100).count(80) == -(-2 * whole // 80)
+    assert grown.row(80, 2_000) == PlainRows(batch * 100).row(80, 2_000)
 
 
 def test_rows_kept_up_to_date_while_streaming_equal_a_fresh_layout(

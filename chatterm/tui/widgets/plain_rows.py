@@ -7,7 +7,7 @@ row being a slice of a line; a line that holds only single-cell characters (ever
 line, found in constant time by ``str.isascii``, or by one regular-expression scan) is
 never walked in Python, so the cost of a new width is one step per line, not per
 character. Lines with wide or zero-width characters are chopped by Rich's cell rules, once
-per width. The same folding gives the placeholder rows of a Markdown part whose rendering
+per width (a last line that grows is chopped again from its last row only). The same folding gives the placeholder rows of a Markdown part whose rendering
 is not ready yet (chatterm.tui.widgets.markdown_render).
 """
 
@@ -39,8 +39,8 @@ class PlainRows:
     """
 
     __slots__ = (
-        "_chopped", "_lines", "_starts", "_tail", "_tail_len", "_tail_single",
-        "_tail_starts", "_width",
+        "_chopped", "_lines", "_starts", "_tail", "_tail_len", "_tail_row_start",
+        "_tail_single", "_tail_starts", "_width",
     )
 
     def __init__(self, text: str) -> None:
@@ -53,6 +53,7 @@ class PlainRows:
         self._tail_starts = [0]  # where each piece begins in the last line
         self._tail_len = len(self._tail[0])
         self._tail_single: bool | None = None  # the last line is single-cell (when known)
+        self._tail_row_start = 0  # where the last line's last chopped row begins in it
 
     def append(self, text: str) -> None:
         """``text`` added at the end (a streaming reply's live part past PLAIN_CHARS): only
@@ -68,6 +69,16 @@ class PlainRows:
             self._tail.append(new[0])
             self._tail_starts.append(self._tail_len)
             self._tail_len += len(new[0])
+        # At a width of 2 or more every character fits an empty row, so the rows before
+        # the last are full and stay as they are (at 1, Rich puts a wide one after an empty
+        # row): only the last row and the new text are chopped again (a streaming 20 MB
+        # line of CJK was chopped whole at every batch).
+        rows = self._chopped.get(last) if self._width >= 2 else None
+        if rows is not None:
+            start = self._tail_row_start
+            grown = chop_cells(self._tail_slice(start, self._tail_len), self._width) or [""]
+            self._tail_row_start = start + sum(len(row) for row in grown[:-1])
+            rows[-1:] = grown
         if len(new) == 1:
             self._tail_single = tail_single and _single_cell(new[0])
         else:
@@ -77,9 +88,13 @@ class PlainRows:
             self._tail_len = len(new[-1])
             self._tail_single = _single_cell(new[-1])
         if self._width:
-            self._chopped.pop(last, None)
             del self._starts[last + 1 :]
-            self._fold_from(last, self._width)
+            if rows is not None:
+                self._starts.append(self._starts[last] + len(rows))
+                if len(new) > 1:
+                    self._fold_from(last + 1, self._width)
+            else:
+                self._fold_from(last, self._width)
 
     def _line(self, index: int) -> str:
         """Line ``index`` whole (the last one joined from its pieces, and kept so)."""
@@ -115,6 +130,8 @@ class PlainRows:
                 rows = chop_cells(line, width) or [""]
                 self._chopped[index] = rows
                 counts.append(len(rows))
+                if index == last:
+                    self._tail_row_start = sum(len(row) for row in rows[:-1])
         self._starts.extend(accumulate(counts, initial=self._starts[-1]))
         del self._starts[first + 1]  # accumulate repeats the start of line ``first``
 
