@@ -21,7 +21,9 @@ Why it is shaped this way:
   SQLite commits attached files one by one, so no transaction relies on both committing
   together: a reply is marked as having pieces (``messages.pieces``) before its first piece
   is written, folded into its row before its pieces are deleted, and pieces that no longer
-  belong to a marked reply are removed when a history is opened.
+  belong to a marked reply are never read, folded or found, and are removed when a history
+  is opened. A piece is written only while its reply still exists with the writer it had
+  (another process may delete a conversation, and its ids are reused).
 * Every streaming row records its writer (pid, process start time, boot id). Any chatterm that
   opens the history marks the rows of writers that are gone (kill -9, OOM, power loss) as
   interrupted, and never touches the rows of live ones (a reused pid has another start time).
