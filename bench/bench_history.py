@@ -41,6 +41,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from openai_server import OpenAIServer, big_text  # noqa: E402
 
+from chatterm.store import pieces_path  # noqa: E402
+
 # Where the histories are made (``BENCH_HISTORY_DIR=/dev/shm``: in memory, to see what the
 # disk's share of the time is); the system's temporary folder by default.
 HISTORY_DIR = os.environ.get("BENCH_HISTORY_DIR") or None
@@ -65,7 +67,7 @@ def check_history(home: str, expected: int) -> None:
     path = Path(home) / "chatterm" / "history.db"
     db = sqlite3.connect(path)
     try:
-        pieces = Path(f"{path}-pieces")  # where the pieces are since schema 6
+        pieces = pieces_path(path)  # where the pieces are since schema 6
         if pieces.exists():
             db.execute("ATTACH DATABASE ? AS pieces", (str(pieces),))
         message_id, status = db.execute(

@@ -198,7 +198,8 @@ _MIGRATIONS: tuple[str, ...] = (
     END;
     """,
     # 5 -> 6: the pieces move to their own rollback-journal file (see the module docstring);
-    # HistoryStore._move_pieces copies them there, in a transaction committed before this one.
+    # HistoryStore._copy_pieces_out copies them there, in a transaction committed before
+    # this one.
     """
     DROP TRIGGER message_pieces_ai;
     DROP TRIGGER message_pieces_ad;
@@ -728,13 +729,14 @@ class HistoryStore:
             return
         self._migrate_pieces()
         while version < SCHEMA_VERSION:
-            # Pieces move out in a transaction committed before the one that drops them here.
-            moved = self._copy_pieces_out() if version == _PIECES_MOVED_AT else None
+            if version == _PIECES_MOVED_AT:
+                # Pieces move out in a transaction committed before the one that drops them.
+                self._copy_pieces_out()
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 # Another process may have migrated while we waited for the lock.
                 current = self._db.execute("PRAGMA user_version").fetchone()[0]
-                if current == version == _PIECES_MOVED_AT and not self._all_moved(moved):
+                if current == version == _PIECES_MOVED_AT and not self._all_moved():
                     self._db.execute("ROLLBACK")  # an older chatterm wrote since: copy again
                     continue
                 if current == version:
@@ -747,22 +749,17 @@ class HistoryStore:
                 raise
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
 
-    def _old_pieces(self) -> tuple[int, int] | None:
-        """How many pieces the history's own file holds, and the last one's id (None: none)."""
-        if not self._db.execute(
+    def _has_old_pieces(self) -> bool:
+        """Whether the history's own file still has the pieces table (schema 5 and older)."""
+        return self._db.execute(
             "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'message_pieces'"
-        ).fetchone():
-            return None
-        count, last = self._db.execute(
-            "SELECT count(*), coalesce(max(id), 0) FROM main.message_pieces"
-        ).fetchone()
-        return int(count), int(last)
+        ).fetchone() is not None
 
-    def _all_moved(self, moved: tuple[int, int] | None) -> bool:
+    def _all_moved(self) -> bool:
         """Whether every piece still in the history's own file is in the pieces file under
         the same id and reply (an older chatterm may have folded a reply and written new
         pieces since the copy: the same count and last id, other pieces)."""
-        if moved is None or self._old_pieces() is None:
+        if not self._has_old_pieces():
             return True
         missing = self._db.execute(
             "SELECT 1 FROM main.message_pieces m LEFT JOIN pieces.message_pieces p"
@@ -770,15 +767,14 @@ class HistoryStore:
         ).fetchone()
         return missing is None
 
-    def _copy_pieces_out(self) -> tuple[int, int] | None:
+    def _copy_pieces_out(self) -> None:
         """Copy the pieces of an older history into the pieces file, ids kept, each listed as
-        not indexed yet (the next search indexes them there), and commit; return what was
-        copied (see :meth:`_old_pieces`). Run again after a crash, it copies them again."""
+        not indexed yet (the next search indexes them there), and commit. Run again after a
+        crash, it copies them again."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            copied = self._old_pieces()
-            if copied is not None:
+            if self._has_old_pieces():
                 db.execute(
                     "DELETE FROM pieces.message_pieces WHERE id IN"
                     " (SELECT id FROM main.message_pieces)"
@@ -792,12 +788,11 @@ class HistoryStore:
         except BaseException:
             self._rollback()
             raise
-        return copied
 
     def _pieces_schema(self) -> str:
         """Where the pieces are: their own file, or (a read-only history too old to have been
         migrated) the history's."""
-        return "pieces" if self._old_pieces() is None else "main"
+        return "main" if self._has_old_pieces() else "pieces"
 
     def _rollback(self) -> None:
         """Undo the open transaction, if SQLite has not already (it does on a full disk)."""
@@ -1052,10 +1047,7 @@ class HistoryStore:
                     "SELECT pieces, writer FROM messages WHERE id = ?", (message_id,)
                 ).fetchone()
                 if row is None or row[1] != self._marked[message_id]:
-                    raise StoreError(
-                        f"cannot write history database {self.path}: the reply being "
-                        "written was deleted (by another chatterm?)"
-                    )
+                    raise self._reply_gone()
                 if row[0]:
                     db.execute(
                         "INSERT INTO message_pieces (message_id, content, reasoning)"
@@ -1072,10 +1064,7 @@ class HistoryStore:
         under its id are strays of a deleted reply whose id it reuses, and go first."""
         rows = self._read("SELECT pieces, writer FROM messages WHERE id = ?", (message_id,))
         if not rows:
-            raise StoreError(
-                f"cannot write history database {self.path}: the reply being written was "
-                "deleted (by another chatterm?)"
-            )
+            raise self._reply_gone()
         if not rows[0][0]:
             if self._read(
                 "SELECT 1 FROM message_pieces WHERE message_id = ? LIMIT 1", (message_id,)
@@ -1083,6 +1072,12 @@ class HistoryStore:
                 self._delete_pieces([message_id])
             self._write("UPDATE messages SET pieces = 1 WHERE id = ?", (message_id,))
         self._marked[message_id] = rows[0][1]
+
+    def _reply_gone(self) -> StoreError:
+        return StoreError(
+            f"cannot write history database {self.path}: the reply being written was deleted "
+            "(by another chatterm?)"
+        )
 
     def piece_writer(
         self,
@@ -1683,8 +1678,7 @@ class PieceWriter:
     def finish(self) -> None:
         """Write the rest, stop, and raise the first storage error if there was one."""
         if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
+            self.stop_and_wait()
             self._thread = None
         else:
             self.poll(final=True)

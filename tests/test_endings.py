@@ -18,7 +18,7 @@ import pytest
 from cli_run import assert_one_line_error, cli_env, run_cli
 from openai_server import PARTIAL
 
-from chatterm.store import ORPHANED
+from chatterm.store import ORPHANED, pieces_path
 
 SECRET = "sk-test-secret-4242"
 
@@ -37,7 +37,7 @@ def rows(sql: str, params: tuple = ()) -> list[tuple]:  # type: ignore[type-arg]
     streamed pieces' file attached as ``pieces``, as chatterm does)."""
     db = sqlite3.connect(f"file:{db_path()}?mode=ro", uri=True)
     try:
-        pieces = Path(f"{db_path()}-pieces")
+        pieces = pieces_path(db_path())
         if pieces.exists():
             db.execute("ATTACH DATABASE ? AS pieces", (f"file:{pieces}?mode=ro",))
         return db.execute(sql, params).fetchall()

@@ -5,9 +5,11 @@ crashes between the two files' commits are made by stopping after the first of t
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from test_store import old_history
 
 from chatterm.store import SCHEMA_VERSION, HistoryStore, pieces_path, writer_token
 
@@ -125,15 +127,8 @@ def test_a_reused_id_never_inherits_a_deleted_replys_pieces(tmp_path: Path) -> N
 
 def _version_5_history(path: Path, pieces: list[str]) -> int:
     """A history as chatterm wrote it before the pieces file: one streamed reply in pieces."""
-    from chatterm.store import _MIGRATIONS, _split_sql
-
-    db = sqlite3.connect(path, isolation_level=None)
-    for script in _MIGRATIONS[:5]:
-        for statement in _split_sql(script):
-            db.execute(statement)
-    db.execute("PRAGMA user_version = 5")
+    db = old_history(path, 5)
     db.execute("PRAGMA journal_mode = WAL")
-    db.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES ('c', 't', 1, 1)")
     db.execute(
         "INSERT INTO messages (id, conversation_id, role, content, status, created_at, pieces)"
         " VALUES (7, 'c', 'assistant', '', 'complete', 1, ?)",
@@ -172,7 +167,7 @@ def test_a_move_cut_short_by_a_crash_is_done_again_without_doubling(
 
     original = HistoryStore._copy_pieces_out
 
-    def copy_then_crash(self: HistoryStore) -> object:
+    def copy_then_crash(self: HistoryStore) -> None:
         original(self)
         raise Crash
 
@@ -186,25 +181,38 @@ def test_a_move_cut_short_by_a_crash_is_done_again_without_doubling(
     assert _pieces_of(path, message_id) == ["alpha ", "beta"]
 
 
+def _older_chatterm_between_copy_and_drop(
+    monkeypatch: pytest.MonkeyPatch, path: Path, act: Callable[[sqlite3.Connection], object]
+) -> list[int]:
+    """Have ``act`` run once on a connection of its own (an older chatterm, writing the old
+    tables) right after the pieces were copied; returns the copies made, one per call."""
+    original = HistoryStore._copy_pieces_out
+    calls: list[int] = []
+
+    def copy_then_act(self: HistoryStore) -> None:
+        original(self)
+        if not calls:
+            other = sqlite3.connect(path, isolation_level=None)
+            act(other)
+            other.close()
+        calls.append(1)
+
+    monkeypatch.setattr(HistoryStore, "_copy_pieces_out", copy_then_act)
+    return calls
+
+
 def test_a_piece_an_older_chatterm_writes_during_the_move_is_moved_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "history.db"
     message_id = _version_5_history(path, ["alpha "])
-    original = HistoryStore._copy_pieces_out
-    calls: list[int] = []
 
-    def copy_then_old_writer(self: HistoryStore) -> object:
-        copied = original(self)
-        if not calls:  # between the copy and the drop, an older chatterm appends a piece
-            other = sqlite3.connect(path, isolation_level=None)
-            other.execute("INSERT INTO message_pieces (message_id, content) VALUES (?, 'late')",
-                          (message_id,))
-            other.close()
-        calls.append(1)
-        return copied
+    def append_a_piece(other: sqlite3.Connection) -> None:
+        other.execute(
+            "INSERT INTO message_pieces (message_id, content) VALUES (?, 'late')", (message_id,)
+        )
 
-    monkeypatch.setattr(HistoryStore, "_copy_pieces_out", copy_then_old_writer)
+    calls = _older_chatterm_between_copy_and_drop(monkeypatch, path, append_a_piece)
     with HistoryStore(path) as store:
         assert store.get_message(message_id).content == "alpha late"  # type: ignore[union-attr]
     assert len(calls) == 2
@@ -330,30 +338,22 @@ def test_a_move_notices_other_pieces_with_the_same_count_and_last_id(
     and streams reply 8, whose piece takes the freed id: same count, same last id."""
     path = tmp_path / "history.db"
     message_id = _version_5_history(path, ["alpha ", "beta"])
-    original = HistoryStore._copy_pieces_out
-    calls: list[int] = []
 
-    def copy_then_old_writer(self: HistoryStore) -> object:
-        copied = original(self)
-        if not calls:  # reply 7 folded into its row, reply 8 streamed into the freed ids
-            other = sqlite3.connect(path, isolation_level=None)
-            ids = [r[0] for r in other.execute("SELECT id FROM message_pieces ORDER BY id")]
-            other.execute("DELETE FROM message_pieces WHERE message_id = 7")
-            other.execute("UPDATE messages SET content = 'alpha beta', pieces = 0 WHERE id = 7")
+    def fold_7_then_stream_8(other: sqlite3.Connection) -> None:
+        ids = [r[0] for r in other.execute("SELECT id FROM message_pieces ORDER BY id")]
+        other.execute("DELETE FROM message_pieces WHERE message_id = 7")
+        other.execute("UPDATE messages SET content = 'alpha beta', pieces = 0 WHERE id = 7")
+        other.execute(
+            "INSERT INTO messages (id, conversation_id, role, content, status, created_at,"
+            " pieces) VALUES (8, 'c', 'assistant', '', 'complete', 3, 2)"
+        )
+        for piece_id, text in zip(ids, ("gamma ", "delta"), strict=True):
             other.execute(
-                "INSERT INTO messages (id, conversation_id, role, content, status, created_at,"
-                " pieces) VALUES (8, 'c', 'assistant', '', 'complete', 3, 2)"
+                "INSERT INTO message_pieces (id, message_id, content) VALUES (?, 8, ?)",
+                (piece_id, text),
             )
-            for piece_id, text in zip(ids, ("gamma ", "delta"), strict=True):
-                other.execute(
-                    "INSERT INTO message_pieces (id, message_id, content) VALUES (?, 8, ?)",
-                    (piece_id, text),
-                )
-            other.close()
-        calls.append(1)
-        return copied
 
-    monkeypatch.setattr(HistoryStore, "_copy_pieces_out", copy_then_old_writer)
+    calls = _older_chatterm_between_copy_and_drop(monkeypatch, path, fold_7_then_stream_8)
     with HistoryStore(path) as store:
         assert store.get_message(message_id).content == "alpha beta"  # type: ignore[union-attr]
         assert store.get_message(8).content == "gamma delta"  # type: ignore[union-attr]

@@ -372,16 +372,23 @@ def test_a_killed_replys_pieces_are_found_by_search(tmp_path: Path) -> None:
         _fts_check(store)
 
 
-def test_a_version_3_history_keeps_its_indexed_pieces(tmp_path: Path) -> None:
+def old_history(path: Path, version: int) -> sqlite3.Connection:
+    """A history file as chatterm left it at schema ``version`` (its migrations only), with
+    conversation 'c'; the open connection, for the caller's rows (close it)."""
     from chatterm.store import _MIGRATIONS, _split_sql
 
-    path = tmp_path / "v3.db"
     db = sqlite3.connect(path, isolation_level=None)
-    for script in _MIGRATIONS[:3]:
+    for script in _MIGRATIONS[:version]:
         for statement in _split_sql(script):
             db.execute(statement)
-    db.execute("PRAGMA user_version = 3")
+    db.execute(f"PRAGMA user_version = {version}")
     db.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES ('c', 't', 1, 1)")
+    return db
+
+
+def test_a_version_3_history_keeps_its_indexed_pieces(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    db = old_history(path, 3)
     db.execute(
         "INSERT INTO messages (id, conversation_id, role, content, status, created_at, pieces)"
         " VALUES (1, 'c', 'assistant', '', 'complete', 1, 1)"
@@ -415,15 +422,8 @@ def test_a_version_4_history_gets_the_prefix_index_and_keeps_finding_everything(
     tmp_path: Path,
 ) -> None:
     """Migration 4 -> 5 remakes the messages' index with prefix indexes, on a real file."""
-    from chatterm.store import _MIGRATIONS, _split_sql
-
     path = tmp_path / "v4.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    for script in _MIGRATIONS[:4]:
-        for statement in _split_sql(script):
-            db.execute(statement)
-    db.execute("PRAGMA user_version = 4")
-    db.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES ('c', 't', 1, 1)")
+    db = old_history(path, 4)
     db.execute(
         "INSERT INTO messages (id, conversation_id, role, content, status, created_at)"
         " VALUES (1, 'c', 'user', 'an old kumquat question', 'complete', 1),"
@@ -493,15 +493,8 @@ def test_a_read_only_version_4_history_is_read_and_searched_without_migrating(
 ) -> None:
     """Migration 5 only adds prefix indexes: a history that cannot be migrated (read-only)
     is still read and searched as it is, not refused."""
-    from chatterm.store import _MIGRATIONS, _split_sql
-
     path = tmp_path / "v4.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    for script in _MIGRATIONS[:4]:
-        for statement in _split_sql(script):
-            db.execute(statement)
-    db.execute("PRAGMA user_version = 4")
-    db.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES ('c', 't', 1, 1)")
+    db = old_history(path, 4)
     db.execute(
         "INSERT INTO messages (id, conversation_id, role, content, status, created_at)"
         " VALUES (1, 'c', 'user', 'an old kumquat question', 'complete', 1)"

@@ -154,8 +154,9 @@ class FrozenMarkdown(Widget):
     def _keep_read_rows(self, old_cut: int, boundary: int | None) -> None:
         """The reply grew past MAX_INLINE_ROWS: its inline rows now begin ``moved`` rows
         later (earlier, when a part's rendering came back shorter than its estimate), so the
-        rows before ``boundary`` (a row of the reply; None: all of them) moved by that much. A user reading them (not following the end) keeps them where they
-        are, until they leave the inline rows."""
+        rows before ``boundary`` (a row of the reply; None: all of them) moved by that much.
+        A user reading them (not following the end) keeps them where they are, until they
+        leave the inline rows."""
         if self.rows.stale and self.size.width > 0:
             self.rows.layout(self.size.width, self.app)
         moved = self.cut_rows - old_cut

@@ -7,8 +7,9 @@ row being a slice of a line; a line that holds only single-cell characters (ever
 line, found in constant time by ``str.isascii``, or by one regular-expression scan) is
 never walked in Python, so the cost of a new width is one step per line, not per
 character. Lines with wide or zero-width characters are chopped by Rich's cell rules, once
-per width (a last line that grows is chopped again from its last row only). The same folding gives the placeholder rows of a Markdown part whose rendering
-is not ready yet (chatterm.tui.widgets.markdown_render).
+per width (a last line that grows is chopped again from its last row only). The same
+folding gives the placeholder rows of a Markdown part whose rendering is not ready yet
+(chatterm.tui.widgets.markdown_render).
 """
 
 from __future__ import annotations

@@ -136,7 +136,8 @@ class _SegmentWriter:
             self.timer = asyncio.get_running_loop().call_later(self._interval(), self._kick)
 
     def _interval(self) -> float:
-        last_input = getattr(self.view.app, "last_input_at", None) if self.view.is_attached else None
+        view = self.view
+        last_input = getattr(view.app, "last_input_at", None) if view.is_attached else None
         if last_input is not None and time.monotonic() - last_input < TYPING_S:
             return TYPING_FLUSH_INTERVAL_S
         return FLUSH_INTERVAL_S
