@@ -651,6 +651,38 @@ def test_up_recalls_earlier_prompts(tmp_path: Path) -> None:
     run(scenario)
 
 
+def test_the_prompt_acts_on_its_own_binding_keys_where_it_gets_them(tmp_path: Path) -> None:
+    """Backspace (a TextArea binding) is acted on in the prompt's own queue, not after the key
+    has bubbled back through every ancestor to the app: each hop could wait behind a frame
+    while a reply streams. Keys the prompt does not bind still reach the app's bindings."""
+    from chatterm.tui.screens.help import HelpScreen
+
+    arrivals: list[str] = []
+
+    def hook(message: Any) -> None:
+        if isinstance(message, events.Key):
+            arrivals.append(message.key)
+
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+            app.prompt_input.focus()
+            app.prompt_input.set_text("abc")
+            await pilot.pause()
+            arrivals.clear()
+            await pilot.press("backspace")
+            assert app.prompt_input.text == "ab"
+            # Once at the app (which forwards it to the focused widget), once at the prompt.
+            assert arrivals.count("backspace") == 2
+            await pilot.press("left", "ctrl+j")
+            assert app.prompt_input.text == "a\nb"
+            await pilot.press("f1")
+            await pilot.pause()
+            assert isinstance(app.screen, HelpScreen)
+
+    run(scenario)
+
+
 def test_rename_export_copy_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 

@@ -4,9 +4,16 @@ Why a TextArea subclass instead of an Input: prompts are often several lines (co
 the text must never be lost or interpreted; a TextArea holds raw text and never parses markup.
 Enter is a binding (id ``send``) rather than hard-coded, so users can swap it with the newline
 key in their config. The prompt's public ``on_key`` handler runs before TextArea's own key
-handling and, for the prompt's own keys, prevents that default (which would insert a newline),
-so the key reaches the bindings. (Not priority bindings: those run before the characters typed
-just before Enter have reached the prompt, and would send a prompt missing its last letters.)
+handling and, for the prompt's own keys, prevents that default (which would insert a newline).
+(Not priority bindings: those run before the characters typed just before Enter have reached
+the prompt, and would send a prompt missing its last letters.)
+
+Why the prompt runs its own bindings in ``on_key``: Textual acts on a widget's (non-priority)
+binding only when the key has bubbled up through every ancestor back to the app, a message
+queue per ancestor. While a reply streams, each hop can wait behind a frame of the screen, so
+a backspace took over 100 ms to show where a letter took a few. The binding Textual would
+pick for the key (the screen's active bindings: the keymap and ``check_action`` applied) is
+run here when it is this widget's, exactly as the app would have run it, only sooner.
 
 The prompt owns its state: the draft of each conversation (kept when the user switches away)
 and the history ↑ walks, which spans every conversation (the store's latest prompts), not only
@@ -87,10 +94,23 @@ class PromptInput(TextArea):
                 found.update(k.strip() for k in keys.effective_key(spec, keymap).split(","))
         return found
 
-    def on_key(self, event: events.Key) -> None:
+    async def on_key(self, event: events.Key) -> None:
         own = self._own_keys()
         if event.key in own or any(alias in own for alias in event.aliases):
             event.prevent_default()
+        elif event.is_printable:
+            return  # typed text: TextArea inserts it
+        active = self.screen.active_bindings.get(event.key)
+        if (
+            active is None
+            or active.node is not self
+            or active.binding.priority  # the app tried it already, before the key came here
+            or not active.enabled
+        ):
+            return  # not this widget's: it bubbles to whoever binds it
+        event.stop()
+        event.prevent_default()
+        await self.run_action(active.binding.action)
 
     def action_send(self) -> None:
         self.post_message(self.Submitted(self, self.text))
