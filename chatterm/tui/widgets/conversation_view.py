@@ -18,9 +18,12 @@ from typing import Any
 
 from rich.text import Text
 from textual.containers import VerticalScroll
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widgets import Static
 
 from chatterm.store import Message
+from chatterm.tui.widgets import repeated_rows
 from chatterm.tui.widgets.message_view import MessageView
 
 WELCOME = (
@@ -77,6 +80,10 @@ class ConversationView(VerticalScroll, can_focus=False):
 
     def on_mount(self) -> None:
         self.anchor()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Its own rows are alike; it scrolls at every frame of a streaming reply.
+        return repeated_rows.render_lines(self, crop, super().render_lines)
 
     def _attached(self, messages: Sequence[Message]) -> Mapping[int, Sequence[Any]]:
         """The attachments of the user messages about to be mounted (one query)."""

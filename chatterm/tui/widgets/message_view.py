@@ -19,12 +19,15 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Vertical
+from textual.geometry import Region
 from textual.message import Message as TextualMessage
+from textual.strip import Strip
 from textual.widgets import Collapsible, Static
 
 from chatterm.sanitize import safe_inline, safe_text
 from chatterm.store import COMPLETE, ERROR, INTERRUPTED, STREAMING, Message
 from chatterm.tui import keys
+from chatterm.tui.widgets import repeated_rows
 from chatterm.tui.widgets.attachment_chips import AttachmentBlock
 from chatterm.tui.widgets.frozen_markdown import FrozenMarkdown
 
@@ -231,6 +234,10 @@ class MessageView(Vertical, can_focus=True):
 
     def on_mount(self) -> None:
         self._sync_extras()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Its own rows are alike; a streaming reply's view grows at every batch.
+        return repeated_rows.render_lines(self, crop, super().render_lines)
 
     # --- rendering ----------------------------------------------------------------------
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual.app import App
@@ -71,6 +73,9 @@ SYNC_BUDGET = SyncBudget()
 # A part longer than this is shown as plain text folded at the width: Rich's Markdown of a
 # part this long would take seconds, and its rendering hundreds of megabytes.
 PLAIN_CHARS = 200_000
+# How many drawn rows keep their finished strips (a few screens): a streaming reply draws
+# the same rows again at every frame, one batch higher up the screen each time.
+STRIP_CACHE_ROWS = 1_000
 
 
 def estimated_rows(source: str, width: int) -> int:
@@ -171,6 +176,11 @@ class PartRows:
         # Render every part on the render thread, however small (a streaming reply: the
         # event loop only ever draws finished renderings, so typing stays responsive).
         self.background = False
+        # Rows drawn lately, as finished strips, by (part, row): each holds the rendering it
+        # was made from, and is used only while that is still the part's rendering. For the
+        # ``base`` style below; another base (focus, theme) or width starts afresh.
+        self._strips: OrderedDict[tuple[Part, int], tuple[object, Strip]] = OrderedDict()
+        self._strips_for: tuple[int, Style] | None = None
 
     @property
     def source(self) -> str:
@@ -310,8 +320,27 @@ class PartRows:
                     return _plain_strip(part.placeholder.row(width, row), width, base)
         if row >= len(lines):
             return Strip.blank(width, base)
+        return self._rendered_strip(part, row, lines, styles, width, base)
+
+    def _rendered_strip(
+        self, part: Part, row: int, lines: list[Line], styles: list[Style | None], width: int,
+        base: Style,
+    ) -> Strip:
+        """Row ``row`` of a rendering (``lines``) as a strip, made once while it is drawn."""
+        strips = self._strips
+        if self._strips_for != (width, base):
+            strips.clear()
+            self._strips_for = (width, base)
+        cached = strips.get((part, row))
+        if cached is not None and cached[0] is lines:
+            strips.move_to_end((part, row))
+            return cached[1]
         strip = Strip([Segment(text, styles[style]) for text, style in lines[row]])
-        return strip.adjust_cell_length(width, base).apply_style(base)
+        strip = strip.adjust_cell_length(width, base).apply_style(base)
+        strips[(part, row)] = (lines, strip)
+        if len(strips) > STRIP_CACHE_ROWS:
+            strips.popitem(last=False)
+        return strip
 
     def _store(
         self, part: Part, key: tuple[int, str],
@@ -386,7 +415,14 @@ class PartRows:
 
 
 def _plain_strip(text: str, width: int, base: Style) -> Strip:
-    return Strip([Segment(text)]).adjust_cell_length(width, base).apply_style(base)
+    """A row of plain text in ``base``, padded to ``width`` (built as one strip: this is drawn
+    for every row of a part still rendering, at every frame)."""
+    cells = cell_len(text)
+    if cells > width:
+        return Strip([Segment(text)]).adjust_cell_length(width, base).apply_style(base)
+    if cells == width:
+        return Strip([Segment(text, base)], width)
+    return Strip([Segment(text, base), Segment(" " * (width - cells), base)], width)
 
 
 def prepare(source: str) -> list[Part]:
