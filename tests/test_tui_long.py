@@ -9,6 +9,7 @@ themselves.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any
@@ -673,3 +674,91 @@ def test_the_sync_budget_refills_each_window() -> None:
     assert not budget.allows(1_000) and budget.allows(100)
     budget._start -= 3600.0  # the window has passed
     assert budget.allows(1_000)
+
+
+def test_input_on_screen_says_whether_typed_input_is_still_on_its_way(tmp_path: Path) -> None:
+    """What the streaming reply's batches and returning renderings ask (the app's
+    input_on_screen): nothing to wait for when no input is on its way; after a key, an
+    awaitable that ends once the key is in the prompt and drawn; and nothing again after."""
+    from textual import events
+
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, CHOICE)
+        async with app.run_test(size=SIZE) as pilot:
+            app.prompt_input.focus()
+            await pilot.pause()
+            while (settling := app.input_on_screen()) is not None:  # the start-up's input
+                await settling
+            assert app.input_on_screen() is None
+            app.post_message(events.Key("x", "x"))
+            waiting = app.input_on_screen()
+            assert waiting is not None
+            drawn: list[str] = []
+            app.call_after_refresh(lambda: drawn.append(app.prompt_input.text))
+            await waiting
+            assert app.prompt_input.text == "x" and drawn == ["x"]
+            assert app.input_on_screen() is None
+
+    run(scenario)
+
+
+def test_a_rendering_that_comes_back_while_input_is_on_its_way_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    """A part's rendering from the render thread is shown only once typed input on its way
+    is drawn (PartRows.wait_for): it changes rows, often every row on screen, and the key
+    would wait for that frame too. Once the input is drawn, the rendering is shown."""
+    reply = "Some *text* that renders.\n"
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, CHOICE)
+        conv = seed(store, "T", [("q", reply)])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await drawn(app, pilot)
+            body = reply_body(app)
+            rows = body.rows
+            key = rows.key
+            assert key is not None
+            gate = asyncio.Event()
+            rows.wait_for = gate.wait
+            rows.background = True
+            rows.replace("Other *text*, rendered on the thread.\n", keep_shown=False)
+            body.refresh(layout=True)
+            await pilot.pause()
+            part = rows.parts[0]
+            assert part.asked == key
+            await QUEUE.idle()  # rendered and handed back, waiting at the gate
+            await pilot.pause()
+            assert part.key != key and part.asked == key  # not shown, not asked again
+            gate.set()
+            await wait_for(lambda: part.key == key, pilot)
+            await pilot.pause()
+            assert "Other text, rendered on the thread." in screen_text(app)
+
+    run(scenario)
+
+
+def test_render_jobs_start_after_the_loop_callback_that_asked_for_them() -> None:
+    """A part asked for while a frame is drawn is rendered once the loop is done with that
+    frame: started at once, the render thread would take the interpreter from the rest of
+    the frame at every switch interval."""
+    import time
+
+    started: list[float] = []
+
+    def work() -> int:
+        started.append(time.monotonic())
+        return 1
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future[Any] = loop.create_future()
+        QUEUE.submit(work, lambda value, error: result.set_result(value), lambda: True)
+        time.sleep(0.2)  # the loop stays in this callback (a frame being drawn)
+        assert started == []
+        left_at = time.monotonic()
+        assert await result == 1
+        assert started and started[0] >= left_at
+
+    asyncio.run(scenario())

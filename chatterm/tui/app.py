@@ -160,6 +160,10 @@ class ChattermApp(App[int]):
         # streaming loop (ConversationController.input_pending), which then hands the event
         # loop over until the input is on screen: typing never waits for a fast stream.
         self._input_posted = False
+        # How many input events were posted, and how many of them are known to be on screen
+        # (input_on_screen: the streaming reply's batches and renderings wait for them).
+        self._input_count = 0
+        self._drawn_count = 0
         self.last_input_at: float | None = None
         self.controller = ConversationController(
             store, config, choice, pool=BackendPool(), listener=self.presenter,
@@ -351,6 +355,7 @@ class ChattermApp(App[int]):
     def post_message(self, message: Message) -> bool:
         if isinstance(message, events.InputEvent):
             self._input_posted = True
+            self._input_count += 1  # posted from one thread only (the driver's)
             self.last_input_at = time.monotonic()  # the streaming reply draws less often
         return super().post_message(message)
 
@@ -360,22 +365,35 @@ class ChattermApp(App[int]):
         self._input_posted = False
         return self._show_input()
 
+    def input_on_screen(self) -> Awaitable[None] | None:
+        """For the streaming reply's next batch, or a rendering of it coming back: None when
+        no input waits to be drawn, else what to await until it is (at most INPUT_SHOWN_S).
+        Why: either moves every row of the conversation, and the frame that draws that costs
+        tens of milliseconds; drawn first, the key shows in a frame of its own that costs a
+        few."""
+        if self._input_count <= self._drawn_count:
+            return None
+        return self._show_input()
+
     async def _show_input(self) -> None:
         """Until posted input is on screen: it reaches its widget (a few passes of the loop),
         then the screen is drawn; at most INPUT_SHOWN_S, so a stream never waits on a stuck
         screen."""
+        posted = self._input_count
         try:
             async with asyncio.timeout(self.INPUT_SHOWN_S):
                 await pass_loop()
                 # Until it has been through every queue it passes: the app, the screen, the
-                # focused widget and, for a key that is a binding (backspace, arrows), each
+                # focused widget and, for a key that is a binding of another widget, each
                 # ancestor it bubbles through back to the app. Four passes were not enough,
                 # and the stream, let go early, took slices while the key was on its way.
                 while self._input_in_transit():
                     await pass_loop(1)
+                posted = self._input_count  # all of it is past the queues: the next frame
                 await self.screen.wait_for_refresh()
         except (TimeoutError, AssertionError, ScreenError):
             pass  # no screen running (starting, closing): the passes above were enough
+        self._drawn_count = max(self._drawn_count, posted)
 
     def _input_in_transit(self) -> bool:
         try:

@@ -13,6 +13,7 @@ a one-line notice, and the reader (chatterm.tui.screens.reader) shows it whole.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 from rich.segment import Segment
@@ -58,6 +59,7 @@ class FrozenMarkdown(Widget):
         self.rows = PartRows(source, self._changed, parts)
         self.rows.alive = lambda: self.is_attached
         self.rows.on_error = self._report
+        self.rows.wait_for = self._input_on_screen
         self.notice_key = "o"  # set by the message view from the key table
         self._line_base: Style | None = None  # rich_style while render_lines draws
 
@@ -121,6 +123,12 @@ class FrozenMarkdown(Widget):
                     width, base).apply_style(base)
             y += cut - 1
         return self.rows.strip(y, width, base)
+
+    def _input_on_screen(self) -> Awaitable[None] | None:
+        """The app's wait for typed input to be drawn, if input is on its way (see
+        PartRows.wait_for)."""
+        wait = getattr(self.app, "input_on_screen", None) if self.is_attached else None
+        return wait() if wait is not None else None
 
     def _report(self, error: BaseException) -> None:
         report = getattr(self.app, "report_unexpected", None) if self.is_attached else None

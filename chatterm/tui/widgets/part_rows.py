@@ -17,10 +17,11 @@ both draw from it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rich.cells import cell_len
@@ -176,6 +177,11 @@ class PartRows:
         # Render every part on the render thread, however small (a streaming reply: the
         # event loop only ever draws finished renderings, so typing stays responsive).
         self.background = False
+        # What a rendering that comes back waits for before it is shown: None, or typed
+        # input still on its way to the screen (the app's ``input_on_screen``). A rendering
+        # changes rows, often every row on screen; the key then waits for that frame too.
+        self.wait_for: Callable[[], Awaitable[None] | None] = lambda: None
+        self._later: set[asyncio.Task[None]] = set()  # renderings waiting for it
         # Rows drawn lately, as finished strips, by (part, row): each holds the rendering it
         # was made from, and is used only while that is still the part's rendering. For the
         # ``base`` style below; another base (focus, theme) or width starts afresh.
@@ -381,6 +387,13 @@ class PartRows:
             return self.key == key and part.asked == key and self.alive()
 
         def done(rendered: Any, error: BaseException | None) -> None:
+            if error is None and self.alive() and self.key == key:
+                waiting = self.wait_for()
+                if waiting is not None:  # typed input first (see ``wait_for``)
+                    task = asyncio.ensure_future(self._take_later(waiting, part, key, rendered))
+                    self._later.add(task)
+                    task.add_done_callback(self._later.discard)
+                    return
             if part.asked == key:
                 part.asked = None  # asked again if it is drawn at this key again
             if isinstance(error, Skipped):
@@ -397,6 +410,18 @@ class PartRows:
                 self._take(self.parts.index(part), key, rendered)
 
         QUEUE.submit(lambda: markdown_render.render_part(source, width, colors, spec), done, wanted)
+
+    async def _take_later(
+        self, waiting: Awaitable[None], part: Part, key: tuple[int, str],
+        rendered: tuple[list[Line], list[Style | None]],
+    ) -> None:
+        """A rendering that came back while typed input was on its way: shown once the input
+        is (still asked for: the part is not asked again meanwhile)."""
+        await waiting
+        if part.asked == key:
+            part.asked = None
+        if self.alive() and self.key == key and part in self.parts and part.key != key:
+            self._take(self.parts.index(part), key, rendered)
 
     def text_rows(self, width: int, app: App[object]) -> list[str]:
         """Every row as text at ``width``, all parts rendered now (tests; never on screen)."""

@@ -33,6 +33,8 @@ class RenderQueue:
 
     def __init__(self) -> None:
         self._jobs: list[_Job] = []
+        # Submitted, not handed to the thread yet, per event loop (see submit).
+        self._waiting: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
         # Submitted, not yet handed back, per event loop (touched on that loop only).
@@ -49,7 +51,20 @@ class RenderQueue:
         job = _Job(work, done, wanted, loop)
         with self._ready:
             self._pending[loop] = self._pending.get(loop, 0) + 1
-            self._jobs.append(job)
+        # Handed to the thread once the loop has finished what it is doing now (parts are
+        # asked for while a frame is drawn): a render started at once takes the interpreter
+        # from the rest of that frame, every switch interval (a third more wall time per
+        # frame of a streaming reply, bench/bench_tui.py).
+        waiting = self._waiting.setdefault(loop, [])
+        if not waiting:
+            loop.call_soon(self._release, loop)
+        waiting.append(job)
+
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop, after the callback that submitted: the waiting jobs go to the thread."""
+        waiting = self._waiting.pop(loop, [])
+        with self._ready:
+            self._jobs.extend(waiting)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="chatterm-render", daemon=True

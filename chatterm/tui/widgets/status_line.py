@@ -119,4 +119,6 @@ class StatusLine(Static):
         self._dirty = False
         busy = self.state in BUSY
         self.set_class(busy or self.state.startswith(("loading", "opening")), "-busy")
-        self.update(self.render_text())
+        # Its size never changes (one row, the width it is given): no layout of the screen,
+        # which a redraw ten times a second during a stream would otherwise cost each time.
+        self.update(self.render_text(), layout=False)

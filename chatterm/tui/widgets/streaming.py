@@ -46,6 +46,8 @@ FLUSH_INTERVAL_S = 0.1
 # arrives during one waits for it, so fewer of them while typing means keys shown sooner.
 TYPING_FLUSH_INTERVAL_S = 0.3
 TYPING_S = 0.5
+# A batch due while typed input is on its way to the screen waits for it, this long at most.
+INPUT_WAIT_S = 0.15
 # At most this much text is handed over per batch (about 20 ms of work); a backlog (a stream
 # faster than 10 MB/s) goes over in batches one pass of the loop apart, so no batch holds
 # the loop longer, however fast the stream.
@@ -149,6 +151,7 @@ class _SegmentWriter:
 
     async def _run(self) -> None:
         try:
+            await self._input_drawn()
             await self._guarded_flush()
         finally:
             self.task = None
@@ -157,6 +160,17 @@ class _SegmentWriter:
             # one batch holds: next batch (at once for a backlog).
             delay = 0.0 if self.backlog else self._interval()
             self.timer = asyncio.get_running_loop().call_later(delay, self._kick)
+
+    async def _input_drawn(self) -> None:
+        """Until the input posted so far (keys, clicks) is on screen, at most
+        INPUT_WAIT_S in all: see the app's ``input_on_screen``."""
+        app = self.view.app if self.view.is_attached else None
+        on_screen = getattr(app, "input_on_screen", None)
+        if on_screen is None:
+            return
+        deadline = time.monotonic() + INPUT_WAIT_S
+        while time.monotonic() < deadline and (waiting := on_screen()) is not None:
+            await waiting
 
     async def _guarded_flush(self, tail: bool = False) -> None:
         """A drawing failure stops the drawing, never the reply: its text is stored anyway.
