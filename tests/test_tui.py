@@ -1024,6 +1024,31 @@ def test_remapped_keys_in_help_footer_palette_and_docs(tmp_path: Path) -> None:
     assert keys.markdown_tables() in docs, "docs/tui.md: paste keys.markdown_tables() output"
 
 
+def test_a_hit_picked_before_the_last_answer_stays_picked(tmp_path: Path) -> None:
+    """↓ pressed before the answer to the last keystroke came: when it comes, a hit is still
+    picked (Textual's option list forgets the highlight when its options are replaced)."""
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        seed(store, "Birds", [("where do pelicans nest", "on islands, pelicans do")])
+        seed(store, "More", [("pelicans again", "yes")])
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("ctrl+f")
+            await pilot.press(*"pelican")
+            screen = app.screen
+            assert isinstance(screen, SearchScreen)
+            await wait_for(lambda: screen.query_text == "pelican" and bool(screen.hits), pilot)
+            await pilot.press("down")
+            results = screen.query_one("#results")
+            assert results.highlighted == 0
+            screen._show(list(screen.hits), "pelicans")  # the next answer arrives
+            assert results.highlighted == 0
+            screen._show([], "pelicanz")  # no hits: nothing to pick
+            assert results.highlighted is None
+
+    run(scenario)
+
+
 def test_search_highlights_and_opens_with_one_key(tmp_path: Path) -> None:
     from chatterm.tui.screens.search import match_pattern
 
@@ -1036,7 +1061,8 @@ def test_search_highlights_and_opens_with_one_key(tmp_path: Path) -> None:
             await pilot.press(*"pelic")
             screen = app.screen
             assert isinstance(screen, SearchScreen)
-            await wait_for(lambda: bool(screen.hits), pilot)
+            # The answer to the last keystroke (an earlier one's may come first).
+            await wait_for(lambda: screen.query_text == "pelic" and bool(screen.hits), pilot)
             summary = str(screen.query_one(".search-summary").render())
             assert summary.startswith("1 match ·") and "matches" not in summary
             prompt = screen.query_one("#results").get_option_at_index(0).prompt

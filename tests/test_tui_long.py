@@ -477,11 +477,14 @@ def test_the_live_segment_renders_off_the_loop(tmp_path: Path, openai_server: An
     run(scenario)
 
 
-def test_two_part_rows_sharing_parts_keep_their_starts(tmp_path: Path) -> None:
+def test_two_part_rows_sharing_parts_keep_their_starts(tmp_path: Path, monkeypatch: Any) -> None:
     """Two part rows over the very same parts at two widths (the reader uses twins now, but
     the bookkeeping must hold anyway): a part rendered again shifts the later starts by its
     change from the height they were laid out with, so no row is hidden or doubled."""
     from rich.style import Style
+
+    # Every part drawn is rendered in place (this is about the rows, not the loop's budget).
+    monkeypatch.setattr(part_rows, "SYNC_BUDGET", part_rows.SyncBudget(allowance=60.0))
 
     reply = long_markdown(300)
 
@@ -668,12 +671,13 @@ def test_small_parts_past_the_loops_allowance_render_on_the_render_thread(
 
 
 def test_the_sync_budget_refills_each_window() -> None:
+    eight_ms = int(0.008 / part_rows.SYNC_COST_PER_CHAR_S)  # characters, by the estimate
     budget = part_rows.SyncBudget(allowance=0.010, window=3600.0)
-    assert budget.allows(1_000)  # 8 ms by the estimate
+    assert budget.allows(eight_ms)
     budget.spend(0.008)
-    assert not budget.allows(1_000) and budget.allows(100)
+    assert not budget.allows(eight_ms) and budget.allows(eight_ms // 10)
     budget._start -= 3600.0  # the window has passed
-    assert budget.allows(1_000)
+    assert budget.allows(eight_ms)
 
 
 def test_input_on_screen_says_whether_typed_input_is_still_on_its_way(tmp_path: Path) -> None:

@@ -224,9 +224,14 @@ class SearchScreen(OnceModal[tuple[str, int] | None]):
         self.query_text = query
         pattern = match_pattern(query)
         results = self.query_one("#results", OptionList)
+        picked = results.highlighted
         results.set_options(
             Option(hit_text(hit, pattern), id=str(index)) for index, hit in enumerate(hits)
         )
+        if picked is not None and hits:
+            # The user went to the hits (↓) before the last keystroke's answer came: they
+            # stay on one, not on none.
+            results.highlighted = min(picked, len(hits) - 1)
         self.query_one(".search-summary", Static).update(Text(summary_text(len(hits), query)))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:

@@ -42,11 +42,16 @@ SYNC_CHARS = 1_500
 # How much of the event loop small parts may take to render when drawn, per window of time:
 # a screen of short parts (a reply just finished, a conversation scrolled through) drew them
 # all in one frame, 20-25 ms of Rich on top of the frame itself. Past the allowance a part is
-# rendered on the render thread like a long one, shown as plain rows until then.
+# rendered on the render thread like a long one, shown as plain rows until then. A part that
+# has an earlier rendering to show meanwhile (a streamed reply's last segment, once it ends)
+# is always rendered there: drawn in place it only cost the frame time.
 SYNC_ALLOWANCE_S = 0.012
 SYNC_WINDOW_S = 0.05
-# What Rich takes per character of Markdown here, code blocks included (see render_queue).
-SYNC_COST_PER_CHAR_S = 8e-6
+# What Rich takes per character of Markdown here, code blocks included (see render_queue):
+# the estimate must not be below what a part costs, or one part overruns the allowance (at
+# 8 µs the frame that ends a fast reply spent 25 ms on one code-heavy part: the longest
+# stall of bench/bench_tui.py's stream).
+SYNC_COST_PER_CHAR_S = 13e-6
 
 
 class SyncBudget:
@@ -311,14 +316,19 @@ class PartRows:
             return _plain_strip(part.plain.row(width, row), width, base)
         lines, styles = part.lines, part.styles
         if part.key != key:
-            if part.chars <= SYNC_CHARS and not self.background and SYNC_BUDGET.allows(part.chars):
+            shown = part.previous is not None and part.previous[0] == width
+            if (
+                part.chars <= SYNC_CHARS and not self.background and not shown
+                and SYNC_BUDGET.allows(part.chars)
+            ):
                 started = time.perf_counter()
                 self._take(index, key, self._render(part.source, width))
                 SYNC_BUDGET.spend(time.perf_counter() - started)
                 lines, styles = part.lines, part.styles
             else:
                 self._ask(part, key)
-                if part.previous is not None and part.previous[0] == width:
+                if shown:
+                    assert part.previous is not None
                     _, lines, styles = part.previous
                 else:
                     if part.placeholder is None:
