@@ -47,17 +47,17 @@ class ConversationView(VerticalScroll, can_focus=False):
     DEFAULT_CSS = """
     ConversationView {
         height: 1fr;
-        padding: 1 1 0 1;
+        padding: 1 0 0 0;
         background: $background;
         scrollbar-size-vertical: 1;
     }
     ConversationView > .welcome {
         color: $text-muted;
-        padding: 1 2;
+        padding: 1 3 1 3;
     }
     ConversationView > .older {
         color: $text-muted;
-        padding: 0 2 1 2;
+        padding: 0 3 1 3;
     }
     """
 

@@ -72,20 +72,26 @@ class LiveMarkdown(FrozenMarkdown):
 class MessageView(Vertical, can_focus=True):
     """A stored (or streaming) message. ``message`` is None until the reply is stored."""
 
+    # The message spans the conversation view's width and its children indent themselves
+    # (padding, not the message's): every widget edge on a row is a cut the compositor
+    # divides each layer's row at, at every frame, and a streaming reply redraws every row.
     DEFAULT_CSS = """
     MessageView {
         height: auto;
-        padding: 0 1;
+        padding: 0;
         margin: 0 0 1 0;
     }
     MessageView:focus {
         background: $boost;
         border-left: outer $primary;
-        padding: 0 1 0 0;
     }
     MessageView > .header {
         height: 1;
         color: $text-muted;
+        padding: 0 2 0 2;
+    }
+    MessageView:focus > .header {
+        padding: 0 2 0 1;
     }
     MessageView.-user > .header {
         color: $text-primary;
@@ -95,11 +101,15 @@ class MessageView(Vertical, can_focus=True):
     }
     MessageView > .user-text {
         height: auto;
-        padding: 0 0 0 2;
+        padding: 0 2 0 4;
     }
     MessageView > .reply-body {
         height: auto;
-        padding: 0 0 0 2;
+        padding: 0 2 0 4;
+    }
+    MessageView:focus > .user-text, MessageView:focus > .reply-body,
+    MessageView:focus > .problem {
+        padding: 0 2 0 3;
     }
     MessageView > FrozenMarkdown.reply-body {
         margin: 0;
@@ -108,20 +118,29 @@ class MessageView(Vertical, can_focus=True):
     MessageView > .problem {
         height: auto;
         color: $text-warning;
-        padding: 0 0 0 2;
+        padding: 0 2 0 4;
     }
     MessageView.-error > .problem {
         color: $text-error;
     }
     MessageView > Collapsible {
-        margin: 0 0 0 2;
+        margin: 0 2 0 4;
         padding: 0;
         border-top: none;
         background: transparent;
     }
+    MessageView:focus > Collapsible {
+        margin: 0 2 0 3;
+    }
     MessageView > Collapsible > Contents {
         padding: 0 0 0 2;
         color: $text-muted;
+    }
+    MessageView > AttachmentBlock {
+        margin: 0 2 0 2;
+    }
+    MessageView:focus > AttachmentBlock {
+        margin: 0 2 0 1;
     }
     """
 
