@@ -11,7 +11,7 @@ Headless, in one run (``python bench/bench_tui.py``; figures printed and written
    render next to the same reply through ``chatterm ask`` into a pipe, the lag between the
    last chunk arriving and the final full render being done (target ≤ 1 s), the longest
    event-loop stall while the reply streams and including the final render, measured by a
-   10 ms Textual interval timer recording how late it fires (target ≤ 100 ms), and the p99
+   10 ms Textual interval timer recording how late it fires (target ≤ 50 ms, issue 9), and the p99
    latency of a keystroke pressed every 20 ms meanwhile (until the prompt holds it). Run twice:
    with chatterm's garbage-collector policy (chatterm.gc_policy, what ``chatterm`` runs)
    and with Python's default collector, and the one collection pause the policy takes after
@@ -429,8 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     stream = results["stream"]
     results["targets"] = {
         "final_render_lag_le_1s": stream["last_chunk_to_final_render_s"]["median"] <= 1.0,
-        "stall_including_final_render_le_100ms":
-            stream["max_stall_including_final_render_ms"]["median"] <= 100,
+        "stall_including_final_render_le_50ms":
+            stream["max_stall_including_final_render_ms"]["median"] <= 50,
         "keystroke_to_screen_p99_le_50ms": results["typing"]["to_screen_ms"]["p99"] <= 50,
         "startup_le_1s": results["startup"]["continue_last"]["first_frame_s"] <= 1.0,
         "search_le_100ms": all(v["s"] <= 0.1 for v in results["search"].values()),
