@@ -683,6 +683,26 @@ def test_the_prompt_acts_on_its_own_binding_keys_where_it_gets_them(tmp_path: Pa
     run(scenario)
 
 
+def test_a_prompt_binding_that_skips_leaves_the_key_to_the_next(tmp_path: Path) -> None:
+    """Ctrl+C in the prompt with nothing selected: the prompt's copy skips, so the key goes
+    on to the app's binding (Textual's "press ctrl+q to quit" hint), as Textual does it."""
+
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        hints: list[str] = []
+        async with app.run_test(size=SIZE) as pilot:
+            app.action_help_quit = lambda: hints.append("quit?")  # type: ignore[method-assign]
+            app.prompt_input.focus()
+            app.prompt_input.set_text("abc")
+            await pilot.pause()
+            await pilot.press("ctrl+c")
+            await pilot.pause()
+            assert hints == ["quit?"]
+            assert app.prompt_input.text == "abc"
+
+    run(scenario)
+
+
 def test_rename_export_copy_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
@@ -1038,12 +1058,19 @@ def test_a_hit_picked_before_the_last_answer_stays_picked(tmp_path: Path) -> Non
             screen = app.screen
             assert isinstance(screen, SearchScreen)
             await wait_for(lambda: screen.query_text == "pelican" and bool(screen.hits), pilot)
+            hits = list(screen.hits)
             await pilot.press("down")
             results = screen.query_one("#results")
-            assert results.highlighted == 0
-            screen._show(list(screen.hits), "pelicans")  # the next answer arrives
+            assert results.has_focus and results.highlighted == 0
+            screen._show(hits, "pelicans")  # the next answer arrives
             assert results.highlighted == 0
             screen._show([], "pelicanz")  # no hits: nothing to pick
+            assert results.highlighted is None
+            screen._show(hits, "pelican")
+            screen.query_one("#query").focus()  # back in the query box: nothing kept
+            await pilot.pause()
+            results.highlighted = 0
+            screen._show(hits, "pelican")
             assert results.highlighted is None
 
     run(scenario)

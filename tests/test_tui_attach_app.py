@@ -196,6 +196,14 @@ def test_stored_attachment_is_collapsed_after_reopening_and_exported(
             blocks = list(app.view.query(AttachmentBlock))
             assert [b.attachment.name for b in blocks] == ["evil.txt", "shot.png"]
             assert all(b.collapsed for b in blocks)
+            # Indented as the prompt under them is, focused or not.
+            message = blocks[0].parent
+            text = message.query_one(".user-text")
+            for focused in (False, True):
+                if focused:
+                    message.focus()
+                    await pilot.pause()
+                assert {b.region.x for b in blocks} == {text.content_region.x}
             title = str(blocks[0].query_one("CollapsibleTitle", Static).render())
             assert "file evil.txt · 1 lines" in title
             assert "image shot.png · image/png" in str(

@@ -732,13 +732,24 @@ def test_a_rendering_that_comes_back_while_input_is_on_its_way_waits_for_it(
             await pilot.pause()
             part = rows.parts[0]
             assert part.asked == key
-            await QUEUE.idle()  # rendered and handed back, waiting at the gate
+            await wait_for(lambda: bool(rows._later), pilot)  # rendered, waiting at the gate
             await pilot.pause()
             assert part.key != key and part.asked == key  # not shown, not asked again
+            assert QUEUE.busy()  # still pending: idle() means shown, not only rendered
             gate.set()
-            await wait_for(lambda: part.key == key, pilot)
+            await QUEUE.idle()
+            assert part.key == key
             await pilot.pause()
             assert "Other text, rendered on the thread." in screen_text(app)
+            # One that waits when its view goes away: dropped, the part free to be asked again.
+            gate.clear()
+            rows.replace("A third *text*.\n", keep_shown=False)
+            body.refresh(layout=True)
+            await wait_for(lambda: bool(rows._later), pilot)
+            third = rows.parts[0]
+            rows.cancel_waiting()
+            await QUEUE.idle()
+            assert third.asked is None and third.key != key
 
     run(scenario)
 

@@ -355,7 +355,8 @@ class ChattermApp(App[int]):
     def post_message(self, message: Message) -> bool:
         if isinstance(message, events.InputEvent):
             self._input_posted = True
-            self._input_count += 1  # posted from one thread only (the driver's)
+            if not isinstance(message, events.MouseMove):  # a move draws nothing new
+                self._input_count += 1  # on the loop (the driver posts through it)
             self.last_input_at = time.monotonic()  # the streaming reply draws less often
         return super().post_message(message)
 

@@ -224,13 +224,13 @@ class SearchScreen(OnceModal[tuple[str, int] | None]):
         self.query_text = query
         pattern = match_pattern(query)
         results = self.query_one("#results", OptionList)
-        picked = results.highlighted
+        picked = results.highlighted if results.has_focus else None
         results.set_options(
             Option(hit_text(hit, pattern), id=str(index)) for index, hit in enumerate(hits)
         )
         if picked is not None and hits:
             # The user went to the hits (↓) before the last keystroke's answer came: they
-            # stay on one, not on none.
+            # stay on one, not on none. (Back in the query box, ↓ starts at the first.)
             results.highlighted = min(picked, len(hits) - 1)
         self.query_one(".search-summary", Static).update(Text(summary_text(len(hits), query)))
 

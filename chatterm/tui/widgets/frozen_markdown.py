@@ -130,6 +130,9 @@ class FrozenMarkdown(Widget):
         wait = getattr(self.app, "input_on_screen", None) if self.is_attached else None
         return wait() if wait is not None else None
 
+    def on_unmount(self) -> None:
+        self.rows.cancel_waiting()
+
     def _report(self, error: BaseException) -> None:
         report = getattr(self.app, "report_unexpected", None) if self.is_attached else None
         if report is not None:

@@ -136,12 +136,6 @@ class MessageView(Vertical, can_focus=True):
         padding: 0 0 0 2;
         color: $text-muted;
     }
-    MessageView > AttachmentBlock {
-        margin: 0 2 0 2;
-    }
-    MessageView:focus > AttachmentBlock {
-        margin: 0 2 0 1;
-    }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = keys.bindings("message")

@@ -45,7 +45,7 @@ SYNC_CHARS = 1_500
 # rendered on the render thread like a long one, shown as plain rows until then. A part that
 # has an earlier rendering to show meanwhile (a streamed reply's last segment, once it ends)
 # is always rendered there: drawn in place it only cost the frame time.
-SYNC_ALLOWANCE_S = 0.012
+SYNC_ALLOWANCE_S = 0.016  # one part of FROZEN_CHARS by the estimate below
 SYNC_WINDOW_S = 0.05
 # What Rich takes per character of Markdown here, code blocks included (see render_queue):
 # the estimate must not be below what a part costs, or one part overruns the allowance (at
@@ -396,18 +396,18 @@ class PartRows:
         def wanted() -> bool:  # read on the render thread: plain attribute reads
             return self.key == key and part.asked == key and self.alive()
 
-        def done(rendered: Any, error: BaseException | None) -> None:
+        def done(rendered: Any, error: BaseException | None) -> asyncio.Future[None] | None:
             if error is None and self.alive() and self.key == key:
                 waiting = self.wait_for()
                 if waiting is not None:  # typed input first (see ``wait_for``)
                     task = asyncio.ensure_future(self._take_later(waiting, part, key, rendered))
                     self._later.add(task)
                     task.add_done_callback(self._later.discard)
-                    return
+                    return task  # the queue counts it as pending until it is shown
             if part.asked == key:
                 part.asked = None  # asked again if it is drawn at this key again
             if isinstance(error, Skipped):
-                return
+                return None
             if error is not None:
                 # A rendering bug: the part stays on screen as its plain text, and the owner
                 # reports it (once per part); the reply itself is untouched in the history.
@@ -415,9 +415,10 @@ class PartRows:
                 self.stale = True
                 self.on_error(error)
                 self.on_change(0, 1)
-                return
+                return None
             if self.alive() and self.key == key and part in self.parts:
                 self._take(self.parts.index(part), key, rendered)
+            return None
 
         QUEUE.submit(lambda: markdown_render.render_part(source, width, colors, spec), done, wanted)
 
@@ -427,11 +428,18 @@ class PartRows:
     ) -> None:
         """A rendering that came back while typed input was on its way: shown once the input
         is (still asked for: the part is not asked again meanwhile)."""
-        await waiting
-        if part.asked == key:
-            part.asked = None
+        try:
+            await waiting
+        finally:
+            if part.asked == key:
+                part.asked = None  # asked again if it is drawn at this key again
         if self.alive() and self.key == key and part in self.parts and part.key != key:
             self._take(self.parts.index(part), key, rendered)
+
+    def cancel_waiting(self) -> None:
+        """The owner went away: drop the renderings still waiting (see ``wait_for``)."""
+        for task in list(self._later):
+            task.cancel()
 
     def text_rows(self, width: int, app: App[object]) -> list[str]:
         """Every row as text at ``width``, all parts rendered now (tests; never on screen)."""

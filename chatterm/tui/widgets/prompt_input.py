@@ -108,9 +108,11 @@ class PromptInput(TextArea):
             or not active.enabled
         ):
             return  # not this widget's: it bubbles to whoever binds it
-        event.stop()
-        event.prevent_default()
-        await self.run_action(active.binding.action)
+        # As Textual's own binding check does: a binding whose action is skipped (copy with
+        # nothing selected) leaves the key to the next binding up the chain. Not prevented:
+        # TextArea's default restarts the cursor's blink (and inserts nothing for these keys).
+        if await self.app.run_action(active.binding.action, self):
+            event.stop()
 
     def action_send(self) -> None:
         self.post_message(self.Submitted(self, self.text))

@@ -23,7 +23,7 @@ from typing import Any
 @dataclass(slots=True)
 class _Job:
     work: Callable[[], Any]
-    done: Callable[[Any, BaseException | None], None]
+    done: Callable[[Any, BaseException | None], object]
     wanted: Callable[[], bool]
     loop: asyncio.AbstractEventLoop
 
@@ -43,10 +43,12 @@ class RenderQueue:
     def submit(
         self,
         work: Callable[[], Any],
-        done: Callable[[Any, BaseException | None], None],
+        done: Callable[[Any, BaseException | None], object],
         wanted: Callable[[], bool],
     ) -> None:
-        """From the event loop: queue ``work``; ``done(result, error)`` runs on the loop."""
+        """From the event loop: queue ``work``; ``done(result, error)`` runs on the loop. When
+        ``done`` returns a future (it shows the result later), the job counts as pending
+        until that future is done."""
         loop = asyncio.get_running_loop()
         job = _Job(work, done, wanted, loop)
         with self._ready:
@@ -94,13 +96,25 @@ class RenderQueue:
                     self._pending.pop(job.loop, None)
 
     def _hand_back(self, job: _Job, result: Any, error: BaseException | None) -> None:
+        try:
+            later = job.done(result, error)  # Skipped too: the owner may ask again later
+        except BaseException:
+            self._settle(job.loop)
+            raise
+        if isinstance(later, asyncio.Future):
+            # The owner shows it later (typed input first): pending until then, so idle()
+            # means shown, not only rendered.
+            later.add_done_callback(lambda _: self._settle(job.loop))
+        else:
+            self._settle(job.loop)
+
+    def _settle(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._ready:
-            left = self._pending.get(job.loop, 1) - 1
+            left = self._pending.get(loop, 1) - 1
             if left > 0:
-                self._pending[job.loop] = left
+                self._pending[loop] = left
             else:
-                self._pending.pop(job.loop, None)
-        job.done(result, error)  # Skipped too: the owner may ask again later
+                self._pending.pop(loop, None)
 
     async def idle(self) -> None:
         """Wait until every part asked for is rendered and handed back (tests, benchmarks)."""
