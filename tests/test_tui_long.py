@@ -777,3 +777,35 @@ def test_render_jobs_start_after_the_loop_callback_that_asked_for_them() -> None
         assert started and started[0] >= left_at
 
     asyncio.run(scenario())
+
+
+def test_a_stored_replys_usual_part_renders_in_place_when_first_drawn(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A part of FROZEN_CHARS (how a stored reply is cut) fits the in-place allowance of a
+    fresh window: opening a conversation shows it rendered, not as its plain text first."""
+    from rich.style import Style
+
+    from chatterm.markdown_blocks import FROZEN_CHARS
+
+    monkeypatch.setattr(part_rows, "SYNC_BUDGET", part_rows.SyncBudget())
+    assert FROZEN_CHARS * part_rows.SYNC_COST_PER_CHAR_S <= part_rows.SYNC_ALLOWANCE_S
+    reply = long_markdown(3)
+    assert len(reply) < FROZEN_CHARS
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, CHOICE)
+        conv = seed(store, "T", [("q", reply)])
+        async with app.run_test(size=SIZE) as pilot:
+            await app.open_conversation(conv)
+            await drawn(app, pilot)
+            rows = reply_body(app).rows
+            assert rows.key is not None
+            padded = reply + "x" * (FROZEN_CHARS - len(reply) - 1)
+            rows.replace(padded, keep_shown=False)
+            rows.layout(rows.key[0], app)
+            part_rows.SYNC_BUDGET._start = 0.0  # a fresh window
+            rows.strip(0, rows.key[0], Style())
+            assert [p.key for p in rows.parts] == [rows.key]  # rendered here, at once
+
+    run(scenario)
