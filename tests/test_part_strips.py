@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.segment import Segment
 from rich.style import Style
-from test_tui import make_app, run, seed
-from test_tui_long import CHOICE, SIZE, drawn, reply_body
+from test_tui import run
+from test_tui_long import opened, reply_body
 from textual.strip import Strip
 
 from chatterm.tui.widgets import part_rows
@@ -24,11 +24,7 @@ def runs(strip: Strip) -> list[tuple[str, Style | None]]:
 
 def test_a_drawn_row_is_made_once_and_anew_when_its_rendering_changes(tmp_path: Path) -> None:
     async def scenario() -> None:
-        app, store = make_app(tmp_path, CHOICE)
-        conv = seed(store, "T", [("q", "first *answer* row")])
-        async with app.run_test(size=SIZE) as pilot:
-            await app.open_conversation(conv)
-            await drawn(app, pilot)
+        async with opened(tmp_path, "T", [("q", "first *answer* row")]) as (app, _pilot):
             rows = reply_body(app).rows
             assert rows.key is not None
             width = rows.key[0]

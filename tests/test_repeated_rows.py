@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from test_part_strips import runs
 from test_tui import make_app, run, seed
 from textual.containers import Vertical, VerticalScroll
 from textual.geometry import Region
@@ -23,7 +24,7 @@ CHOICE = Choice("openai", BackendConfig(), {}, None, None)
 
 def drawn(strips: list[Strip]) -> list[list[tuple[str, Any]]]:
     """Each row as its runs of text in one style (how Textual cut it into segments aside)."""
-    return [[(segment.text, segment.style) for segment in strip.simplify()] for strip in strips]
+    return [runs(strip) for strip in strips]
 
 
 def as_textual_draws(widget: Any, textual_class: type) -> tuple[list[Any], list[Any]]:

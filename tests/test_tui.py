@@ -1044,6 +1044,17 @@ def test_remapped_keys_in_help_footer_palette_and_docs(tmp_path: Path) -> None:
     assert keys.markdown_tables() in docs, "docs/tui.md: paste keys.markdown_tables() output"
 
 
+async def search_for(app: ChattermApp, pilot: Any, words: str) -> SearchScreen:
+    """Open the search (Ctrl+F), type ``words``, and wait for the answer to the last
+    keystroke (an earlier keystroke's answer may come first) with hits in it."""
+    await pilot.press("ctrl+f")
+    await pilot.press(*words)
+    screen = app.screen
+    assert isinstance(screen, SearchScreen)
+    await wait_for(lambda: screen.query_text == words and bool(screen.hits), pilot)
+    return screen
+
+
 def test_a_hit_picked_before_the_last_answer_stays_picked(tmp_path: Path) -> None:
     """↓ pressed before the answer to the last keystroke came: when it comes, a hit is still
     picked (Textual's option list forgets the highlight when its options are replaced)."""
@@ -1053,11 +1064,7 @@ def test_a_hit_picked_before_the_last_answer_stays_picked(tmp_path: Path) -> Non
         seed(store, "Birds", [("where do pelicans nest", "on islands, pelicans do")])
         seed(store, "More", [("pelicans again", "yes")])
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("ctrl+f")
-            await pilot.press(*"pelican")
-            screen = app.screen
-            assert isinstance(screen, SearchScreen)
-            await wait_for(lambda: screen.query_text == "pelican" and bool(screen.hits), pilot)
+            screen = await search_for(app, pilot, "pelican")
             hits = list(screen.hits)
             await pilot.press("down")
             results = screen.query_one("#results")
@@ -1084,12 +1091,7 @@ def test_search_highlights_and_opens_with_one_key(tmp_path: Path) -> None:
         target = seed(store, "Birds", [("where do pelicans nest", "on islands")])
         seed(store, "Other", [("nothing here", "no")])
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("ctrl+f")
-            await pilot.press(*"pelic")
-            screen = app.screen
-            assert isinstance(screen, SearchScreen)
-            # The answer to the last keystroke (an earlier one's may come first).
-            await wait_for(lambda: screen.query_text == "pelic" and bool(screen.hits), pilot)
+            screen = await search_for(app, pilot, "pelic")
             summary = str(screen.query_one(".search-summary").render())
             assert summary.startswith("1 match ·") and "matches" not in summary
             prompt = screen.query_one("#results").get_option_at_index(0).prompt

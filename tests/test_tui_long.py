@@ -10,7 +10,9 @@ themselves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,19 @@ async def drawn(app: Any, pilot: Any) -> None:
     await pilot.pause()
 
 
+@contextlib.asynccontextmanager
+async def opened(
+    tmp_path: Path, title: str, pairs: list[tuple[str, str]]
+) -> AsyncIterator[tuple[Any, Any]]:
+    """The real app with one seeded conversation open and drawn: (app, pilot)."""
+    app, store = make_app(tmp_path, CHOICE)
+    conv = seed(store, title, pairs)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.open_conversation(conv)
+        await drawn(app, pilot)
+        yield app, pilot
+
+
 def reply_body(app: Any) -> FrozenMarkdown:
     view = app.view.message_views()[-1]
     assert isinstance(view, MessageView) and view.role == "assistant"
@@ -70,11 +85,7 @@ def test_a_long_stored_reply_renders_only_the_parts_on_screen(tmp_path: Path) ->
     reply = long_markdown(2_000)  # about 190 KB, some 160 parts
 
     async def scenario() -> None:
-        app, store = make_app(tmp_path, CHOICE)
-        conv = seed(store, "Long", [("write a lot", reply)])
-        async with app.run_test(size=SIZE) as pilot:
-            await app.open_conversation(conv)
-            await drawn(app, pilot)
+        async with opened(tmp_path, "Long", [("write a lot", reply)]) as (app, _pilot):
             body = reply_body(app)
             parts = body.rows.parts
             assert body.source == reply and len(parts) > 100
@@ -95,11 +106,7 @@ def test_a_long_part_renders_on_the_render_thread(tmp_path: Path, monkeypatch: A
     threads = render_threads(monkeypatch)
 
     async def scenario() -> None:
-        app, store = make_app(tmp_path, CHOICE)
-        conv = seed(store, "Code", [("code please", code)])
-        async with app.run_test(size=SIZE) as pilot:
-            await app.open_conversation(conv)
-            await drawn(app, pilot)
+        async with opened(tmp_path, "Code", [("code please", code)]) as (app, _pilot):
             body = reply_body(app)
             assert len(body.rows.parts) == 1 and body.rows.parts[0].key is not None
             assert "chatterm-render" in threads and "MainThread" not in threads
@@ -116,11 +123,7 @@ def test_a_reply_taller_than_the_cap_shows_its_end_and_opens_whole(
     reply = "".join(f"Paragraph number {i}.\n\n" for i in range(400))
 
     async def scenario() -> None:
-        app, store = make_app(tmp_path, CHOICE)
-        conv = seed(store, "Tall", [("many paragraphs", reply)])
-        async with app.run_test(size=SIZE) as pilot:
-            await app.open_conversation(conv)
-            await drawn(app, pilot)
+        async with opened(tmp_path, "Tall", [("many paragraphs", reply)]) as (app, pilot):
             body = reply_body(app)
             assert body.cut_rows > 0 and body.size.height == 121  # the cap and the notice
             text = screen_text(app)
@@ -160,11 +163,7 @@ def test_a_line_too_long_for_markdown_is_folded_plain_and_sanitised(tmp_path: Pa
     line = "x" * 250_000 + "\x1b]52;c;PWNLONG\x07" + "y" * 50
 
     async def scenario() -> None:
-        app, store = make_app(tmp_path, CHOICE)
-        conv = seed(store, "Line", [("one line", line)])
-        async with app.run_test(size=SIZE) as pilot:
-            await app.open_conversation(conv)
-            await drawn(app, pilot)
+        async with opened(tmp_path, "Line", [("one line", line)]) as (app, _pilot):
             body = reply_body(app)
             (part,) = body.rows.parts
             assert part.plain is not None and body.source == line  # stored byte-exact
@@ -300,11 +299,8 @@ def test_opening_a_conversation_reads_it_off_the_event_loop(
     long_reply = long_markdown(300)
 
     async def scenario() -> None:
-        app, store = make_app(tmp_path, CHOICE)
-        conv = seed(store, "Read", [("q", "an answer"), ("more", long_reply)])
-        async with app.run_test(size=SIZE) as pilot:
-            await app.open_conversation(conv)
-            await drawn(app, pilot)
+        pairs = [("q", "an answer"), ("more", long_reply)]
+        async with opened(tmp_path, "Read", pairs) as (app, _pilot):
             assert "Section 299" in screen_text(app)
             assert reply_body(app).source == long_reply
         # Read in a worker thread, on a read-only connection of its own; the long reply cut
@@ -342,11 +338,7 @@ def test_a_rendering_that_fails_leaves_the_plain_text_and_one_notice(
     monkeypatch.setattr(markdown_render, "render_part", broken)
 
     async def scenario() -> None:
-        app, store = make_app(tmp_path, CHOICE)
-        conv = seed(store, "Broken", [("code", code)])
-        async with app.run_test(size=SIZE) as pilot:
-            await app.open_conversation(conv)
-            await drawn(app, pilot)
+        async with opened(tmp_path, "Broken", [("code", code)]) as (app, pilot):
             await drawn(app, pilot)
             (part,) = reply_body(app).rows.parts
             assert part.plain is not None  # shown as its text from now on
@@ -383,11 +375,7 @@ def test_reader_renders_only_what_is_on_screen(tmp_path: Path, monkeypatch: Any)
     calls = render_threads(monkeypatch)
 
     async def scenario() -> None:
-        app, store = make_app(tmp_path, CHOICE)
-        conv = seed(store, "Long", [("q", reply)])
-        async with app.run_test(size=SIZE) as pilot:
-            await app.open_conversation(conv)
-            await drawn(app, pilot)
+        async with opened(tmp_path, "Long", [("q", reply)]) as (app, pilot):
             body = reply_body(app)
             assert len(body.rows.parts) > 100
             calls.clear()
@@ -489,11 +477,7 @@ def test_two_part_rows_sharing_parts_keep_their_starts(tmp_path: Path, monkeypat
     reply = long_markdown(300)
 
     async def scenario() -> None:
-        app, store = make_app(tmp_path, CHOICE)
-        conv = seed(store, "Long", [("q", reply)])
-        async with app.run_test(size=SIZE) as pilot:
-            await app.open_conversation(conv)
-            await drawn(app, pilot)
+        async with opened(tmp_path, "Long", [("q", reply)]) as (app, _pilot):
             inline = reply_body(app).rows
             width = inline.key[0]
             last = len(inline.parts) - 2
@@ -657,11 +641,8 @@ def test_small_parts_past_the_loops_allowance_render_on_the_render_thread(
     monkeypatch.setattr(part_rows, "SYNC_BUDGET", part_rows.SyncBudget(allowance=0.0))
 
     async def scenario() -> None:
-        app, store = make_app(tmp_path, CHOICE)
-        conv = seed(store, "Short parts", [("a list", long_markdown(40))])
-        async with app.run_test(size=SIZE) as pilot:
-            await app.open_conversation(conv)
-            await drawn(app, pilot)
+        pairs = [("a list", long_markdown(40))]
+        async with opened(tmp_path, "Short parts", pairs) as (app, pilot):
             await drawn(app, pilot)
             assert threads and set(threads) == {"chatterm-render"}
             text = screen_text(app)
@@ -715,11 +696,7 @@ def test_a_rendering_that_comes_back_while_input_is_on_its_way_waits_for_it(
     reply = "Some *text* that renders.\n"
 
     async def scenario() -> None:
-        app, store = make_app(tmp_path, CHOICE)
-        conv = seed(store, "T", [("q", reply)])
-        async with app.run_test(size=SIZE) as pilot:
-            await app.open_conversation(conv)
-            await drawn(app, pilot)
+        async with opened(tmp_path, "T", [("q", reply)]) as (app, pilot):
             body = reply_body(app)
             rows = body.rows
             key = rows.key
@@ -794,11 +771,7 @@ def test_a_stored_replys_usual_part_renders_in_place_when_first_drawn(
     assert len(reply) < FROZEN_CHARS
 
     async def scenario() -> None:
-        app, store = make_app(tmp_path, CHOICE)
-        conv = seed(store, "T", [("q", reply)])
-        async with app.run_test(size=SIZE) as pilot:
-            await app.open_conversation(conv)
-            await drawn(app, pilot)
+        async with opened(tmp_path, "T", [("q", reply)]) as (app, _pilot):
             rows = reply_body(app).rows
             assert rows.key is not None
             padded = reply + "x" * (FROZEN_CHARS - len(reply) - 1)
