@@ -59,7 +59,7 @@ class FrozenMarkdown(Widget):
         self.rows = PartRows(source, self._changed, parts)
         self.rows.alive = lambda: self.is_attached
         self.rows.on_error = self._report
-        self.rows.wait_for = self._input_on_screen
+        self.rows.wait_for = self.input_on_screen
         self.notice_key = "o"  # set by the message view from the key table
         self._line_base: Style | None = None  # rich_style while render_lines draws
 
@@ -124,9 +124,9 @@ class FrozenMarkdown(Widget):
             y += cut - 1
         return self.rows.strip(y, width, base)
 
-    def _input_on_screen(self) -> Awaitable[None] | None:
+    def input_on_screen(self) -> Awaitable[None] | None:
         """The app's wait for typed input to be drawn, if input is on its way (see
-        PartRows.wait_for)."""
+        PartRows.wait_for; the streaming reply's batches ask it too)."""
         wait = getattr(self.app, "input_on_screen", None) if self.is_attached else None
         return wait() if wait is not None else None
 

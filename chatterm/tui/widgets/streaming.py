@@ -164,12 +164,8 @@ class _SegmentWriter:
     async def _input_drawn(self) -> None:
         """Until the input posted so far (keys, clicks) is on screen, at most
         INPUT_WAIT_S in all: see the app's ``input_on_screen``."""
-        app = self.view.app if self.view.is_attached else None
-        on_screen = getattr(app, "input_on_screen", None)
-        if on_screen is None:
-            return
         deadline = time.monotonic() + INPUT_WAIT_S
-        while time.monotonic() < deadline and (waiting := on_screen()) is not None:
+        while time.monotonic() < deadline and (waiting := self.live.input_on_screen()) is not None:
             await waiting
 
     async def _guarded_flush(self, tail: bool = False) -> None:
