@@ -39,7 +39,6 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from chatterm import paths, state
@@ -66,6 +65,7 @@ from chatterm.tui.screens.search import SearchScreen
 from chatterm.tui.widgets.attachment_chips import AttachDialog, AttachmentChips
 from chatterm.tui.widgets.conversation_view import WELCOME, WINDOW, ConversationView
 from chatterm.tui.widgets.download_panel import DownloadPanel
+from chatterm.tui.widgets.key_footer import KeyFooter
 from chatterm.tui.widgets.markdown_render import warm_up
 from chatterm.tui.widgets.message_view import MessageView
 from chatterm.tui.widgets.part_rows import prepare as prepare_parts
@@ -128,7 +128,6 @@ class ChattermApp(App[int]):
     CSS = """
     #main { height: 1fr; }
     #chat { width: 1fr; height: 1fr; }
-    Footer { height: 1; }
     """
 
     def __init__(
@@ -330,7 +329,7 @@ class ChattermApp(App[int]):
                 yield PromptInput(id="prompt", placeholder=placeholder)
                 yield AttachmentChips(id="chips")
                 yield StatusLine(id="status")
-        yield Footer()
+        yield KeyFooter(id="footer")
 
     def _welcome_panel(self) -> WelcomePanel:
         """Who answers the first message and why; shown only while the history is empty."""
