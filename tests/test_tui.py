@@ -769,6 +769,33 @@ def test_sidebar_pages_lazily(tmp_path: Path) -> None:
 # --- themes, keys, settings ------------------------------------------------------------------
 
 
+def test_reply_colours_are_worked_out_once_per_theme(tmp_path: Path) -> None:
+    """Each reply on screen asks for the theme's colours at every new width: Textual builds
+    the theme's whole colour system per ``get_css_variables`` call, so they are kept per
+    app and theme, and a theme switch gives the new theme's colours."""
+    from chatterm.tui.widgets.markdown_render import MarkdownColors
+
+    async def scenario() -> None:
+        app, _ = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            calls = []
+            real = app.get_css_variables
+            app.get_css_variables = lambda: calls.append(1) or real()  # type: ignore[method-assign]
+            app.theme = "chatterm-dusk"
+            await pilot.pause()
+            before = len(calls)
+            dusk = MarkdownColors.from_app(app)
+            assert [MarkdownColors.from_app(app) for _ in range(5)] == [dusk] * 5
+            assert len(calls) <= before + 1  # once for the theme, not once per reply
+            app.theme = "chatterm-paper"
+            await pilot.pause()
+            paper = MarkdownColors.from_app(app)
+            assert paper != dusk and paper.dark is False and dusk.dark is True
+
+    run(scenario)
+
+
 def test_theme_switch_is_remembered(tmp_path: Path) -> None:
     (tmp_path / "themes").mkdir()
     (tmp_path / "themes" / "mine.toml").write_text(

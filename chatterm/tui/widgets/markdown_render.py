@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import threading
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -44,6 +45,21 @@ class MarkdownColors:
 
     @classmethod
     def from_app(cls, app: App[Any]) -> MarkdownColors:
+        """The app's colours in its current theme; worked out once per theme and app.
+
+        Every reply on screen asks for them again at a new width (a resize), and Textual
+        generates the theme's whole colour system for each ``get_css_variables`` call
+        (2 ms a call here, a dozen calls in one resize)."""
+        theme = app.theme
+        cached = _COLORS.get(app)
+        if cached is not None and cached[0] == theme:
+            return cached[1]
+        colors = cls._resolve(app)
+        _COLORS[app] = (theme, colors)
+        return colors
+
+    @classmethod
+    def _resolve(cls, app: App[Any]) -> MarkdownColors:
         variables = app.get_css_variables()
 
         def color(name: str, fallback: str) -> Color:
@@ -91,6 +107,12 @@ class MarkdownColors:
             },
             inherit=True,
         )
+
+
+# Each app's colours with the theme they were worked out for (see MarkdownColors.from_app).
+_COLORS: weakref.WeakKeyDictionary[App[Any], tuple[str, MarkdownColors]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class _CodeBlock(CodeBlock):
