@@ -151,3 +151,25 @@ def test_a_disabled_hint_is_dim_and_a_click_on_it_rings_the_bell() -> None:
             assert hovered[" ^y "] != styles[" ^y "]  # the hint under the pointer stands out
 
     asyncio.run(scenario())
+
+
+def test_the_prompt_has_the_focus_from_the_first_frame(tmp_path: Path) -> None:
+    """The screen focuses the prompt itself: no focus on the sidebar's filter first (each
+    focus change styles its widgets again during the start-up)."""
+    from textual import events
+
+    focused: set[str] = set()
+
+    def hook(message: object) -> None:
+        if isinstance(message, events.DescendantFocus):
+            focused.add(type(message.widget).__name__)
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path)
+        async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+            await pilot.pause()
+            assert app.focused is app.prompt_input
+        store.close()
+
+    asyncio.run(scenario())
+    assert focused == {"PromptInput"}

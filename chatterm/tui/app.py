@@ -118,6 +118,15 @@ def _preimport() -> None:
             importlib.import_module(name)
 
 
+class MainScreen(Screen[Any]):
+    """The app's own screen: the prompt has the focus from its first frame.
+
+    Textual's default focuses the first focusable widget (the sidebar's filter), then the app
+    moved it to the prompt: two focus changes, each styling its widgets again at start-up."""
+
+    AUTO_FOCUS = "#prompt"
+
+
 class ChattermApp(App[int]):
     """One window onto the history; sends go to the controller's choice (switchable)."""
 
@@ -457,6 +466,9 @@ class ChattermApp(App[int]):
 
             endings.detach()
         self.exit(code)
+
+    def get_default_screen(self) -> Screen[Any]:
+        return MainScreen(id="_default")
 
     def on_ready(self) -> None:
         self.ready_at = time.perf_counter()
