@@ -782,3 +782,19 @@ def test_a_stored_replys_usual_part_renders_in_place_when_first_drawn(
             assert [p.key for p in rows.parts] == [rows.key]  # rendered here, at once
 
     run(scenario)
+
+
+def test_messages_shorter_than_estimated_still_fill_the_view(tmp_path: Path) -> None:
+    """How many messages to mount is estimated from their length; blank lines count there
+    but Markdown shows one. When what is mounted does not fill the view there is nothing to
+    scroll up with, so the older messages are mounted until it can scroll."""
+
+    async def scenario() -> None:
+        pairs = [(f"q{i}", "start" + "\n" * 400 + f"end {i}") for i in range(60)]
+        async with opened(tmp_path, "Links", pairs) as (app, pilot):
+            view = app.view
+            await wait_for(lambda: view.max_scroll_y > 0 or not view.hidden, pilot)
+            assert view.max_scroll_y > 0 and view.hidden  # fills, and not everything mounted
+            assert view.message_views()[-1].text.endswith("end 59")
+
+    run(scenario)

@@ -32,9 +32,12 @@ WELCOME = (
 )
 # At most this many messages are mounted when a conversation opens, and per step when
 # scrolling up past them; fewer when they fill ``SCREENS`` screens already (every mounted
-# widget costs time in each layout: opening 2,000 short messages at 40 took 3 s to draw).
+# widget costs time in each layout: opening 2,000 short messages at 40 took 3 s to draw; a
+# resize with two screens' worth took 250 ms, with one and a half 200). What the estimate
+# says fills them may not (a link's address is not shown): then older ones are mounted
+# until the view can scroll (_fill).
 WINDOW = 40
-SCREENS = 2
+SCREENS = 1.5
 MIN_WINDOW = 4
 
 # The stored attachments of some messages, by id (the controller's ``attachments_for``).
@@ -173,6 +176,7 @@ class ConversationView(VerticalScroll, can_focus=False):
                 await self.mount_all(new)
             if not messages:
                 await self.mount(Static(Text(self.welcome), classes="welcome", markup=False))
+        self.call_after_refresh(self._fill)
 
     async def _sync_older_note(self) -> None:
         notes = list(self.query_children(".older"))
@@ -219,9 +223,17 @@ class ConversationView(VerticalScroll, can_focus=False):
                 await self._sync_older_note()
         finally:
             self._loading = False
+        self.call_after_refresh(self._fill)
 
     def _settled(self) -> None:
         self._settling = False
+
+    def _fill(self) -> None:
+        """Mount older messages while the mounted ones do not fill the view: with nothing to
+        scroll, the user could never scroll up to them. (Asked after the layout of what was
+        just mounted: before it, the view's height is the last conversation's.)"""
+        if self.hidden and not self._loading and self.max_scroll_y <= 0:
+            self.call_later(self.load_older)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
