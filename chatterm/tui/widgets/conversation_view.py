@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.geometry import Region
 from textual.strip import Strip
@@ -25,6 +26,7 @@ from textual.widgets import Static
 from chatterm.store import Message
 from chatterm.tui.widgets import repeated_rows
 from chatterm.tui.widgets.message_view import MessageView
+from chatterm.tui.widgets.scroll_gauge import ScrollGauge
 
 WELCOME = (
     "New conversation. Type below and press {send}.\n"
@@ -52,7 +54,7 @@ class ConversationView(VerticalScroll, can_focus=False):
         height: 1fr;
         padding: 1 0 0 0;
         background: $background;
-        scrollbar-size-vertical: 1;
+        scrollbar-size-vertical: 0;  /* its ScrollGauge draws the bar */
     }
     ConversationView > .welcome {
         color: $text-muted;
@@ -80,9 +82,16 @@ class ConversationView(VerticalScroll, can_focus=False):
         # True from a show() until its layout is done: the scroll position moves then (new
         # content, the anchor), which is not the user scrolling up to see older messages.
         self._settling = False
+        self.gauge = ScrollGauge()  # the scroll bar (Textual's own is sized 0)
+
+    def compose(self) -> ComposeResult:
+        yield self.gauge
 
     def on_mount(self) -> None:
         self.anchor()
+
+    def watch_virtual_size(self) -> None:
+        self.gauge.refresh()
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # Its own rows are alike; it scrolls at every frame of a streaming reply.
@@ -237,6 +246,8 @@ class ConversationView(VerticalScroll, can_focus=False):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
+        if int(old_value * 8) != int(new_value * 8):  # the bar moves in eighths of a row
+            self.gauge.refresh()
         if (
             new_value <= 0 and old_value > 0 and self.hidden
             and not self._loading and not self._settling
