@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from rich.color import Color as RichColor
 from test_tui import make_app, seed, settle, wait_for
 from textual.scrollbar import ScrollBarRender
+from textual.widgets import Static
 
 from chatterm.backend import BackendConfig
 from chatterm.config import Choice
@@ -111,6 +112,20 @@ def test_the_conversation_draws_its_own_bar_and_the_mouse_drives_it(tmp_path: Pa
             # A click below the thumb pages down.
             await pilot.click(ScrollGauge, offset=(0, gauge.size.height - 1))
             await wait_for(lambda: view.scroll_y > 0, pilot)
+            await wait_for(lambda: not app.animator.is_being_animated(view, "scroll_y"), pilot)
+            # Dragged back to the end, the view follows new content again.
+            span = gauge._span()
+            assert span is not None
+            await pilot.mouse_down(ScrollGauge, offset=(0, span[0] + 1))
+            await pilot.hover(ScrollGauge, offset=(0, gauge.size.height + 3))
+            await pilot.mouse_up(ScrollGauge, offset=(0, gauge.size.height - 1))
+            await pilot.pause()
+            assert view.scroll_y == view.max_scroll_y
+            before = view.max_scroll_y
+            await view.mount(Static("more\n" * 30))
+            await wait_for(lambda: view.max_scroll_y > before, pilot)
+            await pilot.pause()
+            assert view.scroll_y == view.max_scroll_y
         store.close()
 
     asyncio.run(scenario())

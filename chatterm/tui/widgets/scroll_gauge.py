@@ -8,8 +8,8 @@ row is one of four strips kept per colour scheme, and a frame picks them.
 
 It looks like Textual's bar: the same theme colours (the view's ``scrollbar-*`` styles,
 hover and grab variants), the thumb's ends drawn in eighths of a cell. A click above or below
-the thumb pages up or down; dragging the thumb scrolls; releasing it at the end follows new
-content again (Textual's scrolling does that once the view is back at its end).
+the thumb pages up or down; dragging the thumb scrolls; letting go of it at the end follows
+new content again.
 """
 
 from __future__ import annotations
@@ -174,4 +174,7 @@ class ScrollGauge(Widget):
             self._grab = None
             self.release_mouse()
             self.refresh()
+            view = self.view
+            if view.is_anchored and view.scroll_y >= view.max_scroll_y:
+                view.anchor()  # let go at the end: follow new content again, as Textual's bar
         event.stop()
