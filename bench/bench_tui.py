@@ -49,6 +49,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_common import compile_sources, server_process  # noqa: E402  (bench/ is the script's folder)
 from openai_server import chunk_pieces  # noqa: E402
+
+import chatterm.tui  # noqa: E402, F401  (before Textual: it sets the frame rate, as the app)
+
+# isort: split
 from textual.app import App, ComposeResult  # noqa: E402
 from textual.containers import VerticalScroll  # noqa: E402
 from textual.widgets import Markdown  # noqa: E402

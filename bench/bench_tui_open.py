@@ -27,6 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "backends"), str(ROOT / "themes")]
 
 from bench_common import compile_sources  # noqa: E402  (bench/ is the script's folder)
+
+import chatterm.tui  # noqa: E402, F401  (before Textual: it sets the frame rate, as the app)
+
+# isort: split
 from textual.events import Resize  # noqa: E402
 from textual.geometry import Size  # noqa: E402
 

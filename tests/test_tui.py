@@ -931,6 +931,22 @@ def test_domain_never_imports_textual() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_the_tui_draws_up_to_120_frames_a_second_unless_the_user_says_otherwise() -> None:
+    """The CLI's way into the TUI imports chatterm.tui before Textual, which reads
+    TEXTUAL_FPS when first imported; a user's own TEXTUAL_FPS wins."""
+    code = (
+        "import sys, chatterm.cli, chatterm.cli.tui_entry; assert 'textual' not in sys.modules; "
+        "import chatterm.tui.app, textual.constants as c; print(c.MAX_FPS)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TEXTUAL_FPS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env)
+    assert out.stdout.strip() == "120"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**env, "TEXTUAL_FPS": "30"})
+    assert out.stdout.strip() == "30"
+
+
 # --- issue 10: no crash, no surprise ---------------------------------------------------------
 
 
