@@ -68,6 +68,23 @@ def test_hints_are_one_widget_and_follow_the_focus(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_a_remapped_palette_key_stays_on_the_right(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = HistoryStore(tmp_path / "history.db")
+        choice = Choice("openai", BackendConfig(model="m", base_url="http://127.0.0.1:9"), {},
+                        None, None)
+        config = Config(path=tmp_path / "config.toml", keys={"command_palette": "ctrl+k"})
+        app = build_app(choice, config, store, state_file=tmp_path / "state.json",
+                        user_themes_dir=tmp_path / "themes")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            row = footer_row(app)
+            assert row.rstrip().endswith("▏^k commands") and "^p" not in row
+        store.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_click_on_a_hint_presses_its_key(tmp_path: Path) -> None:
     async def scenario() -> None:
         app, store = make_app(tmp_path)

@@ -1433,6 +1433,7 @@ def test_long_conversation_mounts_lazily_and_reveals_old_hits(tmp_path: Path) ->
             assert f"{300 - window} earlier messages" in str(note)
             app.view.scroll_home(animate=False, immediate=True)  # scrolling up loads more
             await wait_for(lambda: len(app.view.message_views()) > window, pilot)
+            assert len(app.view.message_views()) <= window + WINDOW  # a window more, not all
             assert len(app.view.hidden) == 300 - len(app.view.message_views())
             # A search hit on the very first message: mounted, scrolled to, focused.
             await app.open_at(conv, first_prompt.id)

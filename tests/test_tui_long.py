@@ -798,3 +798,17 @@ def test_messages_shorter_than_estimated_still_fill_the_view(tmp_path: Path) -> 
             assert view.message_views()[-1].text.endswith("end 59")
 
     run(scenario)
+
+
+def test_a_taller_window_mounts_older_messages_to_fill_it(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pairs = [(f"q{i}", f"answer {i}") for i in range(200)]
+        async with opened(tmp_path, "Many", pairs) as (app, pilot):
+            view = app.view
+            mounted = len(view.message_views())
+            assert view.hidden and view.max_scroll_y > 0
+            await pilot.resize_terminal(100, 200)
+            await wait_for(lambda: view.max_scroll_y > 0 or not view.hidden, pilot)
+            assert len(view.message_views()) > mounted and view.max_scroll_y > 0
+
+    run(scenario)

@@ -194,16 +194,16 @@ class ConversationView(VerticalScroll, can_focus=False):
                 await note.remove()
             return
         label = Text(f"↑ {len(self.hidden)} earlier messages (scroll up to show them)")
+        views = self.message_views()  # the note goes above the first (the gauge is docked)
         if notes:
             note = notes[0]
             assert isinstance(note, Static)
             note.update(label)
-            if self.children and self.children[0] is not note:
-                self.move_child(note, before=0)
+            if views and self.children.index(note) > self.children.index(views[0]):
+                self.move_child(note, before=views[0])
         else:
             note = Static(label, classes="older", markup=False)
-            first = self.children[0] if self.children else None
-            await self.mount(note, before=first)
+            await self.mount(note, before=views[0] if views else None)
 
     async def load_older(self, down_to: int | None = None) -> None:
         """Mount the previous window of hidden messages (or all of them down to an id)."""
@@ -239,9 +239,14 @@ class ConversationView(VerticalScroll, can_focus=False):
 
     def _fill(self) -> None:
         """Mount older messages while the mounted ones do not fill the view: with nothing to
-        scroll, the user could never scroll up to them. (Asked after the layout of what was
-        just mounted: before it, the view's height is the last conversation's.)"""
-        if self.hidden and not self._loading and self.max_scroll_y <= 0:
+        scroll, the user could never scroll up to them. Asked after the layout of what was
+        just mounted (before it, the view's height is the last conversation's); not while
+        another screen is on top (no layout happens then: the height read would be stale).
+        A taller window needs no asking: the view scrolls to its top then (watch_scroll_y)."""
+        if (
+            self.hidden and not self._loading and self.size.height > 0
+            and self.screen.is_current and self.max_scroll_y <= 0
+        ):
             self.call_later(self.load_older)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:

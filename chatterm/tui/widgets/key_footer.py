@@ -22,6 +22,9 @@ from textual import events
 from textual.screen import Screen
 from textual.widget import Widget
 
+# The command palette's hint sits on the right, found by its action.
+PALETTE_ACTION = "command_palette"
+
 
 class KeyHint(NamedTuple):
     """One hint: what it shows and the key a click presses."""
@@ -67,7 +70,7 @@ class KeyFooter(Widget, can_focus=False):
         self.palette: KeyHint | None = None
         # Each hint's columns, from the last render: what a click or the pointer is over.
         self._spans: list[tuple[int, int, KeyHint]] = []
-        self._hover: KeyHint | None = None
+        self._hover: str | None = None  # the key of the hint under the pointer
 
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
@@ -88,12 +91,13 @@ class KeyFooter(Widget, can_focus=False):
 
     def _active_hints(self, screen: Screen[Any]) -> tuple[list[KeyHint], KeyHint | None]:
         app = self.app
-        palette_key = app.COMMAND_PALETTE_BINDING if app.ENABLE_COMMAND_PALETTE else None
         hints: list[KeyHint] = []
         palette: KeyHint | None = None
         actions: set[str] = set()
-        for key, (_node, binding, enabled, tooltip) in screen.active_bindings.items():
-            if key == palette_key:
+        for _node, binding, enabled, tooltip in screen.active_bindings.values():
+            # Found by its action: the key may be remapped ([keys]).
+            if (binding.action == PALETTE_ACTION and app.ENABLE_COMMAND_PALETTE
+                    and palette is None):
                 palette = KeyHint(binding.key, app.get_key_display(binding),
                                   binding.description, enabled,
                                   binding.tooltip or binding.description)
@@ -101,7 +105,7 @@ class KeyFooter(Widget, can_focus=False):
                 continue  # one hint per action: its first key
             actions.add(binding.action)
             hints.append(KeyHint(binding.key, app.get_key_display(binding),
-                                 binding.description, enabled, tooltip))
+                                 binding.description, enabled, tooltip or binding.tooltip))
         return hints, palette
 
     def render(self) -> Text:
@@ -113,7 +117,7 @@ class KeyFooter(Widget, can_focus=False):
 
         def add(hint: KeyHint, key: str, description: str) -> None:
             start = line.cell_len
-            extra = hover if hint is self._hover else Style()
+            extra = hover if hint.key == self._hover else Style()
             dim = Style() if hint.enabled else Style(dim=True)
             line.append(key, key_style + extra + dim)
             line.append(description, text_style + extra + dim)
@@ -123,7 +127,7 @@ class KeyFooter(Widget, can_focus=False):
             add(hint, f" {hint.label} ", f"{hint.description} ")
         if self.palette is not None:
             tail = f" {self.palette.description} "
-            tail_width = 1 + len(self.palette.label) + len(tail)
+            tail_width = 1 + Text(self.palette.label + tail).cell_len
             gap = self.size.width - line.cell_len - tail_width
             if gap >= 0:  # no room: the hints on the left win, as they name the focused keys
                 line.append(" " * gap)
@@ -140,9 +144,10 @@ class KeyFooter(Widget, can_focus=False):
 
     def on_mouse_move(self, event: events.MouseMove) -> None:
         hint = self.hint_at(event.x)
-        if hint is not self._hover:
-            self._hover = hint
-            self.tooltip = hint.tooltip if hint is not None else None
+        key = hint.key if hint is not None else None
+        if key != self._hover:
+            self._hover = key
+            self.tooltip = (hint.tooltip or None) if hint is not None else None
             self.refresh()
 
     def on_leave(self, event: events.Leave) -> None:

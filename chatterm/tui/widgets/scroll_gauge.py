@@ -29,11 +29,12 @@ from textual.widget import Widget
 EIGHTHS = ("▁", "▂", "▃", "▄", "▅", "▆", "▇", " ")
 
 
-def thumb_span(height: int, virtual: float, window: float, position: float) -> (
-    tuple[int, int, int, int] | None
-):
-    """Where the thumb is, in eighths of a row, as Textual's bar computes it:
-    ``(first row, eighths into it, row after the last, eighths into that)``; ``None`` when
+# Where a thumb is: (first row, eighths into it, the row after its last, eighths into that).
+Span = tuple[int, int, int, int]
+
+
+def thumb_span(height: int, virtual: float, window: float, position: float) -> Span | None:
+    """Where the thumb is, in eighths of a row, as Textual's bar computes it; ``None`` when
     everything fits (no bar)."""
     if not (window and height and virtual) or virtual <= window or virtual == height:
         return None  # (the last as Textual's: a bar as tall as the content shows no thumb)
@@ -45,6 +46,32 @@ def thumb_span(height: int, virtual: float, window: float, position: float) -> (
     start_row, start_eighth = divmod(max(0, start), 8)
     end_row, end_eighth = divmod(max(0, end), 8)
     return start_row, start_eighth, end_row, end_eighth
+
+
+def row_kinds(height: int, span: Span | None) -> list[tuple[str, str]]:
+    """Each row's kind and glyph, top to bottom: ``track``, ``thumb``, or the thumb's ``top``
+    or ``bottom`` end drawn in eighths (as Textual's ``ScrollBarRender.render_bar``)."""
+    rows = [("track", " ")] * height
+    if span is None:
+        return rows
+    start_row, start_eighth, end_row, end_eighth = span
+    rows[start_row:end_row] = [("thumb", " ")] * (min(end_row, height) - min(start_row, height))
+    if start_row < height and EIGHTHS[7 - start_eighth] != " ":
+        rows[start_row] = ("top", EIGHTHS[7 - start_eighth])
+    if end_row < height and EIGHTHS[7 - end_eighth] != " ":
+        rows[end_row] = ("bottom", EIGHTHS[7 - end_eighth])
+    return rows
+
+
+def on_thumb(y: int, span: Span) -> int:
+    """-1 above the thumb, 0 on it, 1 below it (a click there pages up, grabs, pages down).
+    The row after the thumb's last belongs to it only when its end is drawn there."""
+    start_row, _, end_row, end_eighth = span
+    if y < start_row:
+        return -1
+    if y > end_row or (y == end_row and end_eighth == 0):
+        return 1
+    return 0
 
 
 class ScrollGauge(Widget):
@@ -71,7 +98,7 @@ class ScrollGauge(Widget):
         assert isinstance(parent, Widget)
         return parent
 
-    def _span(self) -> tuple[int, int, int, int] | None:
+    def _span(self) -> Span | None:
         view = self.view
         return thumb_span(self.size.height, view.virtual_size.height,
                           view.container_size.height, int(view.scroll_y * 8) / 8)
@@ -110,21 +137,21 @@ class ScrollGauge(Widget):
 
     def rows(self) -> list[Strip]:
         """Every row of the bar, top to bottom."""
-        back, bar = self._colors()
         height = self.size.height
-        track = self._strip("track", " ", back, bar)
         span = self._span()
-        if span is None:
-            return [track] * height
-        start_row, start_eighth, end_row, end_eighth = span
-        rows = [track] * height
-        thumb = self._strip("thumb", " ", back, bar)
-        rows[start_row:end_row] = [thumb] * (min(end_row, height) - min(start_row, height))
-        if start_row < height and EIGHTHS[7 - start_eighth] != " ":
-            rows[start_row] = self._strip("top", EIGHTHS[7 - start_eighth], back, bar)
-        if end_row < height and EIGHTHS[7 - end_eighth] != " ":
-            rows[end_row] = self._strip("bottom", EIGHTHS[7 - end_eighth], back, bar)
-        return rows[:height]
+        if span is None:  # as Textual's bar, none at all: the view's background
+            _, background = self.view.background_colors
+            return [self._blank(background)] * height
+        back, bar = self._colors()
+        return [self._strip(kind, glyph, back, bar) for kind, glyph in row_kinds(height, span)]
+
+    def _blank(self, background: Color) -> Strip:
+        key = ("blank", " ", background, background)
+        strip = self._strips.get(key)
+        if strip is None:
+            style = Style(bgcolor=background.rich_color)
+            strip = self._strips[key] = Strip([Segment(" ", style)], 1)
+        return strip
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # The kept strips as they are: no Rich renderable, no styles applied per row.
@@ -148,12 +175,13 @@ class ScrollGauge(Widget):
         span = self._span()
         if span is None:
             return
-        start_row, _, end_row, _ = span
-        if event.y < start_row:
+        where = on_thumb(event.y, span)
+        if where < 0:
             self.view.scroll_page_up()
-        elif event.y > end_row:
+        elif where > 0:
             self.view.scroll_page_down()
         else:
+            self.view.release_anchor()  # held, the view stops following a growing reply
             self._grab = (event.screen_y, self.view.scroll_y)
             self.capture_mouse()
             self.refresh()
@@ -171,10 +199,23 @@ class ScrollGauge(Widget):
 
     def on_mouse_up(self, event: events.MouseUp) -> None:
         if self._grab is not None:
-            self._grab = None
-            self.release_mouse()
-            self.refresh()
-            view = self.view
-            if view.is_anchored and view.scroll_y >= view.max_scroll_y:
-                view.anchor()  # let go at the end: follow new content again, as Textual's bar
+            self.release_mouse()  # then MouseRelease ends the grab
         event.stop()
+
+    def on_mouse_release(self, event: events.MouseRelease) -> None:
+        """The capture ended: let go here, or taken away (a dialog opened mid-drag)."""
+        self._let_go()
+
+    def on_hide(self, event: events.Hide) -> None:
+        if self._grab is not None:
+            self.release_mouse()
+            self._let_go()
+
+    def _let_go(self) -> None:
+        if self._grab is None:
+            return
+        self._grab = None
+        self.refresh()
+        view = self.view
+        if view.is_anchored and view.scroll_y >= view.max_scroll_y:
+            view.anchor()  # let go at the end: follow new content again, as Textual's bar
