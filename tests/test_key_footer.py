@@ -10,6 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any, ClassVar
 
+import test_tui
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
@@ -17,19 +18,17 @@ from textual.widgets import Static
 from chatterm.backend import BackendConfig
 from chatterm.config import Choice, Config
 from chatterm.store import HistoryStore
-from chatterm.tui.app import ChattermApp, build_app
+from chatterm.tui.app import ChattermApp
 from chatterm.tui.widgets.key_footer import KeyFooter
 
 SIZE = (100, 30)
 
 
-def make_app(tmp_path: Path) -> tuple[ChattermApp, HistoryStore]:
-    store = HistoryStore(tmp_path / "history.db")
-    choice = Choice("openai", BackendConfig(model="m", base_url="http://127.0.0.1:9"), {},
-                    None, None)
-    app = build_app(choice, Config(path=tmp_path / "config.toml"), store,
-                    state_file=tmp_path / "state.json", user_themes_dir=tmp_path / "themes")
-    return app, store
+CHOICE = Choice("openai", BackendConfig(model="m", base_url="http://127.0.0.1:9"), {}, None, None)
+
+
+def make_app(tmp_path: Path, config: Config | None = None) -> tuple[ChattermApp, HistoryStore]:
+    return test_tui.make_app(tmp_path, CHOICE, config)
 
 
 def footer_row(app: App[Any]) -> str:
@@ -70,12 +69,8 @@ def test_hints_are_one_widget_and_follow_the_focus(tmp_path: Path) -> None:
 
 def test_a_remapped_palette_key_stays_on_the_right(tmp_path: Path) -> None:
     async def scenario() -> None:
-        store = HistoryStore(tmp_path / "history.db")
-        choice = Choice("openai", BackendConfig(model="m", base_url="http://127.0.0.1:9"), {},
-                        None, None)
         config = Config(path=tmp_path / "config.toml", keys={"command_palette": "ctrl+k"})
-        app = build_app(choice, config, store, state_file=tmp_path / "state.json",
-                        user_themes_dir=tmp_path / "themes")
+        app, store = make_app(tmp_path, config)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
             row = footer_row(app)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.color import Color as RichColor
 from test_tui import make_app, seed, settle, wait_for
+from test_tui_long import opened
 from textual.scrollbar import ScrollBarRender
 from textual.widgets import Static
 
@@ -85,18 +85,12 @@ def test_the_row_under_a_thumb_that_ends_on_a_row_boundary_pages_down() -> None:
     assert [on_thumb(y, (2, 0, 6, 3)) for y in (5, 6, 7)] == [0, 0, 1]  # its end on row 6
 
 
-def long_conversation(store: Any) -> str:
-    return seed(store, "Long", [(f"question {i}", f"answer {i} " + "words " * 400)
-                                for i in range(12)])
+LONG = [(f"question {i}", f"answer {i} " + "words " * 400) for i in range(12)]
 
 
 def test_the_conversation_draws_its_own_bar_and_the_mouse_drives_it(tmp_path: Path) -> None:
     async def scenario() -> None:
-        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
-        conv = long_conversation(store)
-        async with app.run_test(size=SIZE) as pilot:
-            await app.open_conversation(conv)
-            await settle(app, pilot)
+        async with opened(tmp_path, "Long", LONG) as (app, pilot):
             view = app.view
             gauge = view.query_one(ScrollGauge)
             assert view.styles.scrollbar_size_vertical == 0  # Textual's bar takes no column
@@ -135,7 +129,6 @@ def test_the_conversation_draws_its_own_bar_and_the_mouse_drives_it(tmp_path: Pa
             await wait_for(lambda: view.max_scroll_y > before, pilot)
             await pilot.pause()
             assert view.scroll_y == view.max_scroll_y
-        store.close()
 
     asyncio.run(scenario())
 
@@ -156,7 +149,7 @@ def test_the_bar_follows_the_content_as_it_grows(tmp_path: Path) -> None:
             assert segment.style is not None and segment.style.bgcolor is not None
             assert segment.style.bgcolor.get_truecolor() == (
                 view.background_colors[1].rich_color.get_truecolor())
-            long = long_conversation(store)
+            long = seed(store, "Long", LONG)
             await app.open_conversation(long)
             await settle(app, pilot)
             span = gauge._span()
@@ -173,11 +166,7 @@ def test_a_dialog_opened_mid_drag_ends_the_grab(tmp_path: Path) -> None:
     then, and moving the pointer over it afterwards scrolls nothing."""
 
     async def scenario() -> None:
-        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
-        conv = long_conversation(store)
-        async with app.run_test(size=SIZE) as pilot:
-            await app.open_conversation(conv)
-            await settle(app, pilot)
+        async with opened(tmp_path, "Long", LONG) as (app, pilot):
             view = app.view
             gauge = view.query_one(ScrollGauge)
             span = gauge._span()
@@ -194,6 +183,5 @@ def test_a_dialog_opened_mid_drag_ends_the_grab(tmp_path: Path) -> None:
             await pilot.hover(ScrollGauge, offset=(0, 0))
             await pilot.pause()
             assert view.scroll_y == before
-        store.close()
 
     asyncio.run(scenario())

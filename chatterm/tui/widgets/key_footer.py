@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -95,17 +96,16 @@ class KeyFooter(Widget, can_focus=False):
         palette: KeyHint | None = None
         actions: set[str] = set()
         for _node, binding, enabled, tooltip in screen.active_bindings.values():
+            hint = KeyHint(binding.key, app.get_key_display(binding), binding.description,
+                           enabled, tooltip or binding.tooltip)
             # Found by its action: the key may be remapped ([keys]).
             if (binding.action == PALETTE_ACTION and app.ENABLE_COMMAND_PALETTE
                     and palette is None):
-                palette = KeyHint(binding.key, app.get_key_display(binding),
-                                  binding.description, enabled,
-                                  binding.tooltip or binding.description)
+                palette = hint._replace(tooltip=hint.tooltip or binding.description)
             if not binding.show or binding.action in actions:
                 continue  # one hint per action: its first key
             actions.add(binding.action)
-            hints.append(KeyHint(binding.key, app.get_key_display(binding),
-                                 binding.description, enabled, tooltip or binding.tooltip))
+            hints.append(hint)
         return hints, palette
 
     def render(self) -> Text:
@@ -127,7 +127,7 @@ class KeyFooter(Widget, can_focus=False):
             add(hint, f" {hint.label} ", f"{hint.description} ")
         if self.palette is not None:
             tail = f" {self.palette.description} "
-            tail_width = 1 + Text(self.palette.label + tail).cell_len
+            tail_width = 1 + cell_len(self.palette.label + tail)
             gap = self.size.width - line.cell_len - tail_width
             if gap >= 0:  # no room: the hints on the left win, as they name the focused keys
                 line.append(" " * gap)

@@ -139,19 +139,11 @@ class ScrollGauge(Widget):
         """Every row of the bar, top to bottom."""
         height = self.size.height
         span = self._span()
-        if span is None:  # as Textual's bar, none at all: the view's background
+        if span is None:  # as Textual's bar, none at all: a track in the view's background
             _, background = self.view.background_colors
-            return [self._blank(background)] * height
+            return [self._strip("track", " ", background, background)] * height
         back, bar = self._colors()
         return [self._strip(kind, glyph, back, bar) for kind, glyph in row_kinds(height, span)]
-
-    def _blank(self, background: Color) -> Strip:
-        key = ("blank", " ", background, background)
-        strip = self._strips.get(key)
-        if strip is None:
-            style = Style(bgcolor=background.rich_color)
-            strip = self._strips[key] = Strip([Segment(" ", style)], 1)
-        return strip
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # The kept strips as they are: no Rich renderable, no styles applied per row.
