@@ -253,7 +253,9 @@ def _markdown(text: str) -> Any:
     """rich's Markdown for already sanitised ``text``; links shown as ``text (address)``."""
     from rich.markdown import Markdown
 
-    return Markdown(text, hyperlinks=False)
+    from chatterm.markdown_parse import parsed_markdown
+
+    return parsed_markdown(Markdown, text, hyperlinks=False)
 
 
 def make_console(stderr: bool = False) -> Any:

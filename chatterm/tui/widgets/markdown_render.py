@@ -27,6 +27,7 @@ from rich.theme import Theme as RichTheme
 from textual.app import App
 from textual.color import Color, ColorParseError
 
+from chatterm.markdown_parse import parsed_markdown
 from chatterm.sanitize import safe_text
 from chatterm.tui.widgets.render_queue import QUEUE
 
@@ -129,6 +130,12 @@ class _CodeBlock(CodeBlock):
 
 
 @lru_cache(maxsize=16)
+def _rich_theme(colors: MarkdownColors) -> RichTheme:
+    """The theme's Rich styles, built once per set of colours (every part's rendering asks)."""
+    return colors.rich_theme()
+
+
+@lru_cache(maxsize=16)
 def _markdown_class(panel: str) -> type[Markdown]:
     """Rich's Markdown whose code blocks sit on ``panel`` (one class per theme color)."""
     code_block = type("ThemedCodeBlock", (_CodeBlock,), {"background": panel})
@@ -144,12 +151,13 @@ class ThemedMarkdown:
         self.colors = colors
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        markdown = _markdown_class(self.colors.panel)(
+        markdown = parsed_markdown(
+            _markdown_class(self.colors.panel),
             safe_text(self.source),
             code_theme="monokai" if self.colors.dark else "friendly",
             hyperlinks=True,
         )
-        with console.use_theme(self.colors.rich_theme()):
+        with console.use_theme(_rich_theme(self.colors)):
             lines = console.render_lines(markdown, options, pad=False, new_lines=False)
         new_line = Segment.line()
         for line in lines:
