@@ -80,7 +80,7 @@ class SSEDecoder:
         """Take one read of the body; return the data of the events it completed.
 
         Fast path for what nearly every server sends: no ``\r`` in the read, and events made
-        of one ``data: `` line ended by a blank line. Those are cut out with ``split`` in C;
+        of one ``data: `` line ended by a blank line. Those are cut out of the read directly;
         anything else (CR line ends, comments, several fields) goes through the line rules.
         """
         events: list[str] = []
@@ -101,6 +101,7 @@ class SSEDecoder:
         if b"\r" in chunk:
             self._after_cr = chunk[-1:] == b"\r"
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        start = 0  # where this read's unhandled bytes begin
         if self._pieces:
             # Finish the pending line with this read's bytes up to its first line end; only
             # this read is searched, and the pieces are joined once.
@@ -118,25 +119,40 @@ class SSEDecoder:
                 self._take((b"".join(pieces),), events)
                 if self.error is not None:
                     return events
-            chunk = chunk[end + 1 :]
-        blocks = chunk.split(b"\n\n")
-        tail = blocks.pop()
-        if blocks:
-            if self._data or self._errors:  # the first block ends an event begun earlier
-                self._take(blocks[0].split(b"\n"), events)
+            start = end + 1
+            if chunk[start : start + 1] == b"\n":  # the blank line after it ends the event
                 self._end_event(events)
-                del blocks[0]
                 if self.error is not None:
                     return events
-            for block in blocks:
-                if block[:6] == b"data: " and b"\n" not in block:
-                    events.append(block[6:].decode("utf-8", "replace"))
-                else:
-                    self._take(block.split(b"\n"), events)
-                    self._end_event(events)
-                    if self.error is not None:
-                        return events
-        if b"\n" in tail:
+                start += 1
+        # Blocks (an event's lines, ended by a blank line) are found by searching for single
+        # line ends: ``find(b"\n")`` is a memchr, while ``split(b"\n\n")`` or ``split(b"\n")``
+        # walk every byte (72 and 53 us for a 64 KiB event here, against 2 us): a fast 100 MB
+        # reply in 64 KiB events spent 0.12 s of its ~1 s in that split alone.
+        find = chunk.find
+        several = False  # a lone line end inside the block being scanned: more than one line
+        pos = find(b"\n", start)
+        while pos >= 0:
+            if chunk[pos + 1 : pos + 2] != b"\n":
+                several = True
+                pos = find(b"\n", pos + 1)
+                continue
+            # chunk[start:pos] is a whole block. One "data: " line that begins no event left
+            # open by an earlier read is the usual event; the rest goes through the line rules.
+            if not several and not (self._data or self._errors) and chunk.startswith(
+                b"data: ", start
+            ):
+                events.append(chunk[start + 6 : pos].decode("utf-8", "replace"))
+            else:
+                self._take(chunk[start:pos].split(b"\n"), events)
+                self._end_event(events)
+                if self.error is not None:
+                    return events
+            start = pos + 2
+            several = False
+            pos = find(b"\n", start)
+        tail = chunk[start:] if start else chunk
+        if several:
             lines = tail.split(b"\n")
             tail = lines.pop()
             self._take(lines, events)
