@@ -80,3 +80,20 @@ def test_each_thread_parses_with_its_own_parser() -> None:
     thread.start()
     thread.join()
     assert seen and seen[0] is not here
+
+
+@pytest.mark.parametrize("lexer_name", ["python", "text", "no-such-language", ""])
+@pytest.mark.parametrize("theme", ["monokai", "friendly"])
+def test_a_code_block_renders_as_syntax_by_name_does(lexer_name: str, theme: str) -> None:
+    """The themed code block hands Syntax a lexer and theme made once per thread; the
+    rendering is the one Syntax gives when it looks both up by name for every block."""
+    from rich.syntax import Syntax
+
+    code = "def f(x):\n\treturn x * 2  # tab, comment, 'str'\n"
+    block = markdown_render._markdown_class("#123456")
+    fence = f"```{lexer_name}\n{code}```\n"
+    made = parsed_markdown(block, fence, code_theme=theme)
+    expected = Syntax(code.rstrip(), lexer_name or "text", theme=theme, word_wrap=True,
+                      padding=(0, 1), background_color="#123456")
+    for _ in range(2):  # the second time from this thread's cache
+        assert segments(made, 30) == segments(expected, 30)  # type: ignore[arg-type]

@@ -766,6 +766,51 @@ def test_sidebar_pages_lazily(tmp_path: Path) -> None:
     run(scenario)
 
 
+def test_sidebar_list_follows_a_resize_and_a_longer_list(tmp_path: Path) -> None:
+    """A narrower sidebar draws its titles cut at its new width, and a list that grows past the
+    sidebar's height gets its scroll bar and scrolls to its last conversation."""
+
+    def sidebar_rows(app: ChattermApp) -> list[str]:
+        region = app.sidebar.option_list.region
+        lines = screen_text(app).splitlines()
+        return [line[region.x : region.right].rstrip() for line in lines[region.y : region.bottom]]
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        for i in range(3):
+            store.create_conversation(f"a conversation with a rather long title {i}")
+        async with app.run_test(size=(120, 30)) as pilot:
+            options = app.sidebar.option_list
+            await pilot.pause()
+            wide_width, rows = options.virtual_size
+            assert rows == 6 and not options.show_vertical_scrollbar
+            wide = sidebar_rows(app)
+            await pilot.resize_terminal(90, 30)
+            await pilot.pause()
+            assert options.virtual_size == (options.scrollable_content_region.width, 6)
+            assert options.virtual_size.width < wide_width
+            narrow = sidebar_rows(app)
+            assert narrow[0].startswith("a conversation with a ") and narrow[0].endswith("…")
+            assert len(narrow[0]) <= options.region.width < len(wide[0]) + 1
+            assert narrow[0] != wide[0] and wide[0].endswith("…")
+
+            for i in range(40):
+                store.create_conversation(f"later {i}")
+            app.sidebar.reload()
+            await pilot.pause()
+            assert options.virtual_size.height == 86
+            assert options.show_vertical_scrollbar
+            assert options.vertical_scrollbar.region.height == options.region.height
+            options.focus()
+            await pilot.press("end")
+            await pilot.pause()
+            last = sidebar_rows(app)  # the oldest conversation, on the last two rows
+            assert last[-2].startswith("a conversation with a ") and "0 msg" in last[-1]
+            assert options.highlighted == 42 and options.scroll_y == options.max_scroll_y > 0
+
+    run(scenario)
+
+
 # --- themes, keys, settings ------------------------------------------------------------------
 
 

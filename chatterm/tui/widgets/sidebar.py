@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
 from textual.timer import Timer
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option, OptionDoesNotExist
@@ -62,6 +65,26 @@ class ConversationList(OptionList):
 
     class NearEndReached(Message):
         """The highlight or the viewport came close to the last loaded conversation."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._drawing_in: Region | None = None
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The list's scrollable region is asked for three times per row drawn (the OptionList
+        # checks its line cache for each row), and each answer walks up to the screen and
+        # through its compositor: a third of drawing the sidebar, 5 ms of each resize. It
+        # cannot change while the rows are drawn, so it is worked out once for them.
+        self._drawing_in = super().scrollable_content_region
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._drawing_in = None
+
+    @property
+    def scrollable_content_region(self) -> Region:
+        region = self._drawing_in
+        return super().scrollable_content_region if region is None else region
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
