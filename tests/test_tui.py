@@ -967,6 +967,48 @@ def test_gc_policy_checkpoint_freezes_survivors() -> None:
         gc.unfreeze()
 
 
+def test_the_full_collection_after_a_switch_waits_for_the_user_to_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening a conversation asks for a full collection (it walks the whole process, 50-100
+    ms): it runs only once no key, click or resize came for FULL_PASS_QUIET_S, once however
+    many switches asked for it."""
+
+    class Recording:
+        def __init__(self) -> None:
+            self.full_at: list[float] = []
+
+        def full(self) -> float:
+            self.full_at.append(time.monotonic())
+            return 0.0
+
+    monkeypatch.setattr(ChattermApp, "FULL_PASS_QUIET_S", 0.4)
+
+    async def scenario() -> None:
+        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+        first = seed(store, "first", [("q1", "a1")])
+        second = seed(store, "second", [("q2", "a2")])
+        async with app.run_test(size=SIZE) as pilot:
+            policy = Recording()
+            app.gc_policy = policy  # type: ignore[assignment]
+            await app.open_conversation(first)
+            await app.open_conversation(second)
+            await pilot.pause()
+            busy_until = time.monotonic() + 0.8
+            while time.monotonic() < busy_until:  # typing, then resizing, for 0.8 s
+                await type_now(app, "x")
+                await pilot.pause(0.1)
+            resized = time.monotonic()
+            await pilot.resize_terminal(SIZE[0] - 10, SIZE[1])
+            assert policy.full_at == []
+            await wait_for(lambda: bool(policy.full_at), pilot)
+            assert policy.full_at[0] - resized >= 0.4
+            await pilot.pause(0.6)
+            assert len(policy.full_at) == 1
+
+    run(scenario)
+
+
 def test_domain_never_imports_textual() -> None:
     code = (
         "import sys, chatterm.chat, chatterm.store, chatterm.config, chatterm.state, "

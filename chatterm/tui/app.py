@@ -39,6 +39,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from chatterm import paths, state
@@ -133,6 +134,10 @@ class ChattermApp(App[int]):
     TITLE = "chatterm"
     # The longest a streaming reply waits for typed input to be drawn (see _show_input).
     INPUT_SHOWN_S = 0.1
+    # The full collection after a conversation is replaced (chatterm.gc_policy) walks every
+    # object of the process, 50-100 ms on a modest machine: it waits until the user has left
+    # the app alone (no key, click or resize) this long, and for no reply to be streaming.
+    FULL_PASS_QUIET_S = 1.0
     BINDINGS: ClassVar[list[BindingType]] = keys.bindings("app")
     CSS = """
     #main { height: 1fr; }
@@ -173,6 +178,8 @@ class ChattermApp(App[int]):
         self._input_count = 0
         self._drawn_count = 0
         self.last_input_at: float | None = None
+        self._last_activity_at = 0.0  # input or a resize (monotonic): see FULL_PASS_QUIET_S
+        self._full_pass: Timer | None = None  # a full collection is waiting for quiet
         self.controller = ConversationController(
             store, config, choice, pool=BackendPool(), listener=self.presenter,
             follow_routes=follow_routes, input_pending=self._input_pending,
@@ -366,6 +373,9 @@ class ChattermApp(App[int]):
             if not isinstance(message, events.MouseMove):  # a move draws nothing new
                 self._input_count += 1  # on the loop (the driver posts through it)
             self.last_input_at = time.monotonic()  # the streaming reply draws less often
+            self._last_activity_at = self.last_input_at
+        elif isinstance(message, events.Resize):
+            self._last_activity_at = time.monotonic()
         return super().post_message(message)
 
     def _input_pending(self) -> Awaitable[None] | None:
@@ -553,8 +563,8 @@ class ChattermApp(App[int]):
             return  # another conversation was opened meanwhile: its own read shows it
         await self.view.show(view.branch, view.positions, prepared=prepared)
         self.prompt_input.set_history(view.prompt_history)
-        if self.gc_policy is not None:
-            self.set_timer(0.3, self._collect_full)
+        if self.gc_policy is not None and self._full_pass is None:
+            self._full_pass = self.set_timer(self.FULL_PASS_QUIET_S, self._collect_full)
 
     async def read_view(self, prepare: bool = True) -> tuple[BranchView, dict[int, list[Any]]]:
         """The open conversation, read in a thread on a read-only connection of its own (an
@@ -581,9 +591,17 @@ class ChattermApp(App[int]):
         return await asyncio.to_thread(read)
 
     def _collect_full(self) -> None:
-        """Reclaim widgets that were frozen and have since been replaced (gc_policy)."""
-        if self.gc_policy is not None and not self.streaming:
-            self.gc_policy.full()
+        """Reclaim widgets that were frozen and have since been replaced (gc_policy), once
+        the app has been quiet for FULL_PASS_QUIET_S and nothing streams; until then, later."""
+        self._full_pass = None
+        if self.gc_policy is None:
+            return
+        quiet = time.monotonic() - self._last_activity_at
+        if self.streaming or quiet < self.FULL_PASS_QUIET_S:
+            wait = self.FULL_PASS_QUIET_S - quiet if not self.streaming else self.FULL_PASS_QUIET_S
+            self._full_pass = self.set_timer(max(wait, 0.05), self._collect_full)
+            return
+        self.gc_policy.full()
 
     async def on_sidebar_conversation_selected(self, event: Sidebar.ConversationSelected) -> None:
         event.stop()
