@@ -39,7 +39,7 @@ def parsed_markdown(cls: type[DocumentT], markup: str, **options: Any) -> Docume
     is then copied: whatever attributes a Rich version sets there, a document made here has
     them, with ``markup`` and its tokens (``parsed``) replaced."""
     templates: dict[tuple[Any, ...], Markdown] | None = getattr(_LOCAL, "templates", None)
-    if templates is None:
+    if templates is None or len(templates) >= 64:  # a few: a class per theme colour, options
         templates = _LOCAL.templates = {}
     key = (cls, *sorted(options.items()))
     template = templates.get(key)

@@ -136,7 +136,7 @@ class ChattermApp(App[int]):
     INPUT_SHOWN_S = 0.1
     # The full collection after a conversation is replaced (chatterm.gc_policy) walks every
     # object of the process, 50-100 ms on a modest machine: it waits until the user has left
-    # the app alone (no key, click or resize) this long, and for no reply to be streaming.
+    # the app alone (no key, no mouse, no resize) this long, and for no reply to be streaming.
     FULL_PASS_QUIET_S = 1.0
     BINDINGS: ClassVar[list[BindingType]] = keys.bindings("app")
     CSS = """
@@ -178,7 +178,7 @@ class ChattermApp(App[int]):
         self._input_count = 0
         self._drawn_count = 0
         self.last_input_at: float | None = None
-        self._last_activity_at = 0.0  # input or a resize (monotonic): see FULL_PASS_QUIET_S
+        self._last_activity_at = 0.0  # any input (mouse moves too) or a resize: FULL_PASS_QUIET_S
         self._full_pass: Timer | None = None  # a full collection is waiting for quiet
         self.controller = ConversationController(
             store, config, choice, pool=BackendPool(), listener=self.presenter,

@@ -68,23 +68,30 @@ class ConversationList(OptionList):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._drawing_in: Region | None = None
+        self._drawing = False
+        self._drawn_in: tuple[bool, bool, Region] | None = None
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # The list's scrollable region is asked for three times per row drawn (the OptionList
         # checks its line cache for each row), and each answer walks up to the screen and
-        # through its compositor: a third of drawing the sidebar, 5 ms of each resize. It
-        # cannot change while the rows are drawn, so it is worked out once for them.
-        self._drawing_in = super().scrollable_content_region
+        # through its compositor: a third of drawing the sidebar, 5 ms of each resize. While
+        # the rows are drawn it changes only if a scroll bar comes or goes (the OptionList
+        # updates its size first thing), so it is kept for the scroll bars it was made with.
+        self._drawing = True
         try:
             return super().render_lines(crop)
         finally:
-            self._drawing_in = None
+            self._drawing, self._drawn_in = False, None
 
     @property
     def scrollable_content_region(self) -> Region:
-        region = self._drawing_in
-        return super().scrollable_content_region if region is None else region
+        if not self._drawing:
+            return super().scrollable_content_region
+        bars = (self.show_vertical_scrollbar, self.show_horizontal_scrollbar)
+        kept = self._drawn_in
+        if kept is None or kept[:2] != bars:
+            kept = self._drawn_in = (*bars, super().scrollable_content_region)
+        return kept[2]
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
