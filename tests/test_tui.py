@@ -766,6 +766,14 @@ def test_sidebar_pages_lazily(tmp_path: Path) -> None:
     run(scenario)
 
 
+def long_titled_history(tmp_path: Path) -> tuple[ChattermApp, HistoryStore]:
+    """An app over three conversations whose titles are longer than the sidebar."""
+    app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
+    for i in range(3):
+        store.create_conversation(f"a conversation with a rather long title {i}")
+    return app, store
+
+
 def test_sidebar_list_follows_a_resize_and_a_longer_list(tmp_path: Path) -> None:
     """A narrower sidebar draws its titles cut at its new width, and a list that grows past the
     sidebar's height gets its scroll bar and scrolls to its last conversation."""
@@ -776,9 +784,7 @@ def test_sidebar_list_follows_a_resize_and_a_longer_list(tmp_path: Path) -> None
         return [line[region.x : region.right].rstrip() for line in lines[region.y : region.bottom]]
 
     async def scenario() -> None:
-        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
-        for i in range(3):
-            store.create_conversation(f"a conversation with a rather long title {i}")
+        app, store = long_titled_history(tmp_path)
         async with app.run_test(size=(120, 30)) as pilot:
             options = app.sidebar.option_list
             await pilot.pause()
@@ -819,9 +825,7 @@ def test_a_scroll_bar_that_comes_while_the_sidebar_draws_keeps_its_column(
     while the scroll bars it was worked out for stay)."""
 
     async def scenario() -> None:
-        app, store = make_app(tmp_path, Choice("openai", BackendConfig(), {}, None, None))
-        for i in range(3):
-            store.create_conversation(f"a conversation with a rather long title {i}")
+        app, store = long_titled_history(tmp_path)
         async with app.run_test(size=(120, 30)) as pilot:
             await pilot.pause()
             options = app.sidebar.option_list

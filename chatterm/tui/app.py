@@ -596,10 +596,10 @@ class ChattermApp(App[int]):
         self._full_pass = None
         if self.gc_policy is None:
             return
-        quiet = time.monotonic() - self._last_activity_at
-        if self.streaming or quiet < self.FULL_PASS_QUIET_S:
-            wait = self.FULL_PASS_QUIET_S - quiet if not self.streaming else self.FULL_PASS_QUIET_S
-            self._full_pass = self.set_timer(max(wait, 0.05), self._collect_full)
+        wait = self.FULL_PASS_QUIET_S - (time.monotonic() - self._last_activity_at)
+        if self.streaming or wait > 0:  # streaming: look again in a quiet period's time
+            wait = self.FULL_PASS_QUIET_S if self.streaming else max(wait, 0.05)
+            self._full_pass = self.set_timer(wait, self._collect_full)
             return
         self.gc_policy.full()
 
